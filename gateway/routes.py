@@ -1,0 +1,189 @@
+"""REST routes: each parses JSON, builds one request message, calls one RPC and renders the reply.
+
+Errors are not handled here: a `grpc.RpcError` or `ApiError` raised by a route
+is turned into the error envelope by the middleware in `gateway.app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import orjson
+from aiohttp import web
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2
+
+from gateway import convert
+from gateway.client import OJSClient
+from gateway.errors import from_rpc_error
+
+__all__ = ["MEDIA_TYPE", "REQUEST_ID", "Routes", "json_response", "rpc_metadata"]
+
+MEDIA_TYPE = "application/openjobspec+json"
+
+REQUEST_ID = web.RequestKey("ojs_request_id", str)
+
+# Documented defaults of the list RPCs (queue.proto); echoed as pagination.limit when the client sent none.
+_LIST_QUEUES_DEFAULT_LIMIT = 100
+_LIST_DEAD_LETTER_DEFAULT_LIMIT = 50
+
+_FORWARDED_HEADERS = (("traceparent", "traceparent"), ("tracestate", "tracestate"))
+
+
+def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A response with a JSON body; `body` may be bytes that already are JSON."""
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    response = web.Response(body=payload, status=status, headers=headers)
+    # Set verbatim: aiohttp's content_type/charset helpers would append "; charset=utf-8".
+    response.headers["Content-Type"] = MEDIA_TYPE
+    return response
+
+
+def _metadata_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def rpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata of the call made for `request`: request id and trace context."""
+    metadata = [("x-ojs-request-id", request[REQUEST_ID])]
+    for header, key in _FORWARDED_HEADERS:
+        value = request.headers.get(header)
+        if value and _metadata_safe(value):
+            metadata.append((key, value))
+    return tuple(metadata)
+
+
+class Routes:
+    """The handlers, bound to one `OJSClient`."""
+
+    def __init__(self, client: OJSClient) -> None:
+        self._client = client
+
+    def add_to(self, app: web.Application) -> None:
+        router = app.router
+        router.add_get("/ojs/manifest", self.manifest)
+        router.add_get("/ojs/v1/health", self.health)
+        router.add_post("/ojs/v1/jobs", self.enqueue)
+        router.add_get("/ojs/v1/jobs/{id}", self.get_job)
+        router.add_delete("/ojs/v1/jobs/{id}", self.cancel_job)
+        router.add_post("/ojs/v1/jobs/{id}/activate", self.activate_job)
+        router.add_post("/ojs/v1/workers/fetch", self.fetch)
+        router.add_post("/ojs/v1/workers/ack", self.ack)
+        router.add_post("/ojs/v1/workers/nack", self.nack)
+        router.add_post("/ojs/v1/workers/heartbeat", self.heartbeat)
+        router.add_get("/ojs/v1/queues", self.list_queues)
+        router.add_get("/ojs/v1/dead-letter", self.list_dead_letter)
+        router.add_post("/ojs/v1/dead-letter/{id}/retry", self.retry_dead_letter)
+        router.add_delete("/ojs/v1/dead-letter/{id}", self.delete_dead_letter)
+        router.add_get("/ojs/v1/events", self.list_events)
+
+    # ---- System ----
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        response = await self._client.Manifest(service_pb2.ManifestRequest(), metadata=rpc_metadata(request))
+        return json_response(convert.render_manifest(response))
+
+    async def health(self, request: web.Request) -> web.Response:
+        try:
+            response = await self._client.Health(service_pb2.HealthRequest(), metadata=rpc_metadata(request))
+        except grpc.RpcError as exc:
+            # Health must answer even when the service cannot: report it degraded, not an error envelope.
+            error = from_rpc_error(exc)
+            body = {
+                "status": "degraded",
+                "backend": {"type": "redis", "status": "disconnected", "error": error.message},
+            }
+            return json_response(body, status=503, headers={"Retry-After": error.headers.get("Retry-After", "5")})
+        status, body = convert.render_health(response)
+        return json_response(body, status=status)
+
+    # ---- Jobs ----
+
+    async def enqueue(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        # Only checked for shape; the server parses and validates the envelope itself.
+        convert.json_object(raw)
+        response = await self._client.Enqueue(job_pb2.EnqueueRequest(job_json=raw), metadata=rpc_metadata(request))
+        job = convert.job_to_json(response.job)
+        if response.deduplicated:
+            return json_response({"job": job, "deduplicated": True})
+        return json_response({"job": job}, status=201, headers={"Location": f"/ojs/v1/jobs/{response.job.id}"})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        rpc = job_pb2.GetJobRequest(job_id=request.match_info["id"])
+        response = await self._client.GetJob(rpc, metadata=rpc_metadata(request))
+        return json_response({"job": convert.job_to_json(response.job)})
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        rpc = job_pb2.CancelJobRequest(job_id=request.match_info["id"])
+        response = await self._client.CancelJob(rpc, metadata=rpc_metadata(request))
+        job = convert.job_to_json(response.job)
+        if response.previous_state:
+            job["previous_state"] = convert.job_state(response.previous_state)
+        return json_response({"job": job})
+
+    async def activate_job(self, request: web.Request) -> web.Response:
+        rpc = job_pb2.ActivateJobRequest(job_id=request.match_info["id"])
+        response = await self._client.ActivateJob(rpc, metadata=rpc_metadata(request))
+        return json_response({"job": convert.job_to_json(response.job)})
+
+    # ---- Workers ----
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        body = convert.json_object(await request.read())
+        response = await self._client.Fetch(convert.fetch_request(body), metadata=rpc_metadata(request))
+        return json_response({"jobs": [convert.job_to_json(job) for job in response.jobs]})
+
+    async def ack(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        rpc = convert.ack_request(convert.json_object(raw), raw)
+        response = await self._client.Ack(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_ack(response, rpc.job_id))
+
+    async def nack(self, request: web.Request) -> web.Response:
+        rpc = convert.nack_request(convert.json_object(await request.read()))
+        response = await self._client.Nack(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_nack(response, rpc.job_id))
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        rpc = convert.heartbeat_request(convert.json_object(await request.read()))
+        response = await self._client.Heartbeat(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_heartbeat(response))
+
+    # ---- Queues ----
+
+    async def list_queues(self, request: web.Request) -> web.Response:
+        limit = convert.query_int(request.query, "limit")
+        rpc = queue_pb2.ListQueuesRequest(limit=limit or 0, cursor=request.query.get("cursor", ""))
+        response = await self._client.ListQueues(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_queues(response, limit or _LIST_QUEUES_DEFAULT_LIMIT))
+
+    # ---- Dead letter ----
+
+    async def list_dead_letter(self, request: web.Request) -> web.Response:
+        limit = convert.query_int(request.query, "limit")
+        rpc = queue_pb2.ListDeadLetterRequest(
+            queue=request.query.get("queue", ""),
+            limit=limit or 0,
+            cursor=request.query.get("cursor", ""),
+        )
+        response = await self._client.ListDeadLetter(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_dead_letter(response, limit or _LIST_DEAD_LETTER_DEFAULT_LIMIT))
+
+    async def retry_dead_letter(self, request: web.Request) -> web.Response:
+        rpc = queue_pb2.RetryDeadLetterRequest(job_id=request.match_info["id"])
+        response = await self._client.RetryDeadLetter(rpc, metadata=rpc_metadata(request))
+        return json_response({"job": convert.job_to_json(response.job)})
+
+    async def delete_dead_letter(self, request: web.Request) -> web.Response:
+        rpc = queue_pb2.DeleteDeadLetterRequest(job_id=request.match_info["id"])
+        await self._client.DeleteDeadLetter(rpc, metadata=rpc_metadata(request))
+        return json_response({"deleted": True, "job_id": rpc.job_id})
+
+    # ---- Events ----
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        rpc: events_pb2.ListEventsRequest = convert.list_events_request(request.query)
+        response = await self._client.ListEvents(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_events(response))

@@ -1,0 +1,101 @@
+"""Composition root: Redis, scripts, store, services, gRPC server and gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from gateway.app import create_app
+from redis.asyncio import Redis
+
+from gateway.client import InProcessClient
+from server.config import Settings
+from server.domain.errors import OJSError
+from server.embedded_redis import EmbeddedRedis
+from server.rpc.server import GrpcServer
+from server.rpc.servicer import OJSServicer
+from server.service.events import EventService
+from server.service.jobs import JobService
+from server.service.system import SystemService
+from server.store.job_store import JobStore
+from server.store.keys import KeySchema
+
+log = logging.getLogger(__name__)
+
+# How long startup waits for a remote Redis to answer.
+REDIS_STARTUP_WAIT_S = 30.0
+# In-flight calls get this long to finish on shutdown.
+STOP_GRACE_S = 5.0
+
+
+class Application:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.grpc_port = 0
+        self.http_port = 0
+        self.redis_url = settings.redis_url or ""
+        self._embedded: EmbeddedRedis | None = None
+        self._redis: Redis | None = None
+        self._grpc: GrpcServer | None = None
+        self._http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        try:
+            if settings.redis_url is None:
+                self._embedded = EmbeddedRedis(settings.data_dir)
+                self.redis_url = await self._embedded.start()
+            self._redis = Redis.from_url(self.redis_url, health_check_interval=30)
+            store = JobStore(self._redis, KeySchema(settings.key_prefix), events_maxlen=settings.events_maxlen)
+            await self._wait_for_redis(store)
+
+            servicer = OJSServicer(
+                JobService(store, default_visibility_timeout_ms=settings.default_visibility_timeout_ms),
+                EventService(store),
+                SystemService(store),
+            )
+            self._grpc = GrpcServer(servicer, api_key=settings.api_key)
+            self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
+            await self._grpc.start()
+
+            gateway = create_app(
+                InProcessClient(servicer), api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
+            )
+            self._http = web.AppRunner(gateway, access_log=None, handle_signals=False)
+            await self._http.setup()
+            site = web.TCPSite(self._http, settings.host, settings.http_port)
+            await site.start()
+            self.http_port = int(self._http.addresses[0][1])
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_for_redis(self, store: JobStore) -> None:
+        deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S
+        while True:
+            try:
+                await store.load_scripts()
+                return
+            except OJSError as exc:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise RuntimeError(f"Redis at {self.redis_url} is unreachable: {exc.message}") from exc
+                log.warning("waiting for Redis: %s", exc.message)
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        """Stop in reverse order of start; safe to call more than once."""
+        if self._grpc is not None:
+            await self._grpc.set_serving(False)
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        if self._grpc is not None:
+            await self._grpc.stop(STOP_GRACE_S)
+            self._grpc = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._embedded is not None:
+            await self._embedded.stop()
+            self._embedded = None

@@ -1,0 +1,103 @@
+"""Process settings, read once from the environment.
+
+Names follow the OJS reference server (OJS_PORT, OJS_GRPC_PORT, REDIS_URL,
+OJS_API_KEY, OJS_ALLOW_INSECURE_NO_AUTH); units are part of the field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f"..{maximum}"
+        raise SettingsError(f"{name} must be in {minimum}{upper}, got {value}")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 9090
+    # None: start and own a private redis-server persisting into data_dir.
+    redis_url: str | None = None
+    data_dir: Path = Path("ojs-data")
+    key_prefix: str = "ojs"
+    api_key: str | None = None
+    allow_insecure_no_auth: bool = False
+    # Largest HTTP request body accepted (the spec asks for at least 1 MiB envelopes).
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Approximate cap of the event log stream.
+    events_maxlen: int = 100_000
+    # Lease length of a fetched job when neither the job nor the fetch names one.
+    default_visibility_timeout_ms: int = 1_800_000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        redis_url = env.get("REDIS_URL", "").strip() or None
+        api_key = env.get("OJS_API_KEY", "").strip() or None
+        return cls(
+            host=env.get("OJS_HOST", cls.host).strip() or cls.host,
+            http_port=_int(env, "OJS_PORT", cls.http_port, maximum=65535),
+            grpc_port=_int(env, "OJS_GRPC_PORT", cls.grpc_port, maximum=65535),
+            redis_url=redis_url,
+            data_dir=Path(env.get("OJS_DATA_DIR", "").strip() or cls.data_dir),
+            key_prefix=env.get("OJS_KEY_PREFIX", cls.key_prefix).strip() or cls.key_prefix,
+            api_key=api_key,
+            allow_insecure_no_auth=_bool(env, "OJS_ALLOW_INSECURE_NO_AUTH", False),
+            max_body_bytes=_int(env, "OJS_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            events_maxlen=_int(env, "OJS_EVENTS_MAXLEN", cls.events_maxlen, minimum=100),
+            default_visibility_timeout_ms=_int(
+                env, "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS", cls.default_visibility_timeout_ms, minimum=1000
+            ),
+            log_level=(env.get("OJS_LOG_LEVEL", cls.log_level).strip() or cls.log_level).upper(),
+        )
+
+    def check_exposure(self) -> None:
+        """Refuse to serve without auth on a non-loopback address unless told to."""
+        if self.api_key is None and not is_loopback_host(self.host) and not self.allow_insecure_no_auth:
+            raise SettingsError(
+                f"OJS_HOST={self.host} is reachable from other machines but OJS_API_KEY is not set; "
+                "set OJS_API_KEY, or OJS_ALLOW_INSECURE_NO_AUTH=true to serve without authentication"
+            )

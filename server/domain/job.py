@@ -1,0 +1,103 @@
+"""Job data as the service layer sees it: a validated new job and a stored job."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from server.domain.retry import RetryPolicy
+from server.domain.states import JobState
+
+SPEC_VERSION = "1.0"
+DEFAULT_QUEUE = "default"
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """A job that passed validation and is ready to be stored."""
+
+    id: str
+    type: str
+    queue: str
+    args: list[Any]
+    meta: dict[str, Any]
+    priority: int
+    retry: RetryPolicy
+    created_at_ms: int
+    scheduled_at_ms: int | None = None
+    expires_at_ms: int | None = None
+    timeout_ms: int | None = None
+    visibility_timeout_ms: int | None = None
+    tags: tuple[str, ...] = ()
+    # Unknown top-level envelope fields, echoed back verbatim.
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pending: bool = False
+    schema: str | None = None
+    trace_id: str | None = None
+    unique: dict[str, Any] | None = None
+
+    @property
+    def initial_state(self) -> JobState:
+        if self.pending:
+            return JobState.PENDING
+        if self.scheduled_at_ms is not None and self.scheduled_at_ms > self.created_at_ms:
+            return JobState.SCHEDULED
+        return JobState.AVAILABLE
+
+
+@dataclasses.dataclass(frozen=True)
+class JobErrorRecord:
+    code: str
+    message: str
+    type: str
+    retryable: bool
+    attempt: int
+    occurred_at_ms: int
+    details: dict[str, Any] | None = None
+    backtrace: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredJob:
+    """A job read back from the store.
+
+    JSON-valued fields (args, meta, result, extra, parent_results) stay as raw
+    JSON bytes: they travel to clients without being decoded.
+    """
+
+    id: str
+    type: str
+    queue: str
+    state: JobState
+    priority: int
+    attempt: int
+    max_attempts: int
+    args_json: bytes
+    meta_json: bytes
+    retry: RetryPolicy
+    created_at_ms: int
+    enqueued_at_ms: int | None = None
+    scheduled_at_ms: int | None = None
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+    cancelled_at_ms: int | None = None
+    discarded_at_ms: int | None = None
+    expires_at_ms: int | None = None
+    next_attempt_at_ms: int | None = None
+    lease_expires_at_ms: int | None = None
+    retry_delay_ms: int | None = None
+    timeout_ms: int | None = None
+    visibility_timeout_ms: int | None = None
+    tags: tuple[str, ...] = ()
+    extra_json: bytes | None = None
+    result_json: bytes | None = None
+    error: JobErrorRecord | None = None
+    errors: tuple[JobErrorRecord, ...] = ()
+    worker_id: str | None = None
+    schema: str | None = None
+    trace_id: str | None = None
+    workflow_id: str | None = None
+    parent_results_json: bytes | None = None
+    unique: dict[str, Any] | None = None

@@ -1,0 +1,241 @@
+"""Validation of a job envelope in the OJS JSON form into a `NewJob`.
+
+Accepts the HTTP binding's shape (`options.*`) and the core envelope's
+top-level fields; `options` wins where both are given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from server.domain.clock import parse_rfc3339_ms
+from server.domain.durations import parse_duration_ms
+from server.domain.errors import ErrorCode, OJSError, invalid
+from server.domain.ids import is_uuid7, new_uuid7
+from server.domain.job import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, NewJob
+from server.domain.retry import parse_retry_policy
+
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
+QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-\.]*$")
+MAX_NAME_BYTES = 255
+
+# Fields with a meaning in the envelope; everything else is preserved in `extra`.
+_ENVELOPE_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "args",
+        "meta",
+        "options",
+        "schema",
+        "specversion",
+        "queue",
+        "priority",
+        "timeout",
+        "scheduled_at",
+        "expires_at",
+        "retry",
+        "unique",
+        "visibility_timeout",
+        "tags",
+        "trace_id",
+    }
+)
+# System-managed fields: a client cannot set them, so they are dropped (core §5.3).
+_SYSTEM_FIELDS = frozenset(
+    {
+        "state",
+        "attempt",
+        "max_attempts",
+        "created_at",
+        "enqueued_at",
+        "started_at",
+        "completed_at",
+        "cancelled_at",
+        "discarded_at",
+        "error",
+        "errors",
+        "result",
+        "next_attempt_at",
+        "retry_delay_ms",
+        "worker_id",
+        "workflow_id",
+        "parent_results",
+        "lease_expires_at",
+    }
+)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_name(value: Any, *, field: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid(f"{field} must be a non-empty string", field=field)
+    if len(value.encode()) > MAX_NAME_BYTES:
+        raise invalid(f"{field} must be at most {MAX_NAME_BYTES} bytes", field=field)
+    if pattern.match(value) is None:
+        raise invalid(f"{field} {value!r} does not match {pattern.pattern}", field=field)
+    return value
+
+
+def validate_queue(value: Any, field: str = "queue") -> str:
+    return validate_name(value, field=field, pattern=QUEUE_PATTERN)
+
+
+def parse_time_ms(value: Any, *, field: str, now_ms: int) -> int:
+    """An RFC 3339 timestamp with zone, or `+<ISO 8601 duration>` relative to now."""
+    if not isinstance(value, str) or not value:
+        raise invalid(f"{field} must be an RFC 3339 timestamp or '+<ISO 8601 duration>'", field=field)
+    if value.startswith("+"):
+        delta = parse_duration_ms(value[1:])
+        if delta is None:
+            raise invalid(f"{field} has an invalid relative duration {value!r}", field=field)
+        return now_ms + delta
+    parsed = parse_rfc3339_ms(value)
+    if parsed is None:
+        raise invalid(f"{field} must be an RFC 3339 timestamp with a time zone, got {value!r}", field=field)
+    return parsed
+
+
+def _positive_ms(value: Any, *, field: str, seconds: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise invalid(f"{field} must be a positive number", field=field)
+    return int(value * 1000) if seconds else int(value)
+
+
+def _option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str) -> tuple[str, Any] | None:
+    """First present (non-null) name, looked up in options, then the top level."""
+    for source, prefix in ((options, "options."), (body, "")):
+        for name in names:
+            if source.get(name) is not None:
+                return prefix + name, source[name]
+    return None
+
+
+def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
+    if not isinstance(body, Mapping):
+        raise OJSError(ErrorCode.INVALID_PAYLOAD, "request body must be a JSON object")
+
+    if "type" not in body or body["type"] is None:
+        raise invalid("type is required", field="type")
+    job_type = validate_name(body["type"], field="type", pattern=TYPE_PATTERN)
+
+    if "args" not in body:
+        raise invalid("args is required and must be a JSON array", field="args")
+    args = body["args"]
+    if not isinstance(args, list):
+        raise invalid("args must be a JSON array", field="args")
+
+    job_id = body.get("id")
+    if job_id is None:
+        job_id = new_uuid7()
+    elif not isinstance(job_id, str) or not is_uuid7(job_id):
+        raise invalid("id must be a lowercase UUIDv7", field="id")
+
+    meta = body.get("meta")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise invalid("meta must be a JSON object", field="meta")
+
+    options = body.get("options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise invalid("options must be a JSON object", field="options")
+
+    found = _option(options, body, "queue")
+    queue = validate_queue(found[1], found[0]) if found else DEFAULT_QUEUE
+
+    priority = 0
+    found = _option(options, body, "priority")
+    if found:
+        field, priority = found
+        if not _is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise invalid(f"{field} must be an integer in [{MIN_PRIORITY}, {MAX_PRIORITY}]", field=field)
+
+    timeout_ms = None
+    found = _option(options, body, "timeout_ms")
+    if found:
+        timeout_ms = _positive_ms(found[1], field=found[0])
+    elif (found := _option(options, body, "timeout")) is not None:
+        timeout_ms = _positive_ms(found[1], field=found[0], seconds=True)
+
+    visibility_ms = None
+    found = _option(options, body, "visibility_timeout_ms")
+    if found:
+        visibility_ms = _positive_ms(found[1], field=found[0])
+    elif (found := _option(options, body, "visibility_timeout")) is not None:
+        visibility_ms = _positive_ms(found[1], field=found[0], seconds=True)
+
+    scheduled_at = None
+    found = _option(options, body, "scheduled_at", "delay_until")
+    if found:
+        scheduled_at = parse_time_ms(found[1], field=found[0], now_ms=now_ms)
+
+    expires_at = None
+    found = _option(options, body, "expires_at")
+    if found:
+        expires_at = parse_time_ms(found[1], field=found[0], now_ms=now_ms)
+
+    max_attempts_override = None
+    if options.get("max_attempts") is not None:
+        max_attempts_override = options["max_attempts"]
+    found = _option(options, body, "retry", "retry_policy")
+    retry = parse_retry_policy(found[1] if found else None, max_attempts_override=max_attempts_override)
+
+    tags: tuple[str, ...] = ()
+    found = _option(options, body, "tags")
+    if found:
+        if not isinstance(found[1], list) or not all(isinstance(t, str) for t in found[1]):
+            raise invalid(f"{found[0]} must be a list of strings", field=found[0])
+        tags = tuple(found[1])
+
+    # options.metadata is merged into meta so workers see it (e.g. test directives).
+    metadata = options.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise invalid("options.metadata must be a JSON object", field="options.metadata")
+        meta = {**metadata, **meta}
+
+    schema = body.get("schema")
+    if schema is not None and not isinstance(schema, str):
+        raise invalid("schema must be a string URI", field="schema")
+
+    unique = _option(options, body, "unique")
+    if unique is not None and not isinstance(unique[1], dict):
+        raise invalid(f"{unique[0]} must be a JSON object", field=unique[0])
+
+    pending = options.get("pending", False)
+    if not isinstance(pending, bool):
+        raise invalid("options.pending must be a boolean", field="options.pending")
+
+    trace_id = body.get("trace_id")
+    if trace_id is None and isinstance(meta.get("trace_id"), str):
+        trace_id = meta["trace_id"]
+
+    extra = {k: v for k, v in body.items() if k not in _ENVELOPE_FIELDS and k not in _SYSTEM_FIELDS}
+    return NewJob(
+        id=job_id,
+        type=job_type,
+        queue=queue,
+        args=args,
+        meta=meta,
+        priority=priority,
+        retry=retry,
+        created_at_ms=now_ms,
+        scheduled_at_ms=scheduled_at,
+        expires_at_ms=expires_at,
+        timeout_ms=timeout_ms,
+        visibility_timeout_ms=visibility_ms,
+        tags=tags,
+        extra=extra,
+        pending=pending,
+        schema=schema,
+        trace_id=trace_id if isinstance(trace_id, str) else None,
+        unique=unique[1] if unique else None,
+    )

@@ -1,0 +1,282 @@
+"""Protobuf messages <-> service-layer values. No business rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+from ojs.v1 import events_pb2, job_pb2
+
+from server.domain.clock import format_rfc3339_ms
+from server.domain.durations import format_duration_ms
+from server.domain.errors import ErrorCode, OJSError
+from server.domain.job import JobErrorRecord, StoredJob
+from server.domain.retry import RetryPolicy
+from server.domain.states import JobState
+from server.store.job_store import EventRecord
+
+STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
+    JobState.SCHEDULED: job_pb2.JOB_STATE_SCHEDULED,
+    JobState.AVAILABLE: job_pb2.JOB_STATE_AVAILABLE,
+    JobState.PENDING: job_pb2.JOB_STATE_PENDING,
+    JobState.ACTIVE: job_pb2.JOB_STATE_ACTIVE,
+    JobState.COMPLETED: job_pb2.JOB_STATE_COMPLETED,
+    JobState.RETRYABLE: job_pb2.JOB_STATE_RETRYABLE,
+    JobState.CANCELLED: job_pb2.JOB_STATE_CANCELLED,
+    JobState.DISCARDED: job_pb2.JOB_STATE_DISCARDED,
+}
+_PROTO_TO_STATE = {v: k for k, v in STATE_TO_PROTO.items()}
+_CONFLICT_ACTIONS = {
+    job_pb2.UNIQUE_CONFLICT_ACTION_REJECT: "reject",
+    job_pb2.UNIQUE_CONFLICT_ACTION_REPLACE: "replace",
+    job_pb2.UNIQUE_CONFLICT_ACTION_IGNORE: "ignore",
+    job_pb2.UNIQUE_CONFLICT_ACTION_REPLACE_EXCEPT_SCHEDULE: "replace_except_schedule",
+}
+
+
+def timestamp(epoch_ms: int) -> timestamp_pb2.Timestamp:
+    seconds, millis = divmod(epoch_ms, 1000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=millis * 1_000_000)
+
+
+def duration(ms: int) -> duration_pb2.Duration:
+    seconds, millis = divmod(ms, 1000)
+    return duration_pb2.Duration(seconds=seconds, nanos=millis * 1_000_000)
+
+
+def _timestamp_ms(value: timestamp_pb2.Timestamp) -> int:
+    return value.seconds * 1000 + value.nanos // 1_000_000
+
+
+def _duration_ms(value: duration_pb2.Duration) -> int:
+    return value.seconds * 1000 + value.nanos // 1_000_000
+
+
+def decode_json(raw: bytes, *, field: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise OJSError(ErrorCode.INVALID_PAYLOAD, f"{field} is not valid JSON: {exc}") from None
+
+
+# ---- requests -> service inputs ----
+
+
+def enqueue_envelope(request: job_pb2.EnqueueRequest | job_pb2.BatchJobEntry) -> Any:
+    """The job in the OJS JSON form: `job_json` as sent, or built from the official fields."""
+    if request.job_json:
+        return decode_json(request.job_json, field="job_json")
+    envelope: dict[str, Any] = {
+        "type": request.type or None,
+        "args": [MessageToDict(value) for value in request.args],
+    }
+    if request.HasField("options"):
+        options, meta = _options(request.options)
+        envelope["options"] = options
+        if meta is not None:
+            envelope["meta"] = meta
+    return envelope
+
+
+def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    out: dict[str, Any] = {}
+    if options.queue:
+        out["queue"] = options.queue
+    if options.priority:
+        out["priority"] = options.priority
+    if options.HasField("delay_until"):
+        out["delay_until"] = format_rfc3339_ms(_timestamp_ms(options.delay_until))
+    if options.HasField("timeout"):
+        out["timeout_ms"] = _duration_ms(options.timeout)
+    if options.HasField("visibility_timeout"):
+        out["visibility_timeout_ms"] = _duration_ms(options.visibility_timeout)
+    if options.HasField("ttl"):
+        out["expires_at"] = "+" + format_duration_ms(_duration_ms(options.ttl))
+    if options.tags:
+        out["tags"] = list(options.tags)
+    if options.max_attempts:
+        out["max_attempts"] = options.max_attempts
+    if options.HasField("retry"):
+        out["retry"] = _retry(options.retry)
+    if options.HasField("unique"):
+        out["unique"] = _unique(options.unique)
+    if options.pending:
+        out["pending"] = True
+    meta = MessageToDict(options.meta) if options.HasField("meta") else None
+    if options.trace_id:
+        meta = {**(meta or {}), "trace_id": options.trace_id}
+    return out, meta
+
+
+def _retry(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
+    # proto3 cannot tell 0 from unset: zero values mean "use the default".
+    out: dict[str, Any] = {"jitter": policy.jitter}
+    if policy.max_attempts:
+        out["max_attempts"] = policy.max_attempts
+    if policy.HasField("initial_interval"):
+        out["initial_interval_ms"] = _duration_ms(policy.initial_interval)
+    if policy.backoff_coefficient:
+        out["backoff_coefficient"] = policy.backoff_coefficient
+    if policy.HasField("max_interval"):
+        out["max_interval_ms"] = _duration_ms(policy.max_interval)
+    if policy.non_retryable_errors:
+        out["non_retryable_errors"] = list(policy.non_retryable_errors)
+    if policy.on_exhaustion:
+        out["on_exhaustion"] = policy.on_exhaustion
+    if policy.backoff_strategy:
+        out["backoff_strategy"] = policy.backoff_strategy
+    return out
+
+
+def _unique(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if policy.keys:
+        out["keys"] = list(policy.keys)
+    if policy.key:
+        out["args_keys"] = list(policy.key)
+    if policy.args_keys:
+        out["args_keys"] = list(policy.args_keys)
+    if policy.meta_keys:
+        out["meta_keys"] = list(policy.meta_keys)
+    if policy.HasField("period"):
+        out["period"] = format_duration_ms(_duration_ms(policy.period))
+    if policy.on_conflict in _CONFLICT_ACTIONS:
+        out["on_conflict"] = _CONFLICT_ACTIONS[policy.on_conflict]
+    if policy.states:
+        out["states"] = [_PROTO_TO_STATE[s].value for s in policy.states if s in _PROTO_TO_STATE]
+    return out
+
+
+def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    return MessageToDict(value)
+
+
+# ---- service values -> responses ----
+
+
+def _json_struct(raw: bytes) -> struct_pb2.Struct | None:
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        return None
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def retry_policy(policy: RetryPolicy) -> job_pb2.RetryPolicy:
+    return job_pb2.RetryPolicy(
+        max_attempts=policy.max_attempts,
+        initial_interval=duration(policy.initial_interval_ms),
+        backoff_coefficient=policy.backoff_coefficient,
+        max_interval=duration(policy.max_interval_ms),
+        jitter=policy.jitter,
+        non_retryable_errors=list(policy.non_retryable_errors),
+        on_exhaustion=policy.on_exhaustion.value,
+        backoff_strategy=policy.strategy.value,
+    )
+
+
+def job_error(record: JobErrorRecord) -> job_pb2.JobError:
+    message = job_pb2.JobError(
+        code=record.code,
+        message=record.message,
+        retryable=record.retryable,
+        attempt=record.attempt,
+        type=record.type,
+    )
+    if record.occurred_at_ms:
+        message.occurred_at.CopyFrom(timestamp(record.occurred_at_ms))
+    if record.backtrace:
+        message.backtrace = record.backtrace
+    if record.details:
+        message.details.update(record.details)
+    return message
+
+
+_OPTIONAL_TIMES = (
+    ("enqueued_at_ms", "enqueued_at"),
+    ("scheduled_at_ms", "scheduled_at"),
+    ("started_at_ms", "started_at"),
+    ("completed_at_ms", "completed_at"),
+    ("expires_at_ms", "expires_at"),
+    ("cancelled_at_ms", "cancelled_at"),
+    ("discarded_at_ms", "discarded_at"),
+    ("next_attempt_at_ms", "next_attempt_at"),
+    ("lease_expires_at_ms", "lease_expires_at"),
+)
+
+
+def job(stored: StoredJob) -> job_pb2.Job:
+    message = job_pb2.Job(
+        id=stored.id,
+        type=stored.type,
+        queue=stored.queue,
+        state=STATE_TO_PROTO[stored.state],
+        priority=stored.priority,
+        attempt=stored.attempt,
+        max_attempts=stored.max_attempts,
+        retry_policy=retry_policy(stored.retry),
+        created_at=timestamp(stored.created_at_ms),
+        tags=list(stored.tags),
+        specversion="1.0",
+        args_json=stored.args_json,
+        meta_json=stored.meta_json,
+        errors=[job_error(e) for e in stored.errors],
+    )
+    # Official clients read args/meta/result as protobuf values.
+    args = struct_pb2.ListValue()
+    args.extend(orjson.loads(stored.args_json))
+    message.args.extend(args.values)
+    meta = _json_struct(stored.meta_json)
+    if meta is not None:
+        message.meta.CopyFrom(meta)
+    for attr, field in _OPTIONAL_TIMES:
+        value = getattr(stored, attr)
+        if value is not None:
+            getattr(message, field).CopyFrom(timestamp(value))
+    if stored.timeout_ms is not None:
+        message.timeout.CopyFrom(duration(stored.timeout_ms))
+    if stored.visibility_timeout_ms is not None:
+        message.visibility_timeout.CopyFrom(duration(stored.visibility_timeout_ms))
+    if stored.result_json is not None:
+        message.result_json = stored.result_json
+        result = _json_struct(stored.result_json)
+        if result is not None:
+            message.result.CopyFrom(result)
+    if stored.error is not None:
+        message.error.CopyFrom(job_error(stored.error))
+    if stored.extra_json:
+        message.extra_json = stored.extra_json
+    if stored.retry_delay_ms is not None:
+        message.retry_delay_ms = stored.retry_delay_ms
+    if stored.worker_id:
+        message.worker_id = stored.worker_id
+    if stored.schema:
+        message.schema = stored.schema
+    if stored.trace_id:
+        message.trace_id = stored.trace_id
+    if stored.workflow_id:
+        message.workflow_id = stored.workflow_id
+    if stored.parent_results_json:
+        message.parent_results_json = stored.parent_results_json
+    return message
+
+
+def event(record: EventRecord) -> events_pb2.Event:
+    message = events_pb2.Event(
+        id=f"evt_{record.cursor}",
+        type=record.type,
+        job_id=record.job_id,
+        job_type=record.job_type,
+        queue=record.queue,
+        timestamp=timestamp(record.time_ms),
+        data_json=record.data_json,
+        state=record.state,
+        cursor=record.cursor,
+    )
+    data = _json_struct(record.data_json)
+    if data is not None:
+        message.data.CopyFrom(data)
+    return message

@@ -1,0 +1,52 @@
+"""The grpc.aio server: OJSService plus standard health checking and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from ojs.v1 import service_pb2, service_pb2_grpc
+
+from server.rpc.interceptors import ApiKeyInterceptor
+from server.rpc.servicer import OJSServicer
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
+
+
+class GrpcServer:
+    def __init__(self, servicer: OJSServicer, *, api_key: str | None) -> None:
+        interceptors = [ApiKeyInterceptor(api_key)] if api_key else []
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        service_pb2_grpc.add_OJSServiceServicer_to_server(servicer, self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+
+    def bind(self, host: str, port: int) -> int:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        bound: int = self.server.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC to {address}")
+        return bound
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.set_serving(True)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace_s)

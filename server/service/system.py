@@ -1,0 +1,70 @@
+"""Manifest and health."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from server.domain.errors import OJSError
+from server.store.job_store import JobStore
+
+IMPLEMENTATION_NAME = "ojs-server-python"
+IMPLEMENTATION_VERSION = "0.1.0"
+SPEC_VERSION = "1.0"
+CONFORMANCE_LEVEL = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthReport:
+    healthy: bool
+    uptime_seconds: int
+    latency_ms: float | None
+    error: str | None
+
+
+class SystemService:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._started = time.monotonic()
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest document (HTTP binding §21, conformance §4)."""
+        return {
+            "specversion": SPEC_VERSION,
+            "ojs_version": SPEC_VERSION,
+            "implementation": {
+                "name": IMPLEMENTATION_NAME,
+                "version": IMPLEMENTATION_VERSION,
+                "language": "python",
+            },
+            "conformance_level": CONFORMANCE_LEVEL,
+            "conformance_tier": "runtime",
+            "protocols": ["http", "grpc"],
+            "backend": "redis",
+            "capabilities": {
+                "batch_enqueue": False,
+                "cron_jobs": False,
+                "dead_letter": False,
+                "delayed_jobs": True,
+                "job_ttl": False,
+                "priority_queues": True,
+                "rate_limiting": False,
+                "schema_validation": False,
+                "unique_jobs": False,
+                "workflows": False,
+                "pause_resume": False,
+            },
+            "extensions": {"official": [], "experimental": []},
+            "schema_validation": False,
+            "event_delivery": "at_least_once",
+            "endpoints": {"base_url": "/ojs/v1", "manifest": "/ojs/manifest", "health": "/ojs/v1/health"},
+        }
+
+    async def health(self) -> HealthReport:
+        uptime = int(time.monotonic() - self._started)
+        try:
+            latency = await self._store.ping_ms()
+        except OJSError as exc:
+            return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=exc.message)
+        return HealthReport(healthy=True, uptime_seconds=uptime, latency_ms=latency, error=None)

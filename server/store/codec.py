@@ -1,0 +1,173 @@
+"""Job hash fields <-> domain objects.
+
+JSON-valued fields are stored as JSON text and read back as raw bytes, so
+args and results reach clients byte for byte without being decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from server.domain.job import JobErrorRecord, NewJob, StoredJob
+from server.domain.retry import BackoffStrategy, OnExhaustion, RetryPolicy
+from server.domain.states import JobState
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def new_job_fields(job: NewJob) -> list[bytes | str | int]:
+    """Flat field/value list for HSET (state and enqueued_at are set by the script)."""
+    policy = job.retry
+    fields: dict[str, bytes | str | int] = {
+        "id": job.id,
+        "type": job.type,
+        "queue": job.queue,
+        "args": dumps(job.args),
+        "meta": dumps(job.meta),
+        "priority": job.priority,
+        "attempt": 0,
+        "created_at": job.created_at_ms,
+        # Flattened retry policy: the nack script reads these without decoding JSON.
+        "r_max": policy.max_attempts,
+        "r_init": policy.initial_interval_ms,
+        "r_coef": repr(policy.backoff_coefficient),
+        "r_maxi": policy.max_interval_ms,
+        "r_jit": 1 if policy.jitter else 0,
+        "r_strat": policy.strategy.value,
+        "r_nre": "\n".join(policy.non_retryable_errors),
+        "r_exh": policy.on_exhaustion.value,
+    }
+    optional: dict[str, bytes | str | int | None] = {
+        "scheduled_at": job.scheduled_at_ms,
+        "expires_at": job.expires_at_ms,
+        "timeout_ms": job.timeout_ms,
+        "visibility_timeout_ms": job.visibility_timeout_ms,
+        "tags": dumps(list(job.tags)) if job.tags else None,
+        "extra": dumps(job.extra) if job.extra else None,
+        "schema": job.schema,
+        "trace_id": job.trace_id,
+        "unique": dumps(job.unique) if job.unique is not None else None,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    flat: list[bytes | str | int] = []
+    for key, value in fields.items():
+        flat.append(key)
+        flat.append(value)
+    return flat
+
+
+def _int(raw: dict[bytes, bytes], key: bytes) -> int | None:
+    value = raw.get(key)
+    return int(value) if value not in (None, b"") else None
+
+
+def _str(raw: dict[bytes, bytes], key: bytes) -> str | None:
+    value = raw.get(key)
+    return value.decode() if value else None
+
+
+def decode_error(raw: bytes | str) -> JobErrorRecord:
+    data = orjson.loads(raw)
+    code = str(data.get("code") or "")
+    details = data.get("details")
+    return JobErrorRecord(
+        code=code,
+        message=str(data.get("message") or ""),
+        type=str(data.get("type") or code),
+        retryable=bool(data.get("retryable", True)),
+        attempt=int(data.get("attempt") or 0),
+        occurred_at_ms=int(data.get("occurred_at") or 0),
+        details=details if isinstance(details, dict) else None,
+        backtrace=data.get("backtrace") if isinstance(data.get("backtrace"), str) else None,
+    )
+
+
+def encode_error_without_attempt(
+    *,
+    code: str,
+    message: str,
+    error_type: str,
+    retryable: bool,
+    occurred_at_ms: int,
+    details: dict[str, Any] | None,
+    backtrace: str | None,
+) -> bytes:
+    """Error entry JSON; the nack script prepends the attempt it consumed."""
+    entry: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "type": error_type,
+        "retryable": retryable,
+        "occurred_at": occurred_at_ms,
+    }
+    if details:
+        entry["details"] = details
+    if backtrace:
+        entry["backtrace"] = backtrace
+    return dumps(entry)
+
+
+def decode_policy(raw: dict[bytes, bytes]) -> RetryPolicy:
+    patterns = raw.get(b"r_nre", b"").decode()
+    return RetryPolicy(
+        max_attempts=_int(raw, b"r_max") or 0,
+        initial_interval_ms=_int(raw, b"r_init") or 1000,
+        backoff_coefficient=float(raw.get(b"r_coef", b"2.0")),
+        max_interval_ms=_int(raw, b"r_maxi") or 300_000,
+        jitter=raw.get(b"r_jit") == b"1",
+        non_retryable_errors=tuple(p for p in patterns.split("\n") if p),
+        on_exhaustion=OnExhaustion(raw.get(b"r_exh", b"discard").decode()),
+        strategy=BackoffStrategy(raw.get(b"r_strat", b"exponential").decode()),
+    )
+
+
+def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes]) -> StoredJob:
+    raw = pairs_to_dict(flat_hash)
+    error_raw = raw.get(b"error")
+    tags_raw = raw.get(b"tags")
+    unique_raw = raw.get(b"unique")
+    return StoredJob(
+        id=raw[b"id"].decode(),
+        type=raw[b"type"].decode(),
+        queue=raw[b"queue"].decode(),
+        state=JobState(raw[b"state"].decode()),
+        priority=_int(raw, b"priority") or 0,
+        attempt=_int(raw, b"attempt") or 0,
+        max_attempts=_int(raw, b"r_max") or 0,
+        args_json=raw.get(b"args", b"[]"),
+        meta_json=raw.get(b"meta", b"{}"),
+        retry=decode_policy(raw),
+        created_at_ms=_int(raw, b"created_at") or 0,
+        enqueued_at_ms=_int(raw, b"enqueued_at"),
+        scheduled_at_ms=_int(raw, b"scheduled_at"),
+        started_at_ms=_int(raw, b"started_at"),
+        completed_at_ms=_int(raw, b"completed_at"),
+        cancelled_at_ms=_int(raw, b"cancelled_at"),
+        discarded_at_ms=_int(raw, b"discarded_at"),
+        expires_at_ms=_int(raw, b"expires_at"),
+        next_attempt_at_ms=_int(raw, b"next_attempt_at"),
+        lease_expires_at_ms=_int(raw, b"lease_expires_at"),
+        retry_delay_ms=_int(raw, b"retry_delay_ms"),
+        timeout_ms=_int(raw, b"timeout_ms"),
+        visibility_timeout_ms=_int(raw, b"visibility_timeout_ms"),
+        tags=tuple(orjson.loads(tags_raw)) if tags_raw else (),
+        extra_json=raw.get(b"extra"),
+        result_json=raw.get(b"result"),
+        error=decode_error(error_raw) if error_raw else None,
+        errors=tuple(decode_error(e) for e in error_history),
+        worker_id=_str(raw, b"worker_id"),
+        schema=_str(raw, b"schema"),
+        trace_id=_str(raw, b"trace_id"),
+        workflow_id=_str(raw, b"workflow_id"),
+        parent_results_json=raw.get(b"parent_results"),
+        unique=orjson.loads(unique_raw) if unique_raw else None,
+    )

@@ -1,0 +1,321 @@
+"""The job store: every Redis read and write of jobs, queues and events.
+
+Each state transition is one Lua script, so one Redis round trip and atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from server.domain.errors import ErrorCode, OJSError, conflict, not_found
+from server.domain.job import NewJob, StoredJob
+from server.domain.states import JobState
+from server.store import codec
+from server.store.keys import KeySchema
+from server.store.scripts import Scripts
+
+# Error entries kept per job (the spec asks for at least 10).
+ERROR_HISTORY_CAP = 50
+# Due scheduled/retryable jobs promoted per queue by one fetch.
+PROMOTE_BATCH = 100
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translate_redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Redis being unreachable is the caller's UNAVAILABLE, not a crash."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise OJSError(ErrorCode.BACKEND_UNAVAILABLE, f"backend unavailable: {exc}") from exc
+        except redis_errors.BusyLoadingError as exc:
+            raise OJSError(ErrorCode.BACKEND_UNAVAILABLE, "backend is loading its data") from exc
+
+    return wrapper
+
+
+@dataclasses.dataclass(frozen=True)
+class EnqueueOutcome:
+    state: JobState
+    enqueued_at_ms: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueRow:
+    name: str
+    created_at_ms: int
+    available: int
+    paused: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRecord:
+    cursor: str
+    type: str
+    job_id: str
+    queue: str
+    job_type: str
+    state: str
+    time_ms: int
+    data_json: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureReport:
+    code: str
+    message: str
+    error_type: str
+    details: dict[str, Any] | None
+    backtrace: str | None
+    # False: end the job now; None: the retry policy decides.
+    retryable: bool | None
+    requeue: bool
+
+
+def _state_conflict(job_id: str, current: bytes | str, expected: str, action: str) -> OJSError:
+    state = current.decode() if isinstance(current, bytes) else current
+    return conflict(
+        f"cannot {action} job '{job_id}': it is {state}, not {expected}",
+        job_id=job_id,
+        current_state=state,
+        expected_state=expected,
+    )
+
+
+class JobStore:
+    def __init__(self, redis: Redis, keys: KeySchema, *, events_maxlen: int = 100_000) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._events_maxlen = events_maxlen
+        self._scripts = Scripts(redis)
+
+    @property
+    def keys(self) -> KeySchema:
+        return self._keys
+
+    @translate_redis_errors
+    async def load_scripts(self) -> None:
+        await self._scripts.preload(self._redis)
+
+    @translate_redis_errors
+    async def ping_ms(self) -> float:
+        started = time.perf_counter()
+        await self._redis.ping()
+        return (time.perf_counter() - started) * 1000
+
+    @translate_redis_errors
+    async def enqueue(self, job: NewJob) -> EnqueueOutcome:
+        k = self._keys
+        state = job.initial_state
+        reply = await self._scripts.call(
+            "enqueue",
+            [k.job(job.id), k.available(job.queue), k.delayed(job.queue), k.queues, k.sequence, k.events],
+            [
+                job.created_at_ms,
+                self._events_maxlen,
+                job.id,
+                job.type,
+                job.queue,
+                job.priority,
+                state.value,
+                job.scheduled_at_ms if state is JobState.SCHEDULED else "",
+                *codec.new_job_fields(job),
+            ],
+        )
+        if reply[0] == b"duplicate":
+            raise OJSError(
+                ErrorCode.DUPLICATE,
+                f"a job with id '{job.id}' already exists",
+                details={"existing_job_id": job.id, "existing_job_state": reply[1].decode()},
+            )
+        return EnqueueOutcome(state=state, enqueued_at_ms=int(reply[1]) if reply[1] else None)
+
+    @translate_redis_errors
+    async def fetch(
+        self,
+        queues: Sequence[str],
+        *,
+        count: int,
+        worker_id: str,
+        lease_ms: int | None,
+        default_lease_ms: int,
+        now_ms: int,
+    ) -> list[StoredJob]:
+        k = self._keys
+        keys = [k.active, k.events, k.sequence]
+        for queue in queues:
+            keys.append(k.available(queue))
+            keys.append(k.delayed(queue))
+        reply = await self._scripts.call(
+            "fetch",
+            keys,
+            [
+                now_ms,
+                self._events_maxlen,
+                count,
+                worker_id,
+                "" if lease_ms is None else lease_ms,
+                default_lease_ms,
+                k.job_prefix,
+                k.errors_prefix,
+                PROMOTE_BATCH,
+            ],
+        )
+        return [codec.decode_job(flat, history) for flat, history in reply]
+
+    @translate_redis_errors
+    async def ack(self, job_id: str, *, result_json: bytes | None, worker_id: str, now_ms: int) -> StoredJob:
+        k = self._keys
+        reply = await self._scripts.call(
+            "ack",
+            [k.job(job_id), k.errors(job_id), k.active, k.events],
+            [
+                now_ms,
+                self._events_maxlen,
+                job_id,
+                "1" if result_json is not None else "0",
+                result_json or "",
+                worker_id,
+            ],
+        )
+        return self._job_reply(reply, job_id, expected="active", action="acknowledge")
+
+    @translate_redis_errors
+    async def nack(self, job_id: str, failure: FailureReport, *, worker_id: str, now_ms: int) -> StoredJob:
+        k = self._keys
+        error_json = codec.encode_error_without_attempt(
+            code=failure.code,
+            message=failure.message,
+            error_type=failure.error_type,
+            retryable=failure.retryable is not False,
+            occurred_at_ms=now_ms,
+            details=failure.details,
+            backtrace=failure.backtrace,
+        )
+        reply = await self._scripts.call(
+            "nack",
+            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.dead],
+            [
+                now_ms,
+                self._events_maxlen,
+                job_id,
+                error_json,
+                failure.error_type,
+                "0" if failure.retryable is False else "",
+                "1" if failure.requeue else "0",
+                worker_id,
+                repr(random.uniform(0.5, 1.5)),
+                k.available_prefix,
+                k.delayed_prefix,
+                ERROR_HISTORY_CAP,
+                failure.code,
+                failure.message,
+            ],
+        )
+        return self._job_reply(reply, job_id, expected="active", action="fail")
+
+    @translate_redis_errors
+    async def cancel(self, job_id: str, *, reason: str, now_ms: int) -> tuple[JobState, StoredJob]:
+        k = self._keys
+        reply = await self._scripts.call(
+            "cancel",
+            [k.job(job_id), k.errors(job_id), k.active, k.events],
+            [now_ms, self._events_maxlen, job_id, k.available_prefix, k.delayed_prefix, reason],
+        )
+        if reply[0] == b"ok":
+            flat, history = reply[2]
+            return JobState(reply[1].decode()), codec.decode_job(flat, history)
+        return JobState.CANCELLED, self._job_reply(reply, job_id, expected="non-terminal", action="cancel")
+
+    @translate_redis_errors
+    async def activate(self, job_id: str, *, now_ms: int) -> StoredJob:
+        k = self._keys
+        reply = await self._scripts.call(
+            "activate",
+            [k.job(job_id), k.errors(job_id), k.sequence, k.events],
+            [now_ms, self._events_maxlen, job_id, k.available_prefix],
+        )
+        return self._job_reply(reply, job_id, expected="pending", action="activate")
+
+    def _job_reply(self, reply: list[Any], job_id: str, *, expected: str, action: str) -> StoredJob:
+        status = reply[0]
+        if status == b"ok":
+            flat, history = reply[1]
+            return codec.decode_job(flat, history)
+        if status == b"not_found":
+            raise not_found("job", job_id)
+        if status == b"not_owner":
+            raise conflict(
+                f"cannot {action} job '{job_id}': it is held by another worker",
+                job_id=job_id,
+                current_worker=reply[1].decode(),
+            )
+        return_state: bytes = reply[1]
+        raise _state_conflict(job_id, return_state, expected, action)
+
+    @translate_redis_errors
+    async def get(self, job_id: str) -> StoredJob | None:
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.job(job_id))
+            pipe.lrange(k.errors(job_id), 0, -1)
+            raw, history = await pipe.execute()
+        if not raw or b"state" not in raw:
+            return None
+        flat = [item for pair in raw.items() for item in pair]
+        return codec.decode_job(flat, history)
+
+    @translate_redis_errors
+    async def list_queues(self) -> list[QueueRow]:
+        k = self._keys
+        registry = cast(dict[bytes, bytes], await self._redis.hgetall(k.queues))
+        names = sorted(name.decode() for name in registry)
+        if not names:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zcard(k.available(name))
+            counts = await pipe.execute()
+        return [
+            QueueRow(name=name, created_at_ms=int(registry[name.encode()]), available=int(count), paused=False)
+            for name, count in zip(names, counts, strict=True)
+        ]
+
+    @translate_redis_errors
+    async def dead_letter_count(self) -> int:
+        return int(await self._redis.zcard(self._keys.dead))
+
+    @translate_redis_errors
+    async def read_events(self, *, after: str | None, count: int) -> list[EventRecord]:
+        start = f"({after}" if after else "-"
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrange(self._keys.events, min=start, max="+", count=count),
+        )
+        records = []
+        for entry_id, fields in entries:
+            records.append(
+                EventRecord(
+                    cursor=entry_id.decode(),
+                    type=fields.get(b"type", b"").decode(),
+                    job_id=fields.get(b"job_id", b"").decode(),
+                    queue=fields.get(b"queue", b"").decode(),
+                    job_type=fields.get(b"job_type", b"").decode(),
+                    state=fields.get(b"state", b"").decode(),
+                    time_ms=int(fields.get(b"time", b"0")),
+                    data_json=fields.get(b"data", b"{}"),
+                )
+            )
+        return records

@@ -1,0 +1,42 @@
+"""Every Redis key the server uses, built from one configurable prefix.
+
+A prefix with a hash tag (e.g. "{ojs}:") keeps all keys in one Redis Cluster
+slot, which the multi-key Lua scripts need there.
+"""
+
+from __future__ import annotations
+
+
+class KeySchema:
+    def __init__(self, prefix: str = "ojs") -> None:
+        if not prefix:
+            raise ValueError("key prefix must not be empty")
+        self.prefix = prefix if prefix.endswith(":") else f"{prefix}:"
+        p = self.prefix
+        # Per-entity prefixes; the Lua scripts append a job id or queue name.
+        self.job_prefix = f"{p}job:"  # hash: the job's fields
+        self.errors_prefix = f"{p}errors:"  # list: the job's error history, oldest first
+        self.available_prefix = f"{p}available:"  # zset per queue: score = priority rank + sequence
+        self.delayed_prefix = f"{p}delayed:"  # zset per queue: scheduled and retryable jobs by due time
+        # Fixed keys.
+        self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
+        self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
+        self.sequence = f"{p}seq"  # counter: enqueue order, for FIFO within a priority
+        self.events = f"{p}events"  # stream: the event log
+        self.dead = f"{p}dead"  # zset: dead-lettered job id -> discarded_at (ms)
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def errors(self, job_id: str) -> str:
+        return self.errors_prefix + job_id
+
+    def available(self, queue: str) -> str:
+        return self.available_prefix + queue
+
+    def delayed(self, queue: str) -> str:
+        return self.delayed_prefix + queue
+
+    def pattern(self) -> str:
+        """Glob matching every key of this schema (for resets and diagnostics)."""
+        return self.prefix + "*"

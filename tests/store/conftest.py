@@ -1,0 +1,37 @@
+"""Store tests run against every Redis major line the scripts must support."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from server.store.job_store import JobStore
+from server.store.keys import KeySchema
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["redis_url", "redis62_url"], ids=["redis-7", "redis-6.2"])
+def store_redis_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(request.param)
+    return url
+
+
+@pytest.fixture
+async def store_redis(store_redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(store_redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def store(store_redis: Redis) -> JobStore:
+    # A fresh prefix per test isolates it without flushing the shared server.
+    job_store = JobStore(store_redis, KeySchema(f"t{next(_prefixes)}"), events_maxlen=1000)
+    await job_store.load_scripts()
+    return job_store
