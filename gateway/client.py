@@ -9,6 +9,7 @@ the network hop, with the same error shape so routes cannot tell them apart.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -166,7 +167,7 @@ class ChannelClient:
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, metadata: Metadata = (), timeout_s: float | None = 30.0) -> None:
-        self._stub = cast(service_pb2_grpc.OJSServiceAsyncStub, service_pb2_grpc.OJSServiceStub(channel))
+        self._stub = cast("service_pb2_grpc.OJSServiceAsyncStub", service_pb2_grpc.OJSServiceStub(channel))
         self._metadata = tuple(metadata)
         self._timeout_s = timeout_s
 
@@ -448,6 +449,7 @@ class InProcessContext:
         self._trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
         self._abort_error: RpcStatusError | None = None
         self._done = False
+        self._cancelled = False
         self._done_callbacks: list[Callable[[InProcessContext], object]] = []
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -519,7 +521,10 @@ class InProcessContext:
         return None
 
     def cancelled(self) -> bool:
-        return False
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
 
     def done(self) -> bool:
         return self._done
@@ -565,10 +570,14 @@ def _escaped(context: InProcessContext, method: object) -> RpcStatusError:
     """The error for an exception that left a servicer method, as grpc.aio decides it."""
     if context.abort_error is not None:
         return context.abort_error
-    logger.exception("servicer method %s raised", getattr(method, "__name__", method))
-    # A servicer that set a code before raising (e.g. UNIMPLEMENTED) meant that code.
+    name = getattr(method, "__name__", method)
+    # A servicer that set a code before raising (the generated base: UNIMPLEMENTED) meant that code.
     error = context.status_error()
-    return error if error is not None else internal_error(context.request_id())
+    if error is not None:
+        logger.debug("servicer method %s ended with %s", name, error.code(), exc_info=True)
+        return error
+    logger.exception("servicer method %s raised", name)
+    return internal_error(context.request_id())
 
 
 class InProcessClient:
@@ -614,13 +623,14 @@ class InProcessClient:
         self, method: Callable[[_ReqT, Any], Any], request: _ReqT, metadata: Metadata
     ) -> AsyncIterator[Any]:
         context = self._context(metadata)
+        stream: Any = None
         try:
             try:
-                outcome = method(request, context)
-                if inspect.isawaitable(outcome):
-                    outcome = await outcome
-                if outcome is not None:
-                    async for item in outcome:
+                stream = method(request, context)
+                if inspect.isawaitable(stream):
+                    stream = await stream
+                if stream is not None:
+                    async for item in stream:
                         yield item
             except Exception as exc:
                 escaped = _escaped(context, method)
@@ -630,7 +640,13 @@ class InProcessClient:
             error = context.status_error()
             if error is not None:
                 raise error
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer went away: what a client cancelling the call looks like to a servicer.
+            context.cancel()
+            raise
         finally:
+            if stream is not None and hasattr(stream, "aclose"):
+                await stream.aclose()
             context.finish()
 
     async def Manifest(
@@ -678,19 +694,15 @@ class InProcessClient:
     ) -> worker_pb2.HeartbeatResponse:
         return await self._unary(self._servicer.Heartbeat, request, metadata)
 
-    async def StreamJobs(
+    def StreamJobs(
         self, request: worker_pb2.StreamJobsRequest, *, metadata: Metadata = ()
     ) -> AsyncIterator[job_pb2.Job]:
-        async for item in self._stream(self._servicer.StreamJobs, request, metadata):
-            job: job_pb2.Job = item
-            yield job
+        return self._stream(self._servicer.StreamJobs, request, metadata)
 
-    async def StreamEvents(
+    def StreamEvents(
         self, request: events_pb2.StreamEventsRequest, *, metadata: Metadata = ()
     ) -> AsyncIterator[events_pb2.Event]:
-        async for item in self._stream(self._servicer.StreamEvents, request, metadata):
-            event: events_pb2.Event = item
-            yield event
+        return self._stream(self._servicer.StreamEvents, request, metadata)
 
     async def ListQueues(
         self, request: queue_pb2.ListQueuesRequest, *, metadata: Metadata = ()

@@ -187,11 +187,14 @@ _INEXACT_NUMBER = re.compile(rb"\d{16,}|\d[eE][-+]?\d")
 
 def encode_value(value: Any, raw_body: bytes, key: str) -> bytes:
     """JSON for `value` (found under `key` of the body object), numbers kept as sent."""
-    if _INEXACT_NUMBER.search(raw_body):
-        exact = loads_exact(raw_body)
-        if isinstance(exact, dict) and key in exact:
-            return orjson.dumps(exact[key])
-    return orjson.dumps(value)
+    try:
+        if _INEXACT_NUMBER.search(raw_body):
+            exact = loads_exact(raw_body)
+            if isinstance(exact, dict) and key in exact:
+                return orjson.dumps(exact[key])
+        return orjson.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        raise invalid_payload(f"'{key}' cannot be represented as JSON text") from None
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +354,11 @@ def json_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise invalid_payload(f"request body is not valid JSON: {exc}") from None
+        # orjson refuses some valid JSON (numbers beyond double range); judge by the grammar alone.
+        try:
+            parsed = loads_exact(body)
+        except (ValueError, RecursionError):
+            raise invalid_payload(f"request body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise invalid_payload("request body must be a JSON object")
     return parsed

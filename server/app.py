@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 from aiohttp import web
-from gateway.app import create_app
 from redis.asyncio import Redis
 
+from gateway.app import create_app
 from gateway.client import InProcessClient
 from server.config import Settings
 from server.domain.errors import OJSError

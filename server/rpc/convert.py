@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from google.protobuf.json_format import MessageToDict
 from ojs.v1 import events_pb2, job_pb2
 
 from server.domain.clock import format_rfc3339_ms
 from server.domain.durations import format_duration_ms
-from server.domain.errors import ErrorCode, OJSError
+from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
@@ -63,6 +63,35 @@ def decode_json(raw: bytes, *, field: str) -> Any:
 
 # ---- requests -> service inputs ----
 
+# Integral numbers below this are shown as JSON integers: protobuf Values are
+# doubles, and 42 must not become 42.0 on its way to a JSON worker.
+_EXACT_INTEGER_LIMIT = 2**53
+
+
+def value_to_json(value: struct_pb2.Value, *, field: str) -> Any:
+    """A protobuf Value as plain JSON data; NaN and infinities are rejected (JSON has neither)."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise invalid(f"{field} must be a finite number", field=field)
+        if number.is_integer() and abs(number) < _EXACT_INTEGER_LIMIT:
+            return int(number)
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value, field=field)
+    if kind == "list_value":
+        return [value_to_json(item, field=f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
+    return None
+
+
+def struct_to_dict(value: struct_pb2.Struct, *, field: str) -> dict[str, Any]:
+    return {key: value_to_json(item, field=f"{field}.{key}") for key, item in value.fields.items()}
+
 
 def enqueue_envelope(request: job_pb2.EnqueueRequest | job_pb2.BatchJobEntry) -> Any:
     """The job in the OJS JSON form: `job_json` as sent, or built from the official fields."""
@@ -70,7 +99,7 @@ def enqueue_envelope(request: job_pb2.EnqueueRequest | job_pb2.BatchJobEntry) ->
         return decode_json(request.job_json, field="job_json")
     envelope: dict[str, Any] = {
         "type": request.type or None,
-        "args": [MessageToDict(value) for value in request.args],
+        "args": [value_to_json(value, field=f"args[{i}]") for i, value in enumerate(request.args)],
     }
     if request.HasField("options"):
         options, meta = _options(request.options)
@@ -104,14 +133,15 @@ def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str,
         out["unique"] = _unique(options.unique)
     if options.pending:
         out["pending"] = True
-    meta = MessageToDict(options.meta) if options.HasField("meta") else None
+    meta = struct_to_dict(options.meta, field="options.meta") if options.HasField("meta") else None
     if options.trace_id:
         meta = {**(meta or {}), "trace_id": options.trace_id}
     return out, meta
 
 
 def _retry(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
-    # proto3 cannot tell 0 from unset: zero values mean "use the default".
+    # proto3 cannot tell 0 from unset: zero numbers mean "use the default".
+    # A bool has no such escape, so jitter is taken as sent (off unless set).
     out: dict[str, Any] = {"jitter": policy.jitter}
     if policy.max_attempts:
         out["max_attempts"] = policy.max_attempts
@@ -147,10 +177,6 @@ def _unique(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
     if policy.states:
         out["states"] = [_PROTO_TO_STATE[s].value for s in policy.states if s in _PROTO_TO_STATE]
     return out
-
-
-def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
-    return MessageToDict(value)
 
 
 # ---- service values -> responses ----

@@ -161,7 +161,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             convert.decode_json(request.result_json, field="result_json")
             result: bytes | None = request.result_json
         elif request.HasField("result"):
-            result = orjson.dumps(convert.struct_to_dict(request.result))
+            result = orjson.dumps(convert.struct_to_dict(request.result, field="result"))
         else:
             result = None
         stored = await self._jobs.ack(request.job_id, result_json=result, worker_id=request.worker_id)
@@ -175,7 +175,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             code=error.code,
             message=error.message,
             error_type=error.type,
-            details=convert.struct_to_dict(error.details) if error.HasField("details") else None,
+            details=convert.struct_to_dict(error.details, field="error.details") if error.HasField("details") else None,
             backtrace=error.backtrace or None,
             retryable=request.retryable if request.HasField("retryable") else None,
             requeue=request.requeue,

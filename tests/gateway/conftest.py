@@ -85,6 +85,8 @@ def fresh_job(**fields: Any) -> job_pb2.Job:
     for name, value in fields.items():
         if isinstance(value, message.Message):
             getattr(job, name).CopyFrom(value)
+        elif isinstance(value, list):
+            getattr(job, name).extend(value)
         else:
             setattr(job, name, value)
     return job

@@ -76,8 +76,8 @@ async def test_errors_map_the_same(base_url: str, http: aiohttp.ClientSession) -
     async with http.post(f"{base_url}/ojs/v1/jobs", json={"type": "Bad Type", "args": []}) as resp:
         assert resp.status == 400
         assert (await resp.json(content_type=None))["error"]["code"] == "invalid_request"
-    retry = {"backoff_coefficient": 0.5}
-    async with http.post(f"{base_url}/ojs/v1/jobs", json={"type": "a", "args": [], "options": {"retry": retry}}) as resp:
+    bad_policy = {"type": "a", "args": [], "options": {"retry": {"backoff_coefficient": 0.5}}}
+    async with http.post(f"{base_url}/ojs/v1/jobs", json=bad_policy) as resp:
         assert resp.status == 422
         error = (await resp.json(content_type=None))["error"]
     assert error["type"] == "validation_error" and "backoff_coefficient" in error["message"]

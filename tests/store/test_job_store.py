@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -314,9 +315,11 @@ async def test_lifecycle_events_are_logged_in_order(store: JobStore) -> None:
     assert [e.type for e in later if e.job_id == job.id] == ["job.started", "job.completed"]
 
 
-async def test_each_transition_is_one_round_trip(store: JobStore, store_redis: Redis, monkeypatch) -> None:
+async def test_each_transition_is_one_round_trip(
+    store: JobStore, store_redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
-    original = store_redis.execute_command
+    original: Callable[..., Awaitable[Any]] = store_redis.execute_command
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(str(args[0]))
@@ -325,7 +328,7 @@ async def test_each_transition_is_one_round_trip(store: JobStore, store_redis: R
     monkeypatch.setattr(store_redis, "execute_command", counting)
     jobs = [new_job() for _ in range(3)]
     counts = {}
-    for name, action in [
+    actions: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("enqueue", lambda: store.enqueue(jobs[0])),
         ("fetch", lambda: fetch(store, count=1)),
         ("ack", lambda: store.ack(jobs[0].id, result_json=None, worker_id="w1", now_ms=now_ms())),
@@ -334,7 +337,8 @@ async def test_each_transition_is_one_round_trip(store: JobStore, store_redis: R
         ("enqueue3", lambda: store.enqueue(jobs[2])),
         ("fetch3", lambda: fetch(store, count=5)),
         ("nack", lambda: store.nack(jobs[2].id, failure(), worker_id="w1", now_ms=now_ms())),
-    ]:
+    ]
+    for name, action in actions:
         calls.clear()
         await action()
         counts[name] = len(calls)

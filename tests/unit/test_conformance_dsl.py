@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.conformance import dsl
 from tests.conformance.dsl import MISSING, match_value, matches, resolve_path
 

@@ -132,9 +132,9 @@ def test_huge_retry_numbers_do_not_overflow(strategy: BackoffStrategy, retry_num
 
 
 def test_missing_policy_gives_the_spec_defaults() -> None:
-    for raw in (None, {}):
-        parsed = parse_retry_policy(raw)
-        assert parsed == DEFAULT_RETRY_POLICY
+    empty: dict[str, Any] = {}
+    assert parse_retry_policy(None) == DEFAULT_RETRY_POLICY
+    assert parse_retry_policy(empty) == DEFAULT_RETRY_POLICY
     p = DEFAULT_RETRY_POLICY
     assert p.max_attempts == 3
     assert p.initial_interval_ms == 1000
@@ -280,7 +280,9 @@ def test_bad_non_retryable_errors_are_rejected(value: Any) -> None:
     assert "non_retryable_errors" in rejected({"non_retryable_errors": value}).message
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("discard", OnExhaustion.DISCARD), ("dead_letter", OnExhaustion.DEAD_LETTER)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("discard", OnExhaustion.DISCARD), ("dead_letter", OnExhaustion.DEAD_LETTER)]
+)
 def test_on_exhaustion_values(raw: str, expected: OnExhaustion) -> None:
     assert parse_retry_policy({"on_exhaustion": raw}).on_exhaustion is expected
 
@@ -355,7 +357,9 @@ def test_prefix_match() -> None:
     assert matches_non_retryable(patterns, "Auth.Token.Expired")
 
 
-@pytest.mark.parametrize("error_type", ["Authz", "AuthTokenExpired", "Authz.Denied", "OAuth.Token", "auth.TokenExpired"])
+@pytest.mark.parametrize(
+    "error_type", ["Authz", "AuthTokenExpired", "Authz.Denied", "OAuth.Token", "auth.TokenExpired"]
+)
 def test_prefix_does_not_match_other_names(error_type: str) -> None:
     assert not matches_non_retryable(["Auth.*"], error_type)
 

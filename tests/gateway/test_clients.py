@@ -1,0 +1,202 @@
+"""InProcessClient and ChannelClient against a tiny servicer: same responses, same errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+from ojs.v1 import events_pb2, job_pb2, service_pb2, service_pb2_grpc, worker_pb2
+
+from gateway.client import ChannelClient, InProcessClient, OJSClient, RpcStatusError
+from tests.gateway.conftest import JOB_ID, MakeClient, fresh_job, rich_status
+
+
+def _conforms(channel: ChannelClient, in_process: InProcessClient) -> list[OJSClient]:
+    # Checked by mypy: both implementations satisfy the protocol.
+    return [channel, in_process]
+
+
+class TinyServicer(service_pb2_grpc.OJSServiceServicer):
+    """Answers like the real servicer: rich statuses through context.abort."""
+
+    def __init__(self) -> None:
+        self.metadata: dict[str, str] = {}
+        self.stream_cancelled: bool | None = None
+
+    async def GetJob(self, request, context):
+        self.metadata = dict(context.invocation_metadata())
+        if request.job_id == JOB_ID:
+            return job_pb2.GetJobResponse(job=fresh_job())
+        status = rich_status(
+            grpc.StatusCode.NOT_FOUND,
+            "not_found",
+            f"job '{request.job_id}' not found",
+            request_id=self.metadata.get("x-ojs-request-id", ""),
+        )
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    async def Health(self, request, context):
+        raise RuntimeError("the servicer has a bug")
+
+    async def Manifest(self, request, context):
+        # Ending a call with set_code and no abort is also an error.
+        context.set_code(grpc.StatusCode.UNAVAILABLE)
+        context.set_details("draining")
+        return service_pb2.ManifestResponse()
+
+    async def Fetch(self, request, context):
+        status = rich_status(grpc.StatusCode.INVALID_ARGUMENT, "invalid_request", "queues must not be empty")
+        try:
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        finally:
+            # Cleanup that raises must not hide the status the call was aborted with.
+            raise ValueError("cleanup failed")
+
+    async def StreamJobs(self, request, context):
+        try:
+            while True:
+                yield fresh_job()
+        finally:
+            self.stream_cancelled = context.cancelled()
+
+    async def StreamEvents(self, request, context):
+        for n in range(3):
+            yield events_pb2.Event(id=f"evt_{n}")
+        status = rich_status(grpc.StatusCode.UNAVAILABLE, "backend_unavailable", "stream lost", retryable=True)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def tiny_servicer() -> TinyServicer:
+    # The generated stub marks every RPC abstract; at runtime the base class answers
+    # UNIMPLEMENTED for the ones not overridden, which is what these tests rely on.
+    return TinyServicer()  # type: ignore[abstract]
+
+
+class TestInProcess:
+    async def test_abort_becomes_the_error_envelope(self, make_client: MakeClient) -> None:
+        servicer = tiny_servicer()
+        client = await make_client(InProcessClient(servicer))
+
+        resp = await client.get("/ojs/v1/jobs/missing", headers={"X-Request-Id": "req-tiny"})
+
+        assert resp.status == 404
+        error = (await resp.json(content_type=None))["error"]
+        assert error["code"] == "not_found" and error["message"] == "job 'missing' not found"
+        assert error["retryable"] is False and error["request_id"] == "req-tiny"
+        assert error["hint"] and error["docs_url"]
+        assert servicer.metadata["x-ojs-request-id"] == "req-tiny"
+
+    async def test_success(self, make_client: MakeClient) -> None:
+        client = await make_client(InProcessClient(tiny_servicer()))
+        resp = await client.get(f"/ojs/v1/jobs/{JOB_ID}")
+        assert resp.status == 200
+        assert (await resp.json(content_type=None))["job"]["id"] == JOB_ID
+
+    async def test_error_matches_what_from_call_reads(self) -> None:
+        with pytest.raises(grpc.RpcError) as info:
+            await InProcessClient(tiny_servicer()).GetJob(job_pb2.GetJobRequest(job_id="x"))
+        error = info.value
+        assert isinstance(error, RpcStatusError)
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        status = rpc_status.from_call(error)
+        assert status is not None and status.message == error.details() == "job 'x' not found"
+
+    async def test_escaped_exception_is_internal(self, make_client: MakeClient, caplog) -> None:
+        client = await make_client(InProcessClient(tiny_servicer()))
+
+        with caplog.at_level(logging.ERROR, logger="gateway"):
+            with pytest.raises(RpcStatusError) as info:
+                await InProcessClient(tiny_servicer()).Health(service_pb2.HealthRequest())
+            resp = await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID})
+
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        status = rpc_status.from_call(info.value)
+        assert status is not None and status.details[0].TypeName() == "google.rpc.ErrorInfo"
+        assert any("the servicer has a bug" in str(record.exc_info) for record in caplog.records)
+        # Ack is not overridden: the generated base sets UNIMPLEMENTED before raising.
+        assert resp.status == 501
+        assert (await resp.json(content_type=None))["error"]["code"] == "unimplemented"
+
+    async def test_set_code_without_abort(self) -> None:
+        with pytest.raises(RpcStatusError) as info:
+            await InProcessClient(tiny_servicer()).Manifest(service_pb2.ManifestRequest())
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and info.value.details() == "draining"
+
+    async def test_abort_wins_over_a_later_exception(self) -> None:
+        with pytest.raises(RpcStatusError) as info:
+            await InProcessClient(tiny_servicer()).Fetch(worker_pb2.FetchRequest())
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    async def test_stream(self) -> None:
+        received: list[str] = []
+        with pytest.raises(RpcStatusError) as info:
+            async for event in InProcessClient(tiny_servicer()).StreamEvents(events_pb2.StreamEventsRequest()):
+                received.append(event.id)
+        assert received == ["evt_0", "evt_1", "evt_2"]
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    async def test_stream_closed_by_the_consumer(self) -> None:
+        servicer = tiny_servicer()
+        stream = InProcessClient(servicer).StreamJobs(worker_pb2.StreamJobsRequest())
+        async for job in stream:
+            assert job.id == JOB_ID
+            break
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert servicer.stream_cancelled is True
+
+    async def test_default_metadata_comes_first(self) -> None:
+        servicer = tiny_servicer()
+        client = InProcessClient(servicer, metadata=[("authorization", "Bearer k")])
+        await client.GetJob(job_pb2.GetJobRequest(job_id=JOB_ID), metadata=[("x-ojs-request-id", "r1")])
+        assert servicer.metadata == {"authorization": "Bearer k", "x-ojs-request-id": "r1"}
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[grpc.aio.Channel]:
+    server = grpc.aio.server()
+    service_pb2_grpc.add_OJSServiceServicer_to_server(tiny_servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+async def test_channel_and_in_process_render_the_same(make_client: MakeClient, channel: grpc.aio.Channel) -> None:
+    over_channel = await make_client(ChannelClient(channel))
+    in_process = await make_client(InProcessClient(tiny_servicer()))
+    bodies = []
+    for client in (over_channel, in_process):
+        found = await client.get(f"/ojs/v1/jobs/{JOB_ID}")
+        missing = await client.get("/ojs/v1/jobs/nope", headers={"X-Request-Id": "same"})
+        assert (found.status, missing.status) == (200, 404)
+        bodies.append((await found.read(), await missing.read()))
+    assert bodies[0] == bodies[1]
+
+
+async def test_channel_stream(channel: grpc.aio.Channel) -> None:
+    received: list[str] = []
+    with pytest.raises(grpc.RpcError) as info:
+        async for event in ChannelClient(channel).StreamEvents(events_pb2.StreamEventsRequest()):
+            received.append(event.id)
+    assert received == ["evt_0", "evt_1", "evt_2"]
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_unreachable_server_is_503(make_client: MakeClient) -> None:
+    dead = grpc.aio.insecure_channel("127.0.0.1:1")
+    try:
+        client = await make_client(ChannelClient(dead, timeout_s=5))
+        resp = await asyncio.wait_for(client.get(f"/ojs/v1/jobs/{JOB_ID}"), 10)
+        assert resp.status == 503
+        assert resp.headers["Retry-After"].isdigit()
+        assert (await resp.json(content_type=None))["error"]["code"] == "backend_unavailable"
+    finally:
+        await dead.close()
