@@ -152,6 +152,15 @@ class OJSClient(Protocol):
         self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
     ) -> events_pb2.ListEventsResponse: ...
 
+    # ---- Worker registry ----
+    async def SetWorkerDirective(
+        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.SetWorkerDirectiveResponse: ...
+
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.ListWorkersResponse: ...
+
 
 # ---------------------------------------------------------------------------
 # Over a grpc.aio channel
@@ -383,6 +392,22 @@ class ChannelClient:
         self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
     ) -> events_pb2.ListEventsResponse:
         response: events_pb2.ListEventsResponse = await self._stub.ListEvents(
+            request, metadata=self._md(metadata), timeout=self._timeout_s
+        )
+        return response
+
+    async def SetWorkerDirective(
+        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.SetWorkerDirectiveResponse:
+        response: worker_pb2.SetWorkerDirectiveResponse = await self._stub.SetWorkerDirective(
+            request, metadata=self._md(metadata), timeout=self._timeout_s
+        )
+        return response
+
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.ListWorkersResponse:
+        response: worker_pb2.ListWorkersResponse = await self._stub.ListWorkers(
             request, metadata=self._md(metadata), timeout=self._timeout_s
         )
         return response
@@ -773,3 +798,13 @@ class InProcessClient:
         self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
     ) -> events_pb2.ListEventsResponse:
         return await self._unary(self._servicer.ListEvents, request, metadata)
+
+    async def SetWorkerDirective(
+        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.SetWorkerDirectiveResponse:
+        return await self._unary(self._servicer.SetWorkerDirective, request, metadata)
+
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
+    ) -> worker_pb2.ListWorkersResponse:
+        return await self._unary(self._servicer.ListWorkers, request, metadata)

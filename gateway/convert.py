@@ -33,13 +33,17 @@ __all__ = [
     "list_events_request",
     "nack_request",
     "render_ack",
+    "render_dead_letter",
     "render_events",
     "render_health",
     "render_heartbeat",
     "render_manifest",
     "render_nack",
     "render_queues",
+    "render_workers",
     "timestamp",
+    "worker_state",
+    "worker_to_json",
 ]
 
 # Events carry no source in the proto; CloudEvents-style consumers need one.
@@ -55,6 +59,8 @@ def _enum_names(items: Sequence[tuple[str, int]], prefix: str) -> dict[int, str]
 
 _JOB_STATES = _enum_names(job_pb2.JobState.items(), "JOB_STATE_")
 _WORKER_STATES = _enum_names(worker_pb2.WorkerState.items(), "WORKER_STATE_")
+# Worker JSON says "unknown" where the proto has UNSPECIFIED (a worker that never reported a state).
+_WORKER_STATE_WORDS = {**_WORKER_STATES, worker_pb2.WORKER_STATE_UNSPECIFIED: "unknown"}
 _WORKER_STATE_BY_NAME: dict[str, worker_pb2.WorkerState.ValueType] = {
     name.removeprefix("WORKER_STATE_").lower(): number for name, number in worker_pb2.WorkerState.items() if number
 }
@@ -97,6 +103,7 @@ _JOB_KEYS = frozenset(
         "worker_id",
         "schema",
         "trace_id",
+        "lease_token",
         "previous_state",
     }
 )
@@ -333,6 +340,8 @@ def job_to_json(job: job_pb2.Job) -> dict[str, Any]:
         out["schema"] = job.schema
     if job.trace_id:
         out["trace_id"] = job.trace_id
+    if job.lease_token:
+        out["lease_token"] = job.lease_token
     if job.extra_json:
         extra = loads_exact(job.extra_json)
         if isinstance(extra, dict):
@@ -424,6 +433,9 @@ def ack_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckReque
         request.worker_id = worker_id
     if "result" in body:
         request.result_json = encode_value(body["result"], raw_body, "result")
+    lease_token = _optional_integer(body, "lease_token", _INT64)
+    if lease_token is not None:
+        request.lease_token = lease_token
     return request
 
 
@@ -435,6 +447,9 @@ def nack_request(body: Mapping[str, Any]) -> worker_pb2.NackRequest:
     requeue = _boolean(body, "requeue")
     if requeue is not None:
         request.requeue = requeue
+    lease_token = _optional_integer(body, "lease_token", _INT64)
+    if lease_token is not None:
+        request.lease_token = lease_token
     error = body.get("error")
     if error is None:
         return request
@@ -578,6 +593,8 @@ def render_heartbeat(response: worker_pb2.HeartbeatResponse) -> dict[str, Any]:
         "state": state,
         "directive": state,
         "jobs_extended": list(response.jobs_extended),
+        "jobs_cancelled": list(response.jobs_cancelled),
+        "jobs_not_held": list(response.jobs_not_held),
         "server_time": timestamp(response.server_time) if response.HasField("server_time") else _now(),
     }
 
@@ -594,21 +611,47 @@ def render_queues(response: queue_pb2.ListQueuesResponse, limit: int) -> dict[st
         if queue.HasField("created_at"):
             item["created_at"] = timestamp(queue.created_at)
         queues.append(item)
-    pagination: dict[str, Any] = {"total": response.total, "limit": limit, "has_more": bool(response.next_cursor)}
-    if response.next_cursor:
-        pagination["next_cursor"] = response.next_cursor
-    return {"queues": queues, "pagination": pagination}
+    return {"queues": queues, "pagination": _pagination(response.total, limit, response.next_cursor)}
+
+
+def _pagination(total: int, limit: int, next_cursor: str) -> dict[str, Any]:
+    pagination: dict[str, Any] = {"total": total, "limit": limit, "has_more": bool(next_cursor)}
+    if next_cursor:
+        pagination["next_cursor"] = next_cursor
+    return pagination
 
 
 def render_dead_letter(response: queue_pb2.ListDeadLetterResponse, limit: int) -> dict[str, Any]:
-    pagination: dict[str, Any] = {
-        "total": response.total_count,
-        "limit": limit,
-        "has_more": bool(response.next_cursor),
+    return {
+        "jobs": [job_to_json(job) for job in response.jobs],
+        "pagination": _pagination(response.total_count, limit, response.next_cursor),
     }
-    if response.next_cursor:
-        pagination["next_cursor"] = response.next_cursor
-    return {"jobs": [job_to_json(job) for job in response.jobs], "pagination": pagination}
+
+
+def worker_state(state: int) -> str:
+    return _WORKER_STATE_WORDS.get(state, "unknown")
+
+
+def worker_to_json(worker: worker_pb2.WorkerInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        # Admin API readers look for `id`, worker-protocol readers for `worker_id`.
+        "id": worker.worker_id,
+        "worker_id": worker.worker_id,
+        "state": worker_state(worker.state),
+        "directive": worker_state(worker.directive),
+    }
+    if worker.HasField("last_heartbeat_at"):
+        out["last_heartbeat_at"] = timestamp(worker.last_heartbeat_at)
+    out["active_jobs"] = worker.active_jobs
+    return out
+
+
+def render_workers(response: worker_pb2.ListWorkersResponse, limit: int) -> dict[str, Any]:
+    return {
+        "items": [worker_to_json(worker) for worker in response.workers],
+        "summary": {"total": response.total},
+        "pagination": _pagination(response.total, limit, response.next_cursor),
+    }
 
 
 def event_to_json(event: events_pb2.Event) -> dict[str, Any]:

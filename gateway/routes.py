@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import orjson
 from aiohttp import web
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2
 
 from gateway import convert
 from gateway.client import OJSClient
@@ -27,6 +27,7 @@ REQUEST_ID = web.RequestKey("ojs_request_id", str)
 # Documented defaults of the list RPCs (queue.proto); echoed as pagination.limit when the client sent none.
 _LIST_QUEUES_DEFAULT_LIMIT = 100
 _LIST_DEAD_LETTER_DEFAULT_LIMIT = 50
+_LIST_WORKERS_DEFAULT_LIMIT = 100  # worker.proto
 
 _FORWARDED_HEADERS = (("traceparent", "traceparent"), ("tracestate", "tracestate"))
 
@@ -77,6 +78,10 @@ class Routes:
         router.add_post("/ojs/v1/dead-letter/{id}/retry", self.retry_dead_letter)
         router.add_delete("/ojs/v1/dead-letter/{id}", self.delete_dead_letter)
         router.add_get("/ojs/v1/events", self.list_events)
+        router.add_get("/ojs/v1/admin/workers", self.list_workers)
+        router.add_post("/ojs/v1/admin/workers/{id}/quiet", self.quiet_worker)
+        router.add_post("/ojs/v1/admin/workers/{id}/terminate", self.terminate_worker)
+        router.add_post("/ojs/v1/admin/workers/{id}/resume", self.resume_worker)
 
     # ---- System ----
 
@@ -165,6 +170,7 @@ class Routes:
         limit = convert.query_int(request.query, "limit")
         rpc = queue_pb2.ListDeadLetterRequest(
             queue=request.query.get("queue", ""),
+            type=request.query.get("type", ""),
             limit=limit or 0,
             cursor=request.query.get("cursor", ""),
         )
@@ -172,14 +178,16 @@ class Routes:
         return json_response(convert.render_dead_letter(response, limit or _LIST_DEAD_LETTER_DEFAULT_LIMIT))
 
     async def retry_dead_letter(self, request: web.Request) -> web.Response:
+        await _optional_body(request)
         rpc = queue_pb2.RetryDeadLetterRequest(job_id=request.match_info["id"])
         response = await self._client.RetryDeadLetter(rpc, metadata=rpc_metadata(request))
         return json_response({"job": convert.job_to_json(response.job)})
 
     async def delete_dead_letter(self, request: web.Request) -> web.Response:
         rpc = queue_pb2.DeleteDeadLetterRequest(job_id=request.match_info["id"])
-        await self._client.DeleteDeadLetter(rpc, metadata=rpc_metadata(request))
-        return json_response({"deleted": True, "job_id": rpc.job_id})
+        response = await self._client.DeleteDeadLetter(rpc, metadata=rpc_metadata(request))
+        # The call failing is what reports a missing job; success means it is gone.
+        return json_response({"deleted": True, "job_id": response.job_id or rpc.job_id})
 
     # ---- Events ----
 
@@ -187,3 +195,33 @@ class Routes:
         rpc: events_pb2.ListEventsRequest = convert.list_events_request(request.query)
         response = await self._client.ListEvents(rpc, metadata=rpc_metadata(request))
         return json_response(convert.render_events(response))
+
+    # ---- Worker registry ----
+
+    async def list_workers(self, request: web.Request) -> web.Response:
+        limit = convert.query_int(request.query, "limit")
+        rpc = worker_pb2.ListWorkersRequest(limit=limit or 0, cursor=request.query.get("cursor", ""))
+        response = await self._client.ListWorkers(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_workers(response, limit or _LIST_WORKERS_DEFAULT_LIMIT))
+
+    async def quiet_worker(self, request: web.Request) -> web.Response:
+        return await self._set_directive(request, worker_pb2.WORKER_STATE_QUIET)
+
+    async def terminate_worker(self, request: web.Request) -> web.Response:
+        return await self._set_directive(request, worker_pb2.WORKER_STATE_TERMINATE)
+
+    async def resume_worker(self, request: web.Request) -> web.Response:
+        return await self._set_directive(request, worker_pb2.WORKER_STATE_RUNNING)
+
+    async def _set_directive(self, request: web.Request, directive: worker_pb2.WorkerState.ValueType) -> web.Response:
+        await _optional_body(request)
+        rpc = worker_pb2.SetWorkerDirectiveRequest(worker_id=request.match_info["id"], directive=directive)
+        response = await self._client.SetWorkerDirective(rpc, metadata=rpc_metadata(request))
+        return json_response({"worker": convert.worker_to_json(response.worker)})
+
+
+async def _optional_body(request: web.Request) -> None:
+    """Routes whose request carries nothing in the body: none is needed, but one sent must be a JSON object."""
+    raw = await request.read()
+    if raw.strip():
+        convert.json_object(raw)

@@ -36,6 +36,19 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
         "default_visibility_timeout_ms",
         "lease of a fetched job when neither the job nor the fetch sets one",
     ),
+    (
+        "OJS_DEFAULT_TIMEOUT_MS",
+        "default_timeout_ms",
+        "time limit of one attempt when the job sets none; 0: none",
+    ),
+    ("OJS_RETENTION_COMPLETED_S", "retention_completed_s", "completed jobs are deleted this long after; 0: kept"),
+    ("OJS_RETENTION_CANCELLED_S", "retention_cancelled_s", "cancelled jobs are deleted this long after; 0: kept"),
+    ("OJS_RETENTION_DISCARDED_S", "retention_discarded_s", "discarded jobs are deleted this long after; 0: kept"),
+    ("OJS_DEAD_LETTER_MAX_AGE_S", "dead_letter_max_age_s", "dead-lettered jobs older than this are deleted"),
+    ("OJS_DEAD_LETTER_MAX_COUNT", "dead_letter_max_count", "the oldest dead-lettered jobs beyond this are deleted"),
+    ("OJS_WORKER_RETENTION_S", "worker_retention_s", "workers silent this long leave the registry"),
+    ("OJS_REAPER_INTERVAL_MS", "reaper_interval_ms", "period of the expired-lease and timeout reaper"),
+    ("OJS_PROMOTE_INTERVAL_MS", "promote_interval_ms", "period of the scheduled/retry promoter"),
     ("OJS_LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
 )
 
@@ -110,7 +123,8 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings) -> int:
+    """Run until a signal (exit code 0) or a crashed background loop (exit code 1)."""
     # Imported here so `--help` and configuration errors answer without loading grpc and the rest.
     from server.app import Application
 
@@ -133,6 +147,7 @@ async def serve(settings: Settings) -> None:
 
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    exit_code = 0
     try:
         app = Application(settings)
         try:
@@ -144,13 +159,20 @@ async def serve(settings: Settings) -> None:
                 settings.host,
                 app.http_port,
             )
-            await stop_requested.wait()
+            stop = asyncio.ensure_future(stop_requested.wait())
+            crash = asyncio.ensure_future(app.wait_failure())
+            await asyncio.wait((stop, crash), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stop, crash):
+                waiter.cancel()
+            if crash.done() and not crash.cancelled():
+                exit_code = 1
         finally:
             await app.stop()
         log.info("stopped")
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
+    return exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        return asyncio.run(serve(settings))
     except asyncio.CancelledError:
         log.warning("forced exit")
         return 1
@@ -176,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         log.exception("ojs-server failed")
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,12 +13,16 @@ from gateway.client import InProcessClient
 from server.config import Settings
 from server.domain.errors import OJSError
 from server.embedded_redis import EmbeddedRedis
+from server.loops.runner import LoopRunner, PeriodicTask
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
+from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
 from server.service.jobs import JobService
+from server.service.maintenance import MaintenanceService
 from server.service.system import SystemService
-from server.store.job_store import JobStore
+from server.service.workers import WorkerService
+from server.store.job_store import JobStore, Retention
 from server.store.keys import KeySchema
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,20 @@ log = logging.getLogger(__name__)
 REDIS_STARTUP_WAIT_S = 30.0
 # In-flight calls get this long to finish on shutdown.
 STOP_GRACE_S = 5.0
+# Dead letter and worker registry pruning is not urgent.
+RETENTION_INTERVAL_S = 60.0
+
+
+def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
+    """The service layer over one store, behind the gRPC servicer."""
+    lease_ms = settings.default_visibility_timeout_ms
+    return OJSServicer(
+        JobService(store, default_visibility_timeout_ms=lease_ms, default_timeout_ms=settings.default_timeout_ms),
+        EventService(store),
+        SystemService(store),
+        WorkerService(store, default_visibility_timeout_ms=lease_ms),
+        DeadLetterService(store),
+    )
 
 
 class Application:
@@ -39,6 +57,13 @@ class Application:
         self._redis: Redis | None = None
         self._grpc: GrpcServer | None = None
         self._http: web.AppRunner | None = None
+        self._loops: LoopRunner | None = None
+
+    async def wait_failure(self) -> BaseException:
+        """Resolves when a background loop crashed; the process should then exit."""
+        if self._loops is None:
+            raise RuntimeError("the application is not running")
+        return await self._loops.failure
 
     async def start(self) -> None:
         settings = self.settings
@@ -47,14 +72,21 @@ class Application:
                 self._embedded = EmbeddedRedis(settings.data_dir)
                 self.redis_url = await self._embedded.start()
             self._redis = Redis.from_url(self.redis_url, health_check_interval=30)
-            store = JobStore(self._redis, KeySchema(settings.key_prefix), events_maxlen=settings.events_maxlen)
+            store = JobStore(
+                self._redis,
+                KeySchema(settings.key_prefix),
+                events_maxlen=settings.events_maxlen,
+                retention=Retention(
+                    completed_ms=settings.retention_completed_s * 1000,
+                    cancelled_ms=settings.retention_cancelled_s * 1000,
+                    discarded_ms=settings.retention_discarded_s * 1000,
+                    dead_letter_ms=settings.dead_letter_max_age_s * 1000,
+                    dead_letter_max_count=settings.dead_letter_max_count,
+                ),
+            )
             await self._wait_for_redis(store)
 
-            servicer = OJSServicer(
-                JobService(store, default_visibility_timeout_ms=settings.default_visibility_timeout_ms),
-                EventService(store),
-                SystemService(store),
-            )
+            servicer = build_servicer(store, settings)
             self._grpc = GrpcServer(servicer, api_key=settings.api_key)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
             await self._grpc.start()
@@ -67,6 +99,16 @@ class Application:
             site = web.TCPSite(self._http, settings.host, settings.http_port)
             await site.start()
             self.http_port = int(self._http.addresses[0][1])
+
+            maintenance = MaintenanceService(store, worker_retention_ms=settings.worker_retention_s * 1000)
+            self._loops = LoopRunner(
+                [
+                    PeriodicTask("reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired),
+                    PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_due),
+                    PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
+                ]
+            )
+            self._loops.start()
         except BaseException:
             await self.stop()
             raise
@@ -85,6 +127,9 @@ class Application:
 
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call more than once."""
+        if self._loops is not None:
+            await self._loops.stop()
+            self._loops = None
         if self._grpc is not None:
             await self._grpc.set_serving(False)
         if self._http is not None:

@@ -71,6 +71,20 @@ class Settings:
     events_maxlen: int = 100_000
     # Lease length of a fetched job when neither the job nor the fetch names one.
     default_visibility_timeout_ms: int = 1_800_000
+    # Execution time limit of an attempt when the job names none (0: no limit).
+    default_timeout_ms: int = 1_800_000
+    # Terminal jobs are deleted this long after they end (0: kept until deleted).
+    retention_completed_s: int = 7 * 86_400
+    retention_cancelled_s: int = 7 * 86_400
+    retention_discarded_s: int = 30 * 86_400
+    # Dead letter retention: by age and by count (ojs-dead-letter defaults).
+    dead_letter_max_age_s: int = 180 * 86_400
+    dead_letter_max_count: int = 10_000
+    # Workers silent for this long are dropped from the registry.
+    worker_retention_s: int = 3_600
+    # Period of the lease reaper and of the scheduled/retry promoter.
+    reaper_interval_ms: int = 250
+    promote_interval_ms: int = 250
     log_level: str = "INFO"
 
     @classmethod
@@ -91,6 +105,15 @@ class Settings:
             default_visibility_timeout_ms=_int(
                 env, "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS", cls.default_visibility_timeout_ms, minimum=1000
             ),
+            default_timeout_ms=_int(env, "OJS_DEFAULT_TIMEOUT_MS", cls.default_timeout_ms),
+            retention_completed_s=_int(env, "OJS_RETENTION_COMPLETED_S", cls.retention_completed_s),
+            retention_cancelled_s=_int(env, "OJS_RETENTION_CANCELLED_S", cls.retention_cancelled_s),
+            retention_discarded_s=_int(env, "OJS_RETENTION_DISCARDED_S", cls.retention_discarded_s),
+            dead_letter_max_age_s=_int(env, "OJS_DEAD_LETTER_MAX_AGE_S", cls.dead_letter_max_age_s),
+            dead_letter_max_count=_int(env, "OJS_DEAD_LETTER_MAX_COUNT", cls.dead_letter_max_count, minimum=1),
+            worker_retention_s=_int(env, "OJS_WORKER_RETENTION_S", cls.worker_retention_s, minimum=60),
+            reaper_interval_ms=_int(env, "OJS_REAPER_INTERVAL_MS", cls.reaper_interval_ms, minimum=10),
+            promote_interval_ms=_int(env, "OJS_PROMOTE_INTERVAL_MS", cls.promote_interval_ms, minimum=10),
             log_level=(env.get("OJS_LOG_LEVEL", cls.log_level).strip() or cls.log_level).upper(),
         )
 

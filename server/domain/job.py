@@ -101,3 +101,4 @@ class StoredJob:
     workflow_id: str | None = None
     parent_results_json: bytes | None = None
     unique: dict[str, Any] | None = None
+    lease_token: int = 0

@@ -50,7 +50,7 @@ def _timestamp_ms(value: timestamp_pb2.Timestamp) -> int:
     return value.seconds * 1000 + value.nanos // 1_000_000
 
 
-def _duration_ms(value: duration_pb2.Duration) -> int:
+def duration_ms(value: duration_pb2.Duration) -> int:
     return value.seconds * 1000 + value.nanos // 1_000_000
 
 
@@ -118,11 +118,11 @@ def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str,
     if options.HasField("delay_until"):
         out["delay_until"] = format_rfc3339_ms(_timestamp_ms(options.delay_until))
     if options.HasField("timeout"):
-        out["timeout_ms"] = _duration_ms(options.timeout)
+        out["timeout_ms"] = duration_ms(options.timeout)
     if options.HasField("visibility_timeout"):
-        out["visibility_timeout_ms"] = _duration_ms(options.visibility_timeout)
+        out["visibility_timeout_ms"] = duration_ms(options.visibility_timeout)
     if options.HasField("ttl"):
-        out["expires_at"] = "+" + format_duration_ms(_duration_ms(options.ttl))
+        out["expires_at"] = "+" + format_duration_ms(duration_ms(options.ttl))
     if options.tags:
         out["tags"] = list(options.tags)
     if options.max_attempts:
@@ -146,11 +146,11 @@ def _retry(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
     if policy.max_attempts:
         out["max_attempts"] = policy.max_attempts
     if policy.HasField("initial_interval"):
-        out["initial_interval_ms"] = _duration_ms(policy.initial_interval)
+        out["initial_interval_ms"] = duration_ms(policy.initial_interval)
     if policy.backoff_coefficient:
         out["backoff_coefficient"] = policy.backoff_coefficient
     if policy.HasField("max_interval"):
-        out["max_interval_ms"] = _duration_ms(policy.max_interval)
+        out["max_interval_ms"] = duration_ms(policy.max_interval)
     if policy.non_retryable_errors:
         out["non_retryable_errors"] = list(policy.non_retryable_errors)
     if policy.on_exhaustion:
@@ -171,7 +171,7 @@ def _unique(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
     if policy.meta_keys:
         out["meta_keys"] = list(policy.meta_keys)
     if policy.HasField("period"):
-        out["period"] = format_duration_ms(_duration_ms(policy.period))
+        out["period"] = format_duration_ms(duration_ms(policy.period))
     if policy.on_conflict in _CONFLICT_ACTIONS:
         out["on_conflict"] = _CONFLICT_ACTIONS[policy.on_conflict]
     if policy.states:
@@ -287,6 +287,8 @@ def job(stored: StoredJob) -> job_pb2.Job:
         message.workflow_id = stored.workflow_id
     if stored.parent_results_json:
         message.parent_results_json = stored.parent_results_json
+    if stored.lease_token:
+        message.lease_token = stored.lease_token
     return message
 
 

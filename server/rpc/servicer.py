@@ -14,11 +14,15 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
+from server.domain.ids import is_uuid7
 from server.rpc import convert
 from server.rpc.errors import to_status
+from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService
 from server.service.jobs import JobService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
+from server.service.workers import WorkerService
+from server.store.job_store import WorkerRow
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,13 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
+def _limit(requested: int, *, default: int, maximum: int = 1000) -> int:
+    limit = requested or default
+    if not 1 <= limit <= maximum:
+        raise OJSError(ErrorCode.INVALID_REQUEST, f"limit must be between 1 and {maximum}", details={"field": "limit"})
+    return limit
+
+
 def _unimplemented(name: str, level: int | None) -> Callable[..., Any]:
     where = f"conformance level {level}" if level is not None else "an optional capability"
     message = f"{name} belongs to {where}, which this server does not implement yet"
@@ -80,11 +91,46 @@ def _unimplemented(name: str, level: int | None) -> Callable[..., Any]:
     return handler
 
 
+_WORKER_STATE_NAMES = {
+    worker_pb2.WORKER_STATE_RUNNING: "running",
+    worker_pb2.WORKER_STATE_QUIET: "quiet",
+    worker_pb2.WORKER_STATE_TERMINATE: "terminate",
+}
+_WORKER_STATES = {name: value for value, name in _WORKER_STATE_NAMES.items()}
+
+
+def _worker_info(row: WorkerRow) -> worker_pb2.WorkerInfo:
+    info = worker_pb2.WorkerInfo(
+        worker_id=row.worker_id,
+        state=_WORKER_STATES.get(row.state, worker_pb2.WORKER_STATE_UNSPECIFIED),
+        directive=_WORKER_STATES.get(row.directive, worker_pb2.WORKER_STATE_RUNNING),
+        active_jobs=row.active_jobs,
+    )
+    if row.last_heartbeat_ms:
+        info.last_heartbeat_at.CopyFrom(convert.timestamp(row.last_heartbeat_ms))
+    return info
+
+
+def _page(names: list[str], limit: int, cursor: str) -> tuple[int, int]:
+    """Start and end of a page of a sorted name list; the cursor is the last name already seen."""
+    start = next((i for i, name in enumerate(names) if name > cursor), len(names)) if cursor else 0
+    return start, start + limit
+
+
 class OJSServicer(service_pb2_grpc.OJSServiceServicer):
-    def __init__(self, jobs: JobService, events: EventService, system: SystemService) -> None:
+    def __init__(
+        self,
+        jobs: JobService,
+        events: EventService,
+        system: SystemService,
+        workers: WorkerService,
+        dead_letter: DeadLetterService,
+    ) -> None:
         self._jobs = jobs
         self._events = events
         self._system = system
+        self._workers = workers
+        self._dead_letter = dead_letter
 
     # ---- System ----
 
@@ -164,7 +210,12 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             result = orjson.dumps(convert.struct_to_dict(request.result, field="result"))
         else:
             result = None
-        stored = await self._jobs.ack(request.job_id, result_json=result, worker_id=request.worker_id)
+        stored = await self._jobs.ack(
+            request.job_id,
+            result_json=result,
+            worker_id=request.worker_id,
+            lease_token=request.lease_token if request.HasField("lease_token") else None,
+        )
         return worker_pb2.AckResponse(acknowledged=True, job=convert.job(stored))
 
     @rpc
@@ -180,6 +231,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             retryable=request.retryable if request.HasField("retryable") else None,
             requeue=request.requeue,
             worker_id=request.worker_id,
+            lease_token=request.lease_token if request.HasField("lease_token") else None,
         )
         message = convert.job(stored)
         response = worker_pb2.NackResponse(state=message.state, job=message)
@@ -187,20 +239,95 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             response.next_attempt_at.CopyFrom(message.next_attempt_at)
         return response
 
+    @rpc
+    async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Any) -> worker_pb2.HeartbeatResponse:
+        extend_ms = convert.duration_ms(request.extend_by) if request.HasField("extend_by") else None
+        token = request.lease_token if request.HasField("lease_token") else None
+        worker_id = request.worker_id or ("" if is_uuid7(request.id) else request.id)
+        if not request.active_job_ids and request.id and request.id != worker_id and is_uuid7(request.id):
+            outcome = await self._workers.heartbeat_job(
+                request.id, worker_id=worker_id, extend_ms=extend_ms, lease_token=token
+            )
+        else:
+            outcome = await self._workers.heartbeat(
+                worker_id=worker_id,
+                job_ids=list(request.active_job_ids),
+                extend_ms=extend_ms,
+                reported_state=_WORKER_STATE_NAMES.get(request.current_state, ""),
+                lease_token=token,
+            )
+        response = worker_pb2.HeartbeatResponse(
+            directed_state=_WORKER_STATES[outcome.directive],
+            jobs_extended=outcome.extended,
+            jobs_cancelled=outcome.cancelled,
+            jobs_not_held=outcome.not_held,
+            server_time=convert.timestamp(now_ms()),
+        )
+        if outcome.new_deadline_ms is not None:
+            response.new_deadline.CopyFrom(convert.timestamp(outcome.new_deadline_ms))
+        return response
+
+    @rpc
+    async def SetWorkerDirective(
+        self, request: worker_pb2.SetWorkerDirectiveRequest, context: Any
+    ) -> worker_pb2.SetWorkerDirectiveResponse:
+        directive = _WORKER_STATE_NAMES.get(request.directive)
+        if directive is None:
+            raise OJSError(
+                ErrorCode.INVALID_REQUEST,
+                "directive must be RUNNING, QUIET or TERMINATE",
+                details={"field": "directive"},
+            )
+        row = await self._workers.set_directive(request.worker_id, directive)
+        return worker_pb2.SetWorkerDirectiveResponse(worker=_worker_info(row))
+
+    @rpc
+    async def ListWorkers(self, request: worker_pb2.ListWorkersRequest, context: Any) -> worker_pb2.ListWorkersResponse:
+        rows = await self._workers.registry()
+        limit = _limit(request.limit, default=100)
+        start, end = _page([row.worker_id for row in rows], limit, request.cursor)
+        page = rows[start:end]
+        return worker_pb2.ListWorkersResponse(
+            workers=[_worker_info(row) for row in page],
+            next_cursor=page[-1].worker_id if end < len(rows) and page else "",
+            total=len(rows),
+        )
+
+    # ---- Dead letter ----
+
+    @rpc
+    async def ListDeadLetter(
+        self, request: queue_pb2.ListDeadLetterRequest, context: Any
+    ) -> queue_pb2.ListDeadLetterResponse:
+        page = await self._dead_letter.page(
+            queue=request.queue, job_type=request.type, limit=request.limit, cursor=request.cursor
+        )
+        return queue_pb2.ListDeadLetterResponse(
+            jobs=[convert.job(j) for j in page.jobs], total_count=page.total, next_cursor=page.next_cursor
+        )
+
+    @rpc
+    async def RetryDeadLetter(
+        self, request: queue_pb2.RetryDeadLetterRequest, context: Any
+    ) -> queue_pb2.RetryDeadLetterResponse:
+        return queue_pb2.RetryDeadLetterResponse(job=convert.job(await self._dead_letter.retry(request.job_id)))
+
+    @rpc
+    async def DeleteDeadLetter(
+        self, request: queue_pb2.DeleteDeadLetterRequest, context: Any
+    ) -> queue_pb2.DeleteDeadLetterResponse:
+        await self._dead_letter.delete(request.job_id)
+        return queue_pb2.DeleteDeadLetterResponse(job_id=request.job_id, deleted=True)
+
     # ---- Queues ----
 
     @rpc
     async def ListQueues(self, request: queue_pb2.ListQueuesRequest, context: Any) -> queue_pb2.ListQueuesResponse:
         rows = await self._jobs.list_queues()
-        limit = request.limit or 100
-        if not 1 <= limit <= 1000:
-            raise OJSError(ErrorCode.INVALID_REQUEST, "limit must be between 1 and 1000", details={"field": "limit"})
-        start = 0
-        if request.cursor:
-            # The cursor is the last name of the previous page; names are sorted.
-            start = next((i for i, row in enumerate(rows) if row.name > request.cursor), len(rows))
-        page = rows[start : start + limit]
-        has_more = start + limit < len(rows)
+        limit = _limit(request.limit, default=100)
+        start, end = _page([row.name for row in rows], limit, request.cursor)
+        page = rows[start:end]
+        has_more = end < len(rows)
         return queue_pb2.ListQueuesResponse(
             queues=[
                 queue_pb2.QueueInfo(
@@ -236,15 +363,11 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     # ---- Not yet implemented, by the level they belong to ----
 
     EnqueueBatch = _unimplemented("EnqueueBatch", 4)
-    Heartbeat = _unimplemented("Heartbeat", 1)
     StreamJobs = _unimplemented("StreamJobs", None)
     StreamEvents = _unimplemented("StreamEvents", None)
     QueueStats = _unimplemented("QueueStats", 4)
     PauseQueue = _unimplemented("PauseQueue", 4)
     ResumeQueue = _unimplemented("ResumeQueue", 4)
-    ListDeadLetter = _unimplemented("ListDeadLetter", 1)
-    RetryDeadLetter = _unimplemented("RetryDeadLetter", 1)
-    DeleteDeadLetter = _unimplemented("DeleteDeadLetter", 1)
     RegisterCron = _unimplemented("RegisterCron", 2)
     UnregisterCron = _unimplemented("UnregisterCron", 2)
     ListCron = _unimplemented("ListCron", 2)

@@ -25,9 +25,10 @@ def _job_id(job_id: str) -> str:
 
 
 class JobService:
-    def __init__(self, store: JobStore, *, default_visibility_timeout_ms: int) -> None:
+    def __init__(self, store: JobStore, *, default_visibility_timeout_ms: int, default_timeout_ms: int = 0) -> None:
         self._store = store
         self._default_lease_ms = default_visibility_timeout_ms
+        self._default_timeout_ms = default_timeout_ms
 
     async def enqueue(self, envelope: Mapping[str, Any]) -> StoredJob:
         """Store a job given in the OJS JSON form (already decoded)."""
@@ -91,10 +92,15 @@ class JobService:
             lease_ms=visibility_timeout_ms,
             default_lease_ms=self._default_lease_ms,
             now_ms=now_ms(),
+            default_timeout_ms=self._default_timeout_ms,
         )
 
-    async def ack(self, job_id: str, *, result_json: bytes | None, worker_id: str) -> StoredJob:
-        return await self._store.ack(_job_id(job_id), result_json=result_json, worker_id=worker_id, now_ms=now_ms())
+    async def ack(
+        self, job_id: str, *, result_json: bytes | None, worker_id: str, lease_token: int | None = None
+    ) -> StoredJob:
+        return await self._store.ack(
+            _job_id(job_id), result_json=result_json, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
+        )
 
     async def nack(
         self,
@@ -108,6 +114,7 @@ class JobService:
         retryable: bool | None,
         requeue: bool,
         worker_id: str,
+        lease_token: int | None = None,
     ) -> StoredJob:
         code = code or "handler_error"
         # The type matched against non_retryable_errors (SPEC-GUIDE §0.13).
@@ -123,7 +130,9 @@ class JobService:
             retryable=retryable,
             requeue=requeue,
         )
-        return await self._store.nack(_job_id(job_id), failure, worker_id=worker_id, now_ms=now_ms())
+        return await self._store.nack(
+            _job_id(job_id), failure, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
+        )
 
     async def list_queues(self) -> list[QueueRow]:
         return await self._store.list_queues()

@@ -12,7 +12,7 @@ from server.store.job_store import JobStore
 IMPLEMENTATION_NAME = "ojs-server-python"
 IMPLEMENTATION_VERSION = "0.1.0"
 SPEC_VERSION = "1.0"
-CONFORMANCE_LEVEL = 0
+CONFORMANCE_LEVEL = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class SystemService:
             "capabilities": {
                 "batch_enqueue": False,
                 "cron_jobs": False,
-                "dead_letter": False,
+                "dead_letter": True,
                 "delayed_jobs": True,
                 "job_ttl": False,
                 "priority_queues": True,

@@ -52,6 +52,7 @@ def new_job_fields(job: NewJob) -> list[bytes | str | int]:
         "schema": job.schema,
         "trace_id": job.trace_id,
         "unique": dumps(job.unique) if job.unique is not None else None,
+        "directive": job_directive(job.meta),
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     flat: list[bytes | str | int] = []
@@ -59,6 +60,15 @@ def new_job_fields(job: NewJob) -> list[bytes | str | int]:
         flat.append(key)
         flat.append(value)
     return flat
+
+
+# Directives a job can carry to the worker holding it (relayed on heartbeat).
+JOB_DIRECTIVES = frozenset({"quiet", "terminate"})
+
+
+def job_directive(meta: dict[str, Any]) -> str | None:
+    value = meta.get("test_directive")
+    return value if value in JOB_DIRECTIVES else None
 
 
 def _int(raw: dict[bytes, bytes], key: bytes) -> int | None:
@@ -170,4 +180,5 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes]) -> St
         workflow_id=_str(raw, b"workflow_id"),
         parent_results_json=raw.get(b"parent_results"),
         unique=orjson.loads(unique_raw) if unique_raw else None,
+        lease_token=_int(raw, b"lease_token") or 0,
     )

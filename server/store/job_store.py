@@ -47,6 +47,43 @@ def translate_redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awa
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long terminal jobs are kept (ms; 0 keeps them until deleted)."""
+
+    completed_ms: int = 7 * 86_400_000
+    cancelled_ms: int = 7 * 86_400_000
+    discarded_ms: int = 30 * 86_400_000
+    dead_letter_ms: int = 180 * 86_400_000
+    dead_letter_max_count: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class HeartbeatOutcome:
+    directive: str
+    extended: list[str]
+    cancelled: list[str]
+    not_held: list[str]
+    # Lease deadline of the last extended job, if any.
+    new_deadline_ms: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReapOutcome:
+    examined: int
+    timed_out: int
+    requeued: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRow:
+    worker_id: str
+    last_heartbeat_ms: int
+    state: str
+    directive: str
+    active_jobs: int
+
+
+@dataclasses.dataclass(frozen=True)
 class EnqueueOutcome:
     state: JobState
     enqueued_at_ms: int | None
@@ -95,10 +132,13 @@ def _state_conflict(job_id: str, current: bytes | str, expected: str, action: st
 
 
 class JobStore:
-    def __init__(self, redis: Redis, keys: KeySchema, *, events_maxlen: int = 100_000) -> None:
+    def __init__(
+        self, redis: Redis, keys: KeySchema, *, events_maxlen: int = 100_000, retention: Retention | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._events_maxlen = events_maxlen
+        self.retention = retention or Retention()
         self._scripts = Scripts(redis)
 
     @property
@@ -152,6 +192,7 @@ class JobStore:
         lease_ms: int | None,
         default_lease_ms: int,
         now_ms: int,
+        default_timeout_ms: int = 0,
     ) -> list[StoredJob]:
         k = self._keys
         keys = [k.active, k.events, k.sequence]
@@ -171,12 +212,21 @@ class JobStore:
                 k.job_prefix,
                 k.errors_prefix,
                 PROMOTE_BATCH,
+                default_timeout_ms,
             ],
         )
         return [codec.decode_job(flat, history) for flat, history in reply]
 
     @translate_redis_errors
-    async def ack(self, job_id: str, *, result_json: bytes | None, worker_id: str, now_ms: int) -> StoredJob:
+    async def ack(
+        self,
+        job_id: str,
+        *,
+        result_json: bytes | None,
+        worker_id: str,
+        now_ms: int,
+        lease_token: int | None = None,
+    ) -> StoredJob:
         k = self._keys
         reply = await self._scripts.call(
             "ack",
@@ -188,12 +238,22 @@ class JobStore:
                 "1" if result_json is not None else "0",
                 result_json or "",
                 worker_id,
+                "" if lease_token is None else lease_token,
+                self.retention.completed_ms,
             ],
         )
         return self._job_reply(reply, job_id, expected="active", action="acknowledge")
 
     @translate_redis_errors
-    async def nack(self, job_id: str, failure: FailureReport, *, worker_id: str, now_ms: int) -> StoredJob:
+    async def nack(
+        self,
+        job_id: str,
+        failure: FailureReport,
+        *,
+        worker_id: str,
+        now_ms: int,
+        lease_token: int | None = None,
+    ) -> StoredJob:
         k = self._keys
         error_json = codec.encode_error_without_attempt(
             code=failure.code,
@@ -222,6 +282,9 @@ class JobStore:
                 ERROR_HISTORY_CAP,
                 failure.code,
                 failure.message,
+                "" if lease_token is None else lease_token,
+                self.retention.discarded_ms,
+                self.retention.dead_letter_ms,
             ],
         )
         return self._job_reply(reply, job_id, expected="active", action="fail")
@@ -232,7 +295,15 @@ class JobStore:
         reply = await self._scripts.call(
             "cancel",
             [k.job(job_id), k.errors(job_id), k.active, k.events],
-            [now_ms, self._events_maxlen, job_id, k.available_prefix, k.delayed_prefix, reason],
+            [
+                now_ms,
+                self._events_maxlen,
+                job_id,
+                k.available_prefix,
+                k.delayed_prefix,
+                reason,
+                self.retention.cancelled_ms,
+            ],
         )
         if reply[0] == b"ok":
             flat, history = reply[2]
@@ -256,6 +327,12 @@ class JobStore:
             return codec.decode_job(flat, history)
         if status == b"not_found":
             raise not_found("job", job_id)
+        if status == b"stale_lease":
+            raise conflict(
+                f"cannot {action} job '{job_id}': the lease was granted again since",
+                job_id=job_id,
+                current_lease_token=int(reply[1] or 0),
+            )
         if status == b"not_owner":
             raise conflict(
                 f"cannot {action} job '{job_id}': it is held by another worker",
@@ -319,3 +396,184 @@ class JobStore:
                 )
             )
         return records
+
+    # ---- leases, heartbeats and workers ----
+
+    @translate_redis_errors
+    async def reap(self, *, now_ms: int, batch: int) -> ReapOutcome:
+        k = self._keys
+        examined, timed_out, requeued = await self._scripts.call(
+            "reap",
+            [k.active, k.events, k.sequence, k.dead],
+            [
+                now_ms,
+                self._events_maxlen,
+                batch,
+                k.job_prefix,
+                k.errors_prefix,
+                k.available_prefix,
+                k.delayed_prefix,
+                ERROR_HISTORY_CAP,
+                repr(random.uniform(0.5, 1.5)),
+                self.retention.discarded_ms,
+                self.retention.dead_letter_ms,
+            ],
+        )
+        return ReapOutcome(examined=int(examined), timed_out=int(timed_out), requeued=int(requeued))
+
+    @translate_redis_errors
+    async def heartbeat(
+        self,
+        *,
+        worker_id: str,
+        job_ids: Sequence[str],
+        lease_ms: int | None,
+        default_lease_ms: int,
+        reported_state: str,
+        lease_token: int | None,
+        now_ms: int,
+    ) -> HeartbeatOutcome:
+        k = self._keys
+        # Without a worker id the registry is untouched; the key is only a placeholder.
+        worker_key = k.worker(worker_id) if worker_id else k.worker_prefix
+        directive, extended, cancelled, not_held, deadline = await self._scripts.call(
+            "heartbeat",
+            [k.active, k.events, k.workers, worker_key],
+            [
+                now_ms,
+                self._events_maxlen,
+                worker_id,
+                "" if lease_ms is None else lease_ms,
+                default_lease_ms,
+                k.job_prefix,
+                reported_state,
+                "" if lease_token is None else lease_token,
+                *job_ids,
+            ],
+        )
+        return HeartbeatOutcome(
+            directive=directive.decode(),
+            extended=[i.decode() for i in extended],
+            cancelled=[i.decode() for i in cancelled],
+            not_held=[i.decode() for i in not_held],
+            new_deadline_ms=int(deadline) if deadline else None,
+        )
+
+    @translate_redis_errors
+    async def set_worker_directive(self, worker_id: str, directive: str) -> WorkerRow:
+        key = self._keys.worker(worker_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if directive == "running":
+                pipe.hdel(key, "directive")
+            else:
+                pipe.hset(key, "directive", directive)
+            pipe.hgetall(key)
+            pipe.zscore(self._keys.workers, worker_id)
+            _, raw, last_seen = await pipe.execute()
+        return _worker_row(worker_id, raw, last_seen)
+
+    @translate_redis_errors
+    async def list_workers(self) -> list[WorkerRow]:
+        k = self._keys
+        seen = cast(list[tuple[bytes, float]], await self._redis.zrange(k.workers, 0, -1, withscores=True))
+        if not seen:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for worker_id, _ in seen:
+                pipe.hgetall(k.worker(worker_id.decode()))
+            hashes = await pipe.execute()
+        rows = [
+            _worker_row(worker_id.decode(), raw, score) for (worker_id, score), raw in zip(seen, hashes, strict=True)
+        ]
+        return sorted(rows, key=lambda row: row.worker_id)
+
+    @translate_redis_errors
+    async def prune_workers(self, *, cutoff_ms: int, batch: int) -> int:
+        k = self._keys
+        return int(await self._scripts.call("prune_workers", [k.workers], [cutoff_ms, k.worker_prefix, batch]))
+
+    # ---- scheduled and retrying jobs ----
+
+    @translate_redis_errors
+    async def queue_names(self) -> list[str]:
+        names = cast(list[bytes], await self._redis.hkeys(self._keys.queues))
+        return sorted(name.decode() for name in names)
+
+    @translate_redis_errors
+    async def promote(self, queues: Sequence[str], *, now_ms: int, batch: int) -> int:
+        k = self._keys
+        keys = [k.sequence]
+        for queue in queues:
+            keys.append(k.available(queue))
+            keys.append(k.delayed(queue))
+        return int(await self._scripts.call("promote", keys, [now_ms, k.job_prefix, batch]))
+
+    # ---- dead letter ----
+
+    @translate_redis_errors
+    async def dead_letter_ids(self) -> list[str]:
+        """Dead-lettered job ids, newest first."""
+        ids = cast(list[bytes], await self._redis.zrevrange(self._keys.dead, 0, -1))
+        return [i.decode() for i in ids]
+
+    @translate_redis_errors
+    async def job_summaries(self, job_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(queue, type) of each job; ("", "") for a job that is gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._keys.job(job_id), "queue", "type")
+            rows = await pipe.execute()
+        return [((q or b"").decode(), (t or b"").decode()) for q, t in rows]
+
+    @translate_redis_errors
+    async def get_many(self, job_ids: Sequence[str]) -> list[StoredJob]:
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(k.job(job_id))
+                pipe.lrange(k.errors(job_id), 0, -1)
+            replies = await pipe.execute()
+        jobs = []
+        for raw, history in zip(replies[::2], replies[1::2], strict=True):
+            if raw and b"state" in raw:
+                jobs.append(codec.decode_job([item for pair in raw.items() for item in pair], history))
+        return jobs
+
+    @translate_redis_errors
+    async def retry_dead(self, job_id: str, *, now_ms: int) -> StoredJob:
+        k = self._keys
+        reply = await self._scripts.call(
+            "retry_dead",
+            [k.job(job_id), k.errors(job_id), k.dead, k.sequence, k.events],
+            [now_ms, self._events_maxlen, job_id, k.available_prefix],
+        )
+        if reply[0] == b"not_found":
+            raise not_found("dead letter job", job_id)
+        return self._job_reply(reply, job_id, expected="discarded", action="retry")
+
+    @translate_redis_errors
+    async def delete_dead(self, job_id: str) -> bool:
+        k = self._keys
+        return bool(await self._scripts.call("delete_dead", [k.job(job_id), k.errors(job_id), k.dead], [job_id]))
+
+    @translate_redis_errors
+    async def prune_dead(self, *, now_ms: int, batch: int) -> int:
+        k = self._keys
+        cutoff = now_ms - self.retention.dead_letter_ms if self.retention.dead_letter_ms else 0
+        return int(
+            await self._scripts.call(
+                "prune_dead",
+                [k.dead],
+                [cutoff, self.retention.dead_letter_max_count, batch, k.job_prefix, k.errors_prefix],
+            )
+        )
+
+
+def _worker_row(worker_id: str, raw: dict[bytes, bytes], last_seen: float | None) -> WorkerRow:
+    return WorkerRow(
+        worker_id=worker_id,
+        last_heartbeat_ms=int(last_seen or 0),
+        state=raw.get(b"state", b"running").decode(),
+        directive=raw.get(b"directive", b"running").decode(),
+        active_jobs=int(raw.get(b"active_jobs", b"0")),
+    )

@@ -18,12 +18,14 @@ class KeySchema:
         self.errors_prefix = f"{p}errors:"  # list: the job's error history, oldest first
         self.available_prefix = f"{p}available:"  # zset per queue: score = priority rank + sequence
         self.delayed_prefix = f"{p}delayed:"  # zset per queue: scheduled and retryable jobs by due time
+        self.worker_prefix = f"{p}worker:"  # hash per worker: last heartbeat, state, directive
         # Fixed keys.
         self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
         self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
         self.sequence = f"{p}seq"  # counter: enqueue order, for FIFO within a priority
         self.events = f"{p}events"  # stream: the event log
         self.dead = f"{p}dead"  # zset: dead-lettered job id -> discarded_at (ms)
+        self.workers = f"{p}workers"  # zset: worker id -> last heartbeat (ms)
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -36,6 +38,9 @@ class KeySchema:
 
     def delayed(self, queue: str) -> str:
         return self.delayed_prefix + queue
+
+    def worker(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id
 
     def pattern(self) -> str:
         """Glob matching every key of this schema (for resets and diagnostics)."""

@@ -8,7 +8,21 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-_SCRIPT_NAMES = ("enqueue", "fetch", "ack", "nack", "cancel", "activate")
+_SCRIPT_NAMES = (
+    "enqueue",
+    "fetch",
+    "ack",
+    "nack",
+    "cancel",
+    "activate",
+    "reap",
+    "heartbeat",
+    "promote",
+    "retry_dead",
+    "delete_dead",
+    "prune_dead",
+    "prune_workers",
+)
 
 
 def _source(name: str) -> str:

@@ -1128,6 +1128,17 @@ def case_param_id(path: Path) -> str:
     return f"{test_id}-{path.stem}"
 
 
+# Cases no honest server can pass, with the reason. They run as strict xfails:
+# if one ever passes, the suite fails, so the list cannot silently go stale.
+KNOWN_UNPASSABLE: dict[str, str] = {
+    "L1-RTR-014": (
+        "expects errors[i].type to be ConnectionTimeout / RateLimitExceeded / InternalServerError, but the NACKs "
+        "send only code 'handler_error' and a free-text message: no type, no details.error_class. The server "
+        "would have to invent the types from the message text (SPEC-GUIDE C29)."
+    ),
+}
+
+
 def make_level_params(level: str) -> list[Any]:
     """pytest params (one per case file of ``level``, in official order).
 
@@ -1144,7 +1155,12 @@ def make_level_params(level: str) -> list[Any]:
         ]
     if not paths:
         return [pytest.param(MissingSuite(f"no *.json case files under {level_dir}; {hint}"), id=f"{level}-empty")]
-    return [pytest.param(p, id=case_param_id(p)) for p in paths]
+    params = []
+    for path in paths:
+        reason = KNOWN_UNPASSABLE.get(load_case(path).test_id)
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        params.append(pytest.param(path, id=case_param_id(path), marks=marks))
+    return params
 
 
 def load_param_case(param: Path | MissingSuite) -> Case:

@@ -202,6 +202,12 @@ class FakeClient:
     async def ListEvents(self, request, *, metadata=()):
         return await self._call("ListEvents", request, metadata)
 
+    async def SetWorkerDirective(self, request, *, metadata=()):
+        return await self._call("SetWorkerDirective", request, metadata)
+
+    async def ListWorkers(self, request, *, metadata=()):
+        return await self._call("ListWorkers", request, metadata)
+
 
 def _conforms(client: FakeClient) -> OJSClient:
     # Checked by mypy: the fake stays in step with the protocol.

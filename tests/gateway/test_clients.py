@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 from ojs.v1 import events_pb2, job_pb2, service_pb2, service_pb2_grpc, worker_pb2
 
 from gateway.client import ChannelClient, InProcessClient, OJSClient, RpcStatusError
-from tests.gateway.conftest import JOB_ID, MakeClient, fresh_job, rich_status
+from tests.gateway.conftest import JOB_ID, MakeClient, fresh_job, rich_status, ts
 
 
 def _conforms(channel: ChannelClient, in_process: InProcessClient) -> list[OJSClient]:
@@ -55,6 +55,20 @@ class TinyServicer(service_pb2_grpc.OJSServiceServicer):
         finally:
             # Cleanup that raises must not hide the status the call was aborted with.
             raise ValueError("cleanup failed")
+
+    async def SetWorkerDirective(self, request, context):
+        worker = worker_pb2.WorkerInfo(
+            worker_id=request.worker_id,
+            state=worker_pb2.WORKER_STATE_RUNNING,
+            directive=request.directive,
+            last_heartbeat_at=ts("2026-02-12T10:30:15Z"),
+            active_jobs=2,
+        )
+        return worker_pb2.SetWorkerDirectiveResponse(worker=worker)
+
+    async def ListWorkers(self, request, context):
+        worker = worker_pb2.WorkerInfo(worker_id="w-1", state=worker_pb2.WORKER_STATE_QUIET)
+        return worker_pb2.ListWorkersResponse(workers=[worker], total=1, next_cursor=request.cursor + "+")
 
     async def StreamJobs(self, request, context):
         try:
@@ -179,6 +193,22 @@ async def test_channel_and_in_process_render_the_same(make_client: MakeClient, c
         assert (found.status, missing.status) == (200, 404)
         bodies.append((await found.read(), await missing.read()))
     assert bodies[0] == bodies[1]
+
+
+async def test_worker_registry_over_both_clients(make_client: MakeClient, channel: grpc.aio.Channel) -> None:
+    over_channel = await make_client(ChannelClient(channel))
+    in_process = await make_client(InProcessClient(tiny_servicer()))
+    bodies = []
+    for client in (over_channel, in_process):
+        quieted = await client.post("/ojs/v1/admin/workers/w-9/quiet")
+        listed = await client.get("/ojs/v1/admin/workers?cursor=c")
+        assert (quieted.status, listed.status) == (200, 200)
+        bodies.append((await quieted.json(content_type=None), await listed.json(content_type=None)))
+    assert bodies[0] == bodies[1]
+    quieted_body, listed_body = bodies[0]
+    assert quieted_body["worker"]["worker_id"] == "w-9" and quieted_body["worker"]["directive"] == "quiet"
+    assert listed_body["items"][0]["state"] == "quiet"
+    assert listed_body["pagination"]["next_cursor"] == "c+"
 
 
 async def test_channel_stream(channel: grpc.aio.Channel) -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
-from ojs.v1 import job_pb2, service_pb2
+from ojs.v1 import job_pb2, queue_pb2, service_pb2, worker_pb2
 
 from gateway.client import RpcStatusError
 from tests.gateway.conftest import JOB_ID, MEDIA_TYPE, FakeClient, MakeClient, fresh_job, rpc_error
@@ -198,6 +198,9 @@ class TestAuth:
             Health=service_pb2.HealthResponse(status=service_pb2.HEALTH_STATUS_OK),
             Manifest=service_pb2.ManifestResponse(manifest_json=b'{"specversion":"1.0"}'),
             GetJob=job_pb2.GetJobResponse(job=fresh_job()),
+            ListWorkers=worker_pb2.ListWorkersResponse(),
+            SetWorkerDirective=worker_pb2.SetWorkerDirectiveResponse(worker=worker_pb2.WorkerInfo(worker_id="w")),
+            ListDeadLetter=queue_pb2.ListDeadLetterResponse(),
         )
 
     async def test_no_key_configured_means_open(self, make_client: MakeClient) -> None:
@@ -227,6 +230,26 @@ class TestAuth:
         client = await make_client(self.fake(), api_key=self.KEY)
         assert (await client.get("/ojs/v1/health")).status == 200
         assert (await client.get("/ojs/manifest")).status == 200
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/ojs/v1/admin/workers"),
+            ("POST", "/ojs/v1/admin/workers/w/quiet"),
+            ("POST", "/ojs/v1/admin/workers/w/terminate"),
+            ("POST", "/ojs/v1/admin/workers/w/resume"),
+            ("GET", "/ojs/v1/dead-letter"),
+        ],
+    )
+    async def test_admin_routes_need_the_key(self, make_client: MakeClient, method: str, path: str) -> None:
+        fake = self.fake()
+        client = await make_client(fake, api_key=self.KEY)
+
+        denied = await client.request(method, path)
+        allowed = await client.request(method, path, headers={"Authorization": f"Bearer {self.KEY}"})
+
+        assert (denied.status, allowed.status) == (401, 200)
+        assert len(fake.calls) == 1
 
     async def test_unknown_routes_need_the_key_too(self, make_client: MakeClient) -> None:
         client = await make_client(self.fake(), api_key=self.KEY)

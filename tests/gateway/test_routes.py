@@ -131,6 +131,7 @@ class TestJobRendering:
             workflow_id="wf-1",
             schema="urn:ojs:schema:email.send:v1",
             trace_id="trace-9",
+            lease_token=7,
         )
         details = struct_pb2.Struct()
         details.update({"error_class": "SmtpError", "port": 587})
@@ -202,6 +203,7 @@ class TestJobRendering:
         assert job["parent_results"] == [{"ok": True}]
         assert job["workflow_id"] == "wf-1" and job["worker_id"] == "w-1"
         assert job["schema"] == "urn:ojs:schema:email.send:v1" and job["trace_id"] == "trace-9"
+        assert job["lease_token"] == 7
         for absent in ("completed_at", "cancelled_at", "discarded_at", "next_attempt_at"):
             assert absent not in job
 
@@ -221,6 +223,16 @@ class TestJobRendering:
         assert body["job"]["result"] == {"ok": True, "count": 2}
         assert body["job"]["specversion"] == "1.0"
         assert "created_at" not in body["job"]
+        # Zero means no lease was ever taken.
+        assert "lease_token" not in body["job"]
+
+    async def test_lease_token_is_not_overridden_by_unknown_fields(self, make_client: MakeClient) -> None:
+        job = active_job(lease_token=2**62, extra_json=b'{"lease_token":1}')
+        client = await make_client(FakeClient(GetJob=job_pb2.GetJobResponse(job=job)))
+
+        body = await (await client.get(f"/ojs/v1/jobs/{JOB_ID}")).json(content_type=None)
+
+        assert body["job"]["lease_token"] == 2**62
 
 
 async def test_cancel_adds_previous_state(make_client: MakeClient) -> None:
@@ -253,7 +265,7 @@ async def test_activate(make_client: MakeClient) -> None:
 
 class TestFetch:
     async def test_request_and_response(self, make_client: MakeClient) -> None:
-        fake = FakeClient(Fetch=worker_pb2.FetchResponse(jobs=[active_job()]))
+        fake = FakeClient(Fetch=worker_pb2.FetchResponse(jobs=[active_job(lease_token=3)]))
         client = await make_client(fake)
         body = {"queues": ["high", "default"], "count": 5, "worker_id": "w-1", "visibility_timeout_ms": 30000}
 
@@ -263,6 +275,7 @@ class TestFetch:
         jobs = (await resp.json(content_type=None))["jobs"]
         assert [j["id"] for j in jobs] == [JOB_ID]
         assert jobs[0]["state"] == "active" and jobs[0]["worker_id"] == "w-1"
+        assert jobs[0]["lease_token"] == 3
         request, _ = fake.last("Fetch")
         assert list(request.queues) == ["high", "default"]
         assert request.count == 5 and request.worker_id == "w-1"
@@ -352,6 +365,43 @@ class TestAck:
         await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID})
         assert fake.last("Ack")[0].result_json == b""
 
+    async def test_lease_token(self, make_client: MakeClient) -> None:
+        fake = FakeClient(Ack=self.response())
+        client = await make_client(fake)
+
+        await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID, "lease_token": 42})
+        with_token, _ = fake.last("Ack")
+        await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID, "lease_token": None})
+        null_token, _ = fake.last("Ack")
+        await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID})
+        without_token, _ = fake.last("Ack")
+
+        assert with_token.HasField("lease_token") and with_token.lease_token == 42
+        assert not null_token.HasField("lease_token")
+        assert not without_token.HasField("lease_token")
+
+    @pytest.mark.parametrize("token", ["42", 4.2, True, [1], {"t": 1}, 2**63], ids=repr)
+    async def test_bad_lease_token(self, make_client: MakeClient, token: object) -> None:
+        fake = FakeClient(Ack=self.response())
+        client = await make_client(fake)
+
+        resp = await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID, "lease_token": token})
+
+        assert resp.status == 400
+        error = (await resp.json(content_type=None))["error"]
+        assert error["code"] == "invalid_request"
+        assert fake.calls == []
+
+    async def test_stale_lease(self, make_client: MakeClient) -> None:
+        failure = rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "conflict", "lease token 1 is stale")
+        fake = FakeClient(Ack=failure)
+        client = await make_client(fake)
+
+        resp = await client.post("/ojs/v1/workers/ack", json={"job_id": JOB_ID, "lease_token": 1})
+
+        assert resp.status == 409
+        assert (await resp.json(content_type=None))["error"]["code"] == "conflict"
+
     async def test_conflict(self, make_client: MakeClient) -> None:
         failure = rpc_error(
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -440,6 +490,16 @@ class TestNack:
         assert (await resp.json(content_type=None))["state"] == "available"
         request, _ = fake.last("Nack")
         assert request.requeue is True and not request.HasField("error")
+        assert not request.HasField("lease_token")
+
+    async def test_lease_token(self, make_client: MakeClient) -> None:
+        fake = FakeClient(Nack=worker_pb2.NackResponse(state=job_pb2.JOB_STATE_AVAILABLE, job=fresh_job()))
+        client = await make_client(fake)
+
+        await client.post("/ojs/v1/workers/nack", json={"job_id": JOB_ID, "requeue": True, "lease_token": 9})
+
+        request, _ = fake.last("Nack")
+        assert request.HasField("lease_token") and request.lease_token == 9
 
     @pytest.mark.parametrize(
         "body",
@@ -449,6 +509,8 @@ class TestNack:
             {"job_id": JOB_ID, "error": {"details": [1]}},
             {"job_id": JOB_ID, "requeue": "yes"},
             {"job_id": 12},
+            {"job_id": JOB_ID, "lease_token": "9"},
+            {"job_id": JOB_ID, "lease_token": 9.5},
         ],
     )
     async def test_shape_errors(self, make_client: MakeClient, body: dict[str, object]) -> None:
@@ -464,6 +526,8 @@ class TestHeartbeat:
         response = worker_pb2.HeartbeatResponse(
             directed_state=worker_pb2.WORKER_STATE_QUIET,
             jobs_extended=[JOB_ID],
+            jobs_cancelled=["j-2"],
+            jobs_not_held=["j-3"],
             server_time=ts("2026-02-12T10:30:15Z"),
         )
         fake = FakeClient(Heartbeat=response)
@@ -471,18 +535,22 @@ class TestHeartbeat:
 
         resp = await client.post(
             "/ojs/v1/workers/heartbeat",
-            json={"worker_id": "w-1", "active_jobs": [JOB_ID, "j-2"], "visibility_timeout_ms": 45000},
+            json={"worker_id": "w-1", "active_jobs": [JOB_ID, "j-2", "j-3"], "visibility_timeout_ms": 45000},
         )
 
         assert await resp.json(content_type=None) == {
             "state": "quiet",
             "directive": "quiet",
             "jobs_extended": [JOB_ID],
+            "jobs_cancelled": ["j-2"],
+            "jobs_not_held": ["j-3"],
             "server_time": "2026-02-12T10:30:15.000Z",
         }
         request, _ = fake.last("Heartbeat")
         assert request.id == request.worker_id == "w-1"
-        assert list(request.active_job_ids) == [JOB_ID, "j-2"]
+        assert list(request.active_job_ids) == [JOB_ID, "j-2", "j-3"]
+        # Worker-level: fencing tokens belong to per-job heartbeats.
+        assert not request.HasField("lease_token")
         assert request.extend_by.ToMilliseconds() == 45000
         assert request.current_state == worker_pb2.WORKER_STATE_UNSPECIFIED
 
@@ -497,6 +565,8 @@ class TestHeartbeat:
 
         body = await resp.json(content_type=None)
         assert body["state"] == "running" and body["directive"] == "running" and body["jobs_extended"] == []
+        # Always present, so workers can read them without a key check.
+        assert body["jobs_cancelled"] == [] and body["jobs_not_held"] == []
         assert body["server_time"].endswith("Z")
         request, _ = fake.last("Heartbeat")
         assert list(request.active_job_ids) == ["a", "b"]
@@ -507,6 +577,18 @@ class TestHeartbeat:
         client = await make_client(FakeClient())
         resp = await client.post("/ojs/v1/workers/heartbeat", json={"worker_id": "w", "active_jobs": "j-1"})
         assert resp.status == 400
+
+    @pytest.mark.parametrize(
+        ("directed", "word"),
+        [(worker_pb2.WORKER_STATE_TERMINATE, "terminate"), (worker_pb2.WORKER_STATE_RUNNING, "running")],
+    )
+    async def test_directive(
+        self, make_client: MakeClient, directed: worker_pb2.WorkerState.ValueType, word: str
+    ) -> None:
+        client = await make_client(FakeClient(Heartbeat=worker_pb2.HeartbeatResponse(directed_state=directed)))
+        resp = await client.post("/ojs/v1/workers/heartbeat", json={"worker_id": "w", "active_jobs": [JOB_ID]})
+        body = await resp.json(content_type=None)
+        assert body["state"] == body["directive"] == word
 
 
 async def test_list_queues(make_client: MakeClient) -> None:
@@ -649,21 +731,243 @@ async def test_manifest_is_passed_through(make_client: MakeClient) -> None:
     assert await resp.read() == document
 
 
-async def test_dead_letter_routes(make_client: MakeClient) -> None:
-    job = fresh_job(state=job_pb2.JOB_STATE_DISCARDED)
-    fake = FakeClient(
-        ListDeadLetter=queue_pb2.ListDeadLetterResponse(jobs=[job], total_count=1),
-        RetryDeadLetter=queue_pb2.RetryDeadLetterResponse(job=fresh_job()),
-        DeleteDeadLetter=queue_pb2.DeleteDeadLetterResponse(),
+class TestDeadLetter:
+    async def test_list(self, make_client: MakeClient) -> None:
+        job = fresh_job(state=job_pb2.JOB_STATE_DISCARDED, discarded_at=ts("2026-02-12T10:45:00Z"))
+        fake = FakeClient(ListDeadLetter=queue_pb2.ListDeadLetterResponse(jobs=[job], total_count=12, next_cursor="n"))
+        client = await make_client(fake)
+
+        resp = await client.get("/ojs/v1/dead-letter?queue=email&type=email.send&limit=10&cursor=c")
+
+        body = await resp.json(content_type=None)
+        assert [j["id"] for j in body["jobs"]] == [JOB_ID]
+        assert body["jobs"][0]["state"] == "discarded"
+        assert body["jobs"][0]["discarded_at"] == "2026-02-12T10:45:00.000Z"
+        assert body["pagination"] == {"total": 12, "limit": 10, "has_more": True, "next_cursor": "n"}
+        request, _ = fake.last("ListDeadLetter")
+        assert request.queue == "email" and request.type == "email.send"
+        assert request.limit == 10 and request.cursor == "c"
+
+    async def test_list_defaults(self, make_client: MakeClient) -> None:
+        fake = FakeClient(ListDeadLetter=queue_pb2.ListDeadLetterResponse())
+        client = await make_client(fake)
+
+        resp = await client.get("/ojs/v1/dead-letter")
+
+        assert await resp.json(content_type=None) == {
+            "jobs": [],
+            "pagination": {"total": 0, "limit": 50, "has_more": False},
+        }
+        request, _ = fake.last("ListDeadLetter")
+        assert request == queue_pb2.ListDeadLetterRequest()
+
+    async def test_list_bad_limit(self, make_client: MakeClient) -> None:
+        fake = FakeClient()
+        client = await make_client(fake)
+        resp = await client.get("/ojs/v1/dead-letter?limit=many")
+        assert resp.status == 400
+        assert fake.calls == []
+
+    @pytest.mark.parametrize(
+        "body",
+        [None, b"", b"{}", b'{"override": {"queue": "x"}}'],
+        ids=["no-body", "empty", "empty-object", "object"],
     )
-    client = await make_client(fake)
+    async def test_retry(self, make_client: MakeClient, body: bytes | None) -> None:
+        fake = FakeClient(RetryDeadLetter=queue_pb2.RetryDeadLetterResponse(job=fresh_job()))
+        client = await make_client(fake)
+        headers = {} if body is None else {"Content-Type": MEDIA_TYPE}
 
-    listed = await (await client.get("/ojs/v1/dead-letter?queue=email&limit=10")).json(content_type=None)
-    retried = await (await client.post(f"/ojs/v1/dead-letter/{JOB_ID}/retry")).json(content_type=None)
-    deleted = await (await client.delete(f"/ojs/v1/dead-letter/{JOB_ID}")).json(content_type=None)
+        resp = await client.post(f"/ojs/v1/dead-letter/{JOB_ID}/retry", data=body, headers=headers)
 
-    assert [j["id"] for j in listed["jobs"]] == [JOB_ID]
-    assert listed["pagination"] == {"total": 1, "limit": 10, "has_more": False}
-    assert fake.last("ListDeadLetter")[0].queue == "email"
-    assert retried["job"]["state"] == "available"
-    assert deleted == {"deleted": True, "job_id": JOB_ID}
+        assert resp.status == 200
+        job = (await resp.json(content_type=None))["job"]
+        assert job["state"] == "available" and job["attempt"] == 0
+        assert fake.last("RetryDeadLetter")[0] == queue_pb2.RetryDeadLetterRequest(job_id=JOB_ID)
+
+    @pytest.mark.parametrize("body", [b"[1]", b"{nope", b'"x"'])
+    async def test_retry_body_must_be_an_object(self, make_client: MakeClient, body: bytes) -> None:
+        fake = FakeClient()
+        client = await make_client(fake)
+
+        resp = await client.post(f"/ojs/v1/dead-letter/{JOB_ID}/retry", data=body, headers={"Content-Type": MEDIA_TYPE})
+
+        assert resp.status == 400
+        assert fake.calls == []
+
+    async def test_retry_not_found(self, make_client: MakeClient) -> None:
+        failure = rpc_error(grpc.StatusCode.NOT_FOUND, "not_found", f"dead letter job '{JOB_ID}' not found")
+        client = await make_client(FakeClient(RetryDeadLetter=failure))
+
+        resp = await client.post(f"/ojs/v1/dead-letter/{JOB_ID}/retry")
+
+        assert resp.status == 404
+        assert (await resp.json(content_type=None))["error"]["code"] == "not_found"
+
+    async def test_delete(self, make_client: MakeClient) -> None:
+        response = queue_pb2.DeleteDeadLetterResponse(job_id=JOB_ID, deleted=True)
+        fake = FakeClient(DeleteDeadLetter=response)
+        client = await make_client(fake)
+
+        resp = await client.delete(f"/ojs/v1/dead-letter/{JOB_ID}")
+
+        assert resp.status == 200
+        assert await resp.json(content_type=None) == {"deleted": True, "job_id": JOB_ID}
+        assert fake.last("DeleteDeadLetter")[0].job_id == JOB_ID
+
+    async def test_delete_with_a_bare_response(self, make_client: MakeClient) -> None:
+        client = await make_client(FakeClient(DeleteDeadLetter=queue_pb2.DeleteDeadLetterResponse()))
+
+        resp = await client.delete(f"/ojs/v1/dead-letter/{JOB_ID}")
+
+        assert await resp.json(content_type=None) == {"deleted": True, "job_id": JOB_ID}
+
+    async def test_delete_not_found(self, make_client: MakeClient) -> None:
+        failure = rpc_error(grpc.StatusCode.NOT_FOUND, "not_found", f"dead letter job '{JOB_ID}' not found")
+        client = await make_client(FakeClient(DeleteDeadLetter=failure))
+
+        resp = await client.delete(f"/ojs/v1/dead-letter/{JOB_ID}")
+
+        assert resp.status == 404
+        assert (await resp.json(content_type=None))["error"]["code"] == "not_found"
+
+
+def worker_info(**fields) -> worker_pb2.WorkerInfo:
+    defaults = {
+        "worker_id": "w-1",
+        "state": worker_pb2.WORKER_STATE_RUNNING,
+        "directive": worker_pb2.WORKER_STATE_RUNNING,
+        "last_heartbeat_at": ts("2026-02-12T10:30:15.25Z"),
+        "active_jobs": 2,
+    }
+    return worker_pb2.WorkerInfo(**{**defaults, **fields})
+
+
+class TestWorkerAdmin:
+    @pytest.mark.parametrize(
+        ("action", "directive", "word"),
+        [
+            ("quiet", worker_pb2.WORKER_STATE_QUIET, "quiet"),
+            ("terminate", worker_pb2.WORKER_STATE_TERMINATE, "terminate"),
+            ("resume", worker_pb2.WORKER_STATE_RUNNING, "running"),
+        ],
+    )
+    async def test_directive(
+        self, make_client: MakeClient, action: str, directive: worker_pb2.WorkerState.ValueType, word: str
+    ) -> None:
+        def answer(request: worker_pb2.SetWorkerDirectiveRequest) -> worker_pb2.SetWorkerDirectiveResponse:
+            worker = worker_info(worker_id=request.worker_id, directive=request.directive)
+            return worker_pb2.SetWorkerDirectiveResponse(worker=worker)
+
+        fake = FakeClient(SetWorkerDirective=answer)
+        client = await make_client(fake)
+
+        resp = await client.post(f"/ojs/v1/admin/workers/w-7/{action}")
+
+        assert resp.status == 200
+        assert await resp.json(content_type=None) == {
+            "worker": {
+                "id": "w-7",
+                "worker_id": "w-7",
+                "state": "running",
+                "directive": word,
+                "last_heartbeat_at": "2026-02-12T10:30:15.250Z",
+                "active_jobs": 2,
+            }
+        }
+        request, metadata = fake.last("SetWorkerDirective")
+        assert request == worker_pb2.SetWorkerDirectiveRequest(worker_id="w-7", directive=directive)
+        assert "x-ojs-request-id" in metadata
+
+    async def test_directive_with_a_body(self, make_client: MakeClient) -> None:
+        fake = FakeClient(SetWorkerDirective=worker_pb2.SetWorkerDirectiveResponse(worker=worker_info()))
+        client = await make_client(fake)
+
+        accepted = await client.post("/ojs/v1/admin/workers/w-1/quiet", json={"reason": "deploy"})
+        rejected = await client.post(
+            "/ojs/v1/admin/workers/w-1/quiet", data=b"[]", headers={"Content-Type": MEDIA_TYPE}
+        )
+
+        assert (accepted.status, rejected.status) == (200, 400)
+        assert len(fake.calls) == 1
+
+    async def test_directive_unknown_worker(self, make_client: MakeClient) -> None:
+        failure = rpc_error(grpc.StatusCode.NOT_FOUND, "not_found", "worker 'ghost' not found")
+        client = await make_client(FakeClient(SetWorkerDirective=failure))
+
+        resp = await client.post("/ojs/v1/admin/workers/ghost/terminate")
+
+        assert resp.status == 404
+        assert (await resp.json(content_type=None))["error"]["code"] == "not_found"
+
+    async def test_unknown_action(self, make_client: MakeClient) -> None:
+        fake = FakeClient()
+        client = await make_client(fake)
+        resp = await client.post("/ojs/v1/admin/workers/w-1/pause")
+        assert resp.status == 404
+        assert fake.calls == []
+
+    async def test_list(self, make_client: MakeClient) -> None:
+        response = worker_pb2.ListWorkersResponse(
+            workers=[
+                worker_info(),
+                worker_pb2.WorkerInfo(
+                    worker_id="w-2",
+                    state=worker_pb2.WORKER_STATE_QUIET,
+                    directive=worker_pb2.WORKER_STATE_TERMINATE,
+                    last_heartbeat_at=ts("2026-02-12T10:29:00Z"),
+                ),
+            ],
+            next_cursor="c-2",
+            total=5,
+        )
+        fake = FakeClient(ListWorkers=response)
+        client = await make_client(fake)
+
+        resp = await client.get("/ojs/v1/admin/workers?limit=2&cursor=c-1")
+
+        assert await resp.json(content_type=None) == {
+            "items": [
+                {
+                    "id": "w-1",
+                    "worker_id": "w-1",
+                    "state": "running",
+                    "directive": "running",
+                    "last_heartbeat_at": "2026-02-12T10:30:15.250Z",
+                    "active_jobs": 2,
+                },
+                {
+                    "id": "w-2",
+                    "worker_id": "w-2",
+                    "state": "quiet",
+                    "directive": "terminate",
+                    "last_heartbeat_at": "2026-02-12T10:29:00.000Z",
+                    "active_jobs": 0,
+                },
+            ],
+            "summary": {"total": 5},
+            "pagination": {"total": 5, "limit": 2, "has_more": True, "next_cursor": "c-2"},
+        }
+        request, _ = fake.last("ListWorkers")
+        assert request == worker_pb2.ListWorkersRequest(limit=2, cursor="c-1")
+
+    async def test_list_defaults_and_unknown_state(self, make_client: MakeClient) -> None:
+        worker = worker_pb2.WorkerInfo(worker_id="w-3", last_heartbeat_at=ts("2026-02-12T10:29:00Z"))
+        fake = FakeClient(ListWorkers=worker_pb2.ListWorkersResponse(workers=[worker], total=1))
+        client = await make_client(fake)
+
+        resp = await client.get("/ojs/v1/admin/workers")
+
+        body = await resp.json(content_type=None)
+        assert body["items"][0]["state"] == body["items"][0]["directive"] == "unknown"
+        assert body["summary"] == {"total": 1}
+        assert body["pagination"] == {"total": 1, "limit": 100, "has_more": False}
+        assert fake.last("ListWorkers")[0] == worker_pb2.ListWorkersRequest()
+
+    async def test_list_bad_limit(self, make_client: MakeClient) -> None:
+        fake = FakeClient()
+        client = await make_client(fake)
+        resp = await client.get("/ojs/v1/admin/workers?limit=1.5")
+        assert resp.status == 400
+        assert (await resp.json(content_type=None))["error"]["code"] == "invalid_request"
+        assert fake.calls == []

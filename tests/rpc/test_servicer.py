@@ -20,12 +20,10 @@ from grpc_status import rpc_status
 from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
 from redis.asyncio import Redis
 
+from server.app import build_servicer
+from server.config import Settings
 from server.domain.ids import is_uuid7, new_uuid7
 from server.rpc.server import GrpcServer
-from server.rpc.servicer import OJSServicer
-from server.service.events import EventService
-from server.service.jobs import JobService
-from server.service.system import SystemService
 from server.store.job_store import JobStore
 from server.store.keys import KeySchema
 
@@ -119,9 +117,7 @@ async def private_server(redis_url: str, *, api_key: str | None, prefix: str) ->
     """The servicer stack built by hand on its own port."""
     redis = Redis.from_url(redis_url)
     store = JobStore(redis, KeySchema(prefix))
-    servicer = OJSServicer(
-        JobService(store, default_visibility_timeout_ms=60_000), EventService(store), SystemService(store)
-    )
+    servicer = build_servicer(store, Settings(default_visibility_timeout_ms=60_000))
     server = GrpcServer(servicer, api_key=api_key)
     port = server.bind("127.0.0.1", 0)
     await server.start()
@@ -852,14 +848,10 @@ async def test_cancel_unknown_job_is_not_found(stub: Any) -> None:
 # --------------------------------------------------------------------------- not implemented yet
 
 UNIMPLEMENTED = [
-    ("Heartbeat", worker_pb2.HeartbeatRequest(worker_id="w"), 1),
     ("EnqueueBatch", job_pb2.EnqueueBatchRequest(), 4),
     ("QueueStats", queue_pb2.QueueStatsRequest(queue="default"), 4),
     ("PauseQueue", queue_pb2.PauseQueueRequest(queue="default"), 4),
     ("ResumeQueue", queue_pb2.ResumeQueueRequest(queue="default"), 4),
-    ("ListDeadLetter", queue_pb2.ListDeadLetterRequest(), 1),
-    ("RetryDeadLetter", queue_pb2.RetryDeadLetterRequest(job_id="x"), 1),
-    ("DeleteDeadLetter", queue_pb2.DeleteDeadLetterRequest(job_id="x"), 1),
     ("RegisterCron", service_pb2.RegisterCronRequest(name="c", cron="* * * * *", type="a.b"), 2),
     ("UnregisterCron", service_pb2.UnregisterCronRequest(name="c"), 2),
     ("ListCron", service_pb2.ListCronRequest(), 2),
@@ -1049,9 +1041,7 @@ async def test_reflection_lists_the_services(grpc_target: str) -> None:
 async def test_backend_unreachable() -> None:
     redis = Redis.from_url("redis://127.0.0.1:1/0")
     store = JobStore(redis, KeySchema("x"))
-    servicer = OJSServicer(
-        JobService(store, default_visibility_timeout_ms=60_000), EventService(store), SystemService(store)
-    )
+    servicer = build_servicer(store, Settings(default_visibility_timeout_ms=60_000))
     server = GrpcServer(servicer, api_key=None)
     port = server.bind("127.0.0.1", 0)
     await server.start()

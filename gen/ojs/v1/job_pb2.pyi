@@ -122,6 +122,7 @@ class Job(_message.Message):
     PARENT_RESULTS_JSON_FIELD_NUMBER: _builtins.int
     SCHEMA_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: _builtins.str
     queue: _builtins.str
@@ -152,6 +153,10 @@ class Job(_message.Message):
     """Results of the upstream workflow steps, as a JSON array."""
     schema: _builtins.str
     """Schema URI the args were declared against."""
+    lease_token: _builtins.int
+    """Fencing token of the current lease: it grows with every fetch of the job.
+    Ack, Nack and Heartbeat may quote it; a stale token is rejected.
+    """
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]: ...
     @_builtins.property
@@ -239,10 +244,11 @@ class Job(_message.Message):
         parent_results_json: _builtins.bytes = ...,
         schema: _builtins.str = ...,
         lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        lease_token: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "expires_at", b"expires_at", "lease_expires_at", b"lease_expires_at", "meta", b"meta", "next_attempt_at", b"next_attempt_at", "result", b"result", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "timeout", b"timeout", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms", "args", b"args", "args_json", b"args_json", "attempt", b"attempt", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "errors", b"errors", "expires_at", b"expires_at", "extra_json", b"extra_json", "id", b"id", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "meta", b"meta", "meta_json", b"meta_json", "next_attempt_at", b"next_attempt_at", "parent_results_json", b"parent_results_json", "priority", b"priority", "queue", b"queue", "result", b"result", "result_json", b"result_json", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "schema", b"schema", "specversion", b"specversion", "started_at", b"started_at", "state", b"state", "tags", b"tags", "timeout", b"timeout", "trace_id", b"trace_id", "type", b"type", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms", "args", b"args", "args_json", b"args_json", "attempt", b"attempt", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "errors", b"errors", "expires_at", b"expires_at", "extra_json", b"extra_json", "id", b"id", "lease_expires_at", b"lease_expires_at", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "meta", b"meta", "meta_json", b"meta_json", "next_attempt_at", b"next_attempt_at", "parent_results_json", b"parent_results_json", "priority", b"priority", "queue", b"queue", "result", b"result", "result_json", b"result_json", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "schema", b"schema", "specversion", b"specversion", "started_at", b"started_at", "state", b"state", "tags", b"tags", "timeout", b"timeout", "trace_id", b"trace_id", "type", b"type", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_delay_ms: _TypeAlias = _typing.Literal["retry_delay_ms"]  # noqa: Y015
     _WhichOneofArgType__retry_delay_ms: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms"]  # noqa: Y015

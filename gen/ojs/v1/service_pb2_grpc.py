@@ -176,6 +176,16 @@ class OJSServiceStub:
                 request_serializer=ojs_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=ojs_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.SetWorkerDirective = channel.unary_unary(
+                '/ojs.v1.OJSService/SetWorkerDirective',
+                request_serializer=ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/ojs.v1.OJSService/ListWorkers',
+                request_serializer=ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class OJSServiceServicer:
@@ -357,6 +367,20 @@ class OJSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetWorkerDirective(self, request, context):
+        """Tells a worker to keep running, go quiet or terminate (on its next heartbeat).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Workers seen recently, with their last heartbeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OJSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -494,6 +518,16 @@ def add_OJSServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=ojs_dot_v1_dot_events__pb2.ListEventsRequest.FromString,
                     response_serializer=ojs_dot_v1_dot_events__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'SetWorkerDirective': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkerDirective,
+                    request_deserializer=ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1227,6 +1261,60 @@ class OJSService:
             '/ojs.v1.OJSService/ListEvents',
             ojs_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
             ojs_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkerDirective(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/SetWorkerDirective',
+            ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveRequest.SerializeToString,
+            ojs_dot_v1_dot_worker__pb2.SetWorkerDirectiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/ListWorkers',
+            ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+            ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -80,6 +80,10 @@ class OJSServiceStub:
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]
     """Reads the event log (HTTP GET /ojs/v1/events)."""
+    SetWorkerDirective: _grpc.UnaryUnaryMultiCallable[_worker_pb2.SetWorkerDirectiveRequest, _worker_pb2.SetWorkerDirectiveResponse]
+    """Tells a worker to keep running, go quiet or terminate (on its next heartbeat)."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]
+    """Workers seen recently, with their last heartbeat."""
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -128,6 +132,10 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Reads the event log (HTTP GET /ojs/v1/events)."""
+    SetWorkerDirective: _aio.UnaryUnaryMultiCallable[_worker_pb2.SetWorkerDirectiveRequest, _worker_pb2.SetWorkerDirectiveResponse]  # type: ignore[assignment]
+    """Tells a worker to keep running, go quiet or terminate (on its next heartbeat)."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Workers seen recently, with their last heartbeat."""
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -335,5 +343,21 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.ListEventsResponse, _abc.Awaitable[_events_pb2.ListEventsResponse]]:
         """Reads the event log (HTTP GET /ojs/v1/events)."""
+
+    @_abc_1.abstractmethod
+    def SetWorkerDirective(
+        self,
+        request: _worker_pb2.SetWorkerDirectiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.SetWorkerDirectiveResponse, _abc.Awaitable[_worker_pb2.SetWorkerDirectiveResponse]]:
+        """Tells a worker to keep running, go quiet or terminate (on its next heartbeat)."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _worker_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.ListWorkersResponse, _abc.Awaitable[_worker_pb2.ListWorkersResponse]]:
+        """Workers seen recently, with their last heartbeat."""
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

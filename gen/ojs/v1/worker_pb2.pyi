@@ -108,6 +108,7 @@ class AckRequest(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     result_json: _builtins.bytes
     """---- Additions ----
@@ -116,6 +117,8 @@ class AckRequest(_message.Message):
     """
     worker_id: _builtins.str
     """Worker acknowledging; when both sides know a worker, they must match."""
+    lease_token: _builtins.int
+    """Job.lease_token from the fetch; when given it must be the current lease."""
     @_builtins.property
     def result(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -125,12 +128,15 @@ class AckRequest(_message.Message):
         result: _struct_pb2.Struct | None = ...,
         result_json: _builtins.bytes = ...,
         worker_id: _builtins.str = ...,
+        lease_token: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "lease_token", b"lease_token", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "result", b"result", "result_json", b"result_json", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "job_id", b"job_id", "lease_token", b"lease_token", "result", b"result", "result_json", b"result_json", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
+    _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lease_token) -> _WhichOneofReturnType__lease_token | None: ...
 
 Global___AckRequest: _TypeAlias = AckRequest  # noqa: Y015
 
@@ -171,6 +177,7 @@ class NackRequest(_message.Message):
     REQUEUE_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     requeue: _builtins.bool
     """---- Additions ----
@@ -183,6 +190,8 @@ class NackRequest(_message.Message):
     from false, so the server reads retryability only from here: false
     ends the job at once, true or unset lets the retry policy decide.
     """
+    lease_token: _builtins.int
+    """Job.lease_token from the fetch; when given it must be the current lease."""
     @_builtins.property
     def error(self) -> _job_pb2.JobError: ...
     def __init__(
@@ -193,13 +202,19 @@ class NackRequest(_message.Message):
         requeue: _builtins.bool = ...,
         worker_id: _builtins.str = ...,
         retryable: _builtins.bool | None = ...,
+        lease_token: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retryable", b"_retryable", "error", b"error", "retryable", b"retryable"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "lease_token", b"lease_token", "retryable", b"retryable"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retryable", b"_retryable", "error", b"error", "job_id", b"job_id", "requeue", b"requeue", "retryable", b"retryable", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "job_id", b"job_id", "lease_token", b"lease_token", "requeue", b"requeue", "retryable", b"retryable", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
+    _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
     _WhichOneofReturnType__retryable: _TypeAlias = _typing.Literal["retryable"]  # noqa: Y015
     _WhichOneofArgType__retryable: _TypeAlias = _typing.Literal["_retryable", b"_retryable"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lease_token) -> _WhichOneofReturnType__lease_token | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retryable) -> _WhichOneofReturnType__retryable | None: ...
 
 Global___NackRequest: _TypeAlias = NackRequest  # noqa: Y015
@@ -246,10 +261,13 @@ class HeartbeatRequest(_message.Message):
     EXTEND_BY_FIELD_NUMBER: _builtins.int
     CURRENT_STATE_FIELD_NUMBER: _builtins.int
     ACTIVE_JOB_IDS_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Job id (per-job heartbeat) or worker id (worker-level heartbeat)."""
     worker_id: _builtins.str
     current_state: Global___WorkerState.ValueType
+    lease_token: _builtins.int
+    """For a per-job heartbeat (`id` is a job id): Job.lease_token from the fetch."""
     @_builtins.property
     def extend_by(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -267,12 +285,15 @@ class HeartbeatRequest(_message.Message):
         extend_by: _duration_pb2.Duration | None = ...,
         current_state: Global___WorkerState.ValueType = ...,
         active_job_ids: _abc.Iterable[_builtins.str] | None = ...,
+        lease_token: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["extend_by", b"extend_by"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "extend_by", b"extend_by", "lease_token", b"lease_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_job_ids", b"active_job_ids", "current_state", b"current_state", "extend_by", b"extend_by", "id", b"id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "active_job_ids", b"active_job_ids", "current_state", b"current_state", "extend_by", b"extend_by", "id", b"id", "lease_token", b"lease_token", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
+    _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lease_token) -> _WhichOneofReturnType__lease_token | None: ...
 
 Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
 
@@ -284,6 +305,8 @@ class HeartbeatResponse(_message.Message):
     NEW_DEADLINE_FIELD_NUMBER: _builtins.int
     JOBS_EXTENDED_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    JOBS_CANCELLED_FIELD_NUMBER: _builtins.int
+    JOBS_NOT_HELD_FIELD_NUMBER: _builtins.int
     directed_state: Global___WorkerState.ValueType
     @_builtins.property
     def new_deadline(self) -> _timestamp_pb2.Timestamp: ...
@@ -296,6 +319,16 @@ class HeartbeatResponse(_message.Message):
 
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def jobs_cancelled(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Listed jobs that were cancelled: the worker should stop working on them."""
+
+    @_builtins.property
+    def jobs_not_held(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Listed jobs the worker no longer holds (finished, reassigned after its
+        lease expired, or unknown); their leases were not extended.
+        """
+
     def __init__(
         self,
         *,
@@ -303,10 +336,12 @@ class HeartbeatResponse(_message.Message):
         new_deadline: _timestamp_pb2.Timestamp | None = ...,
         jobs_extended: _abc.Iterable[_builtins.str] | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        jobs_cancelled: _abc.Iterable[_builtins.str] | None = ...,
+        jobs_not_held: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["new_deadline", b"new_deadline", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["directed_state", b"directed_state", "jobs_extended", b"jobs_extended", "new_deadline", b"new_deadline", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["directed_state", b"directed_state", "jobs_cancelled", b"jobs_cancelled", "jobs_extended", b"jobs_extended", "jobs_not_held", b"jobs_not_held", "new_deadline", b"new_deadline", "server_time", b"server_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -338,3 +373,135 @@ class StreamJobsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamJobsRequest: _TypeAlias = StreamJobsRequest  # noqa: Y015
+
+@_typing.final
+class WorkerInfo(_message.Message):
+    """---- Additions: the worker registry and operator directives ----
+
+    A worker as last seen by the server.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DIRECTIVE_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
+    ACTIVE_JOBS_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    state: Global___WorkerState.ValueType
+    """State the worker last reported."""
+    directive: Global___WorkerState.ValueType
+    """State the server directs it to (RUNNING unless an operator said otherwise)."""
+    active_jobs: _builtins.int
+    """Number of active jobs it listed in its last heartbeat."""
+    @_builtins.property
+    def last_heartbeat_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        state: Global___WorkerState.ValueType = ...,
+        directive: Global___WorkerState.ValueType = ...,
+        last_heartbeat_at: _timestamp_pb2.Timestamp | None = ...,
+        active_jobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_heartbeat_at", b"last_heartbeat_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "directive", b"directive", "last_heartbeat_at", b"last_heartbeat_at", "state", b"state", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
+
+@_typing.final
+class SetWorkerDirectiveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    DIRECTIVE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    directive: Global___WorkerState.ValueType
+    """RUNNING clears a directive; QUIET and TERMINATE are sent on its next heartbeat."""
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        directive: Global___WorkerState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["directive", b"directive", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkerDirectiveRequest: _TypeAlias = SetWorkerDirectiveRequest  # noqa: Y015
+
+@_typing.final
+class SetWorkerDirectiveResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> Global___WorkerInfo: ...
+    def __init__(
+        self,
+        *,
+        worker: Global___WorkerInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkerDirectiveResponse: _TypeAlias = SetWorkerDirectiveResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Default: 100."""
+    cursor: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    total: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerInfo]: ...
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___WorkerInfo] | None = ...,
+        next_cursor: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "total", b"total", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015

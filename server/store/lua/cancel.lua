@@ -2,6 +2,7 @@
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] active zset  KEYS[4] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
 -- ARGV[4] available key prefix  ARGV[5] delayed key prefix  ARGV[6] reason or ''
+-- ARGV[7] retention of cancelled jobs (ms, 0 = keep)
 -- Pre:  state is scheduled, available, pending, retryable or active.
 -- Post: state = cancelled, cancelled_at; removed from every index; an active
 --       job's worker learns of it on its next heartbeat or ack; job.cancelled emitted.
@@ -20,10 +21,12 @@ redis.call('ZREM', ARGV[4] .. f[3], id)
 redis.call('ZREM', ARGV[5] .. f[3], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', job_key, 'state', 'cancelled', 'cancelled_at', ARGV[1])
-redis.call('HDEL', job_key, 'lease_expires_at', 'next_attempt_at')
+redis.call('HDEL', job_key, 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
 local data = {previous_state = state}
 if ARGV[6] ~= '' then
   data['reason'] = ARGV[6]
 end
 emit(KEYS[4], ARGV[2], 'job.cancelled', id, f[3], f[2], 'cancelled', ARGV[1], data)
-return {'ok', state, read_job(job_key, KEYS[2])}
+local job = read_job(job_key, KEYS[2])
+retain(job_key, KEYS[2], ARGV[7])
+return {'ok', state, job}

@@ -1,0 +1,10 @@
+-- delete_dead: remove a dead-lettered job for good.
+-- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset
+-- ARGV[1] job id
+-- Post: the job's data and its dead-letter entry are gone.
+-- Returns 1 if it was dead-lettered, else 0.
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
