@@ -115,12 +115,15 @@ _JOB_KEYS = frozenset(
 
 
 def timestamp(ts: timestamp_pb2.Timestamp) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. 2026-02-12T10:30:00.123Z."""
+    """RFC 3339 UTC, e.g. 2026-02-12T10:30:00.123Z; whole seconds drop the fraction.
+
+    A time given in whole seconds (`"expires_at": "2099-12-31T23:59:59Z"`) thus
+    round-trips exactly as the client wrote it.
+    """
     t = time.gmtime(ts.seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        f".{ts.nanos // 1_000_000:03d}Z"
-    )
+    stamp = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    millis = ts.nanos // 1_000_000
+    return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
 
 
 def _now() -> str:

@@ -104,7 +104,7 @@ class Application:
             self._loops = LoopRunner(
                 [
                     PeriodicTask("reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired),
-                    PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_due),
+                    PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_and_expire),
                     PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
                 ]
             )

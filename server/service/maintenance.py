@@ -64,6 +64,20 @@ class MaintenanceService:
                     break
         return moved
 
+    async def expire_due(self) -> int:
+        """Discard jobs whose expires_at passed before they started."""
+        expired = 0
+        for _ in range(MAX_CALLS_PER_STEP):
+            examined, count = await self._store.expire(now_ms=now_ms(), batch=PROMOTE_BATCH)
+            expired += count
+            if examined < PROMOTE_BATCH:
+                break
+        return expired
+
+    async def promote_and_expire(self) -> None:
+        await self.promote_due()
+        await self.expire_due()
+
     async def prune(self) -> int:
         """Dead letter retention (age and count) and the worker registry."""
         removed = 0

@@ -161,7 +161,15 @@ class JobStore:
         state = job.initial_state
         reply = await self._scripts.call(
             "enqueue",
-            [k.job(job.id), k.available(job.queue), k.delayed(job.queue), k.queues, k.sequence, k.events],
+            [
+                k.job(job.id),
+                k.available(job.queue),
+                k.delayed(job.queue),
+                k.queues,
+                k.sequence,
+                k.events,
+                k.expiring,
+            ],
             [
                 job.created_at_ms,
                 self._events_maxlen,
@@ -171,6 +179,7 @@ class JobStore:
                 job.priority,
                 state.value,
                 job.scheduled_at_ms if state is JobState.SCHEDULED else "",
+                "" if job.expires_at_ms is None else job.expires_at_ms,
                 *codec.new_job_fields(job),
             ],
         )
@@ -195,7 +204,7 @@ class JobStore:
         default_timeout_ms: int = 0,
     ) -> list[StoredJob]:
         k = self._keys
-        keys = [k.active, k.events, k.sequence]
+        keys = [k.active, k.events, k.sequence, k.expiring]
         for queue in queues:
             keys.append(k.available(queue))
             keys.append(k.delayed(queue))
@@ -213,6 +222,9 @@ class JobStore:
                 k.errors_prefix,
                 PROMOTE_BATCH,
                 default_timeout_ms,
+                k.available_prefix,
+                k.delayed_prefix,
+                self.retention.discarded_ms,
             ],
         )
         return [codec.decode_job(flat, history) for flat, history in reply]
@@ -294,7 +306,7 @@ class JobStore:
         k = self._keys
         reply = await self._scripts.call(
             "cancel",
-            [k.job(job_id), k.errors(job_id), k.active, k.events],
+            [k.job(job_id), k.errors(job_id), k.active, k.events, k.expiring],
             [
                 now_ms,
                 self._events_maxlen,
@@ -507,6 +519,26 @@ class JobStore:
             keys.append(k.available(queue))
             keys.append(k.delayed(queue))
         return int(await self._scripts.call("promote", keys, [now_ms, k.job_prefix, batch]))
+
+    @translate_redis_errors
+    async def expire(self, *, now_ms: int, batch: int) -> tuple[int, int]:
+        """(entries examined, jobs expired) for one batch of due expiries."""
+        k = self._keys
+        examined, expired = await self._scripts.call(
+            "expire",
+            [k.expiring, k.events],
+            [
+                now_ms,
+                self._events_maxlen,
+                batch,
+                k.job_prefix,
+                k.errors_prefix,
+                k.available_prefix,
+                k.delayed_prefix,
+                self.retention.discarded_ms,
+            ],
+        )
+        return int(examined), int(expired)
 
     # ---- dead letter ----
 

@@ -26,6 +26,7 @@ class KeySchema:
         self.events = f"{p}events"  # stream: the event log
         self.dead = f"{p}dead"  # zset: dead-lettered job id -> discarded_at (ms)
         self.workers = f"{p}workers"  # zset: worker id -> last heartbeat (ms)
+        self.expiring = f"{p}expiring"  # zset: not-yet-started job id -> expires_at (ms)
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

@@ -22,6 +22,7 @@ _SCRIPT_NAMES = (
     "delete_dead",
     "prune_dead",
     "prune_workers",
+    "expire",
 )
 
 

@@ -155,9 +155,9 @@ class TestJobRendering:
         job = (await resp.json(content_type=None))["job"]
         assert job["meta"] == {"trace_id": "t-1", "n": 1.0}
         assert job["priority"] == -5 and job["state"] == "active" and job["attempt"] == 1
-        assert job["started_at"] == "2026-02-12T10:30:05.000Z"
-        assert job["scheduled_at"] == "2026-02-12T10:29:00.000Z"
-        assert job["expires_at"] == "2099-12-31T23:59:59.000Z"
+        assert job["started_at"] == "2026-02-12T10:30:05Z"
+        assert job["scheduled_at"] == "2026-02-12T10:29:00Z"
+        assert job["expires_at"] == "2099-12-31T23:59:59Z"
         assert job["lease_expires_at"] == "2026-02-12T11:00:05.500Z"
         assert job["timeout_ms"] == 60_000 and job["visibility_timeout_ms"] == 30_500
         assert job["tags"] == ["a", "b"]
@@ -246,7 +246,7 @@ async def test_cancel_adds_previous_state(make_client: MakeClient) -> None:
     assert resp.status == 200
     body = await resp.json(content_type=None)
     assert body["job"]["state"] == "cancelled"
-    assert body["job"]["cancelled_at"] == "2026-02-12T10:31:00.000Z"
+    assert body["job"]["cancelled_at"] == "2026-02-12T10:31:00Z"
     assert body["job"]["previous_state"] == "available"
     assert "completed_at" not in body["job"]
     assert fake.last("CancelJob")[0].job_id == JOB_ID
@@ -476,7 +476,7 @@ class TestNack:
 
         body = await resp.json(content_type=None)
         assert body["state"] == "discarded" and body["attempt"] == 1 and body["max_attempts"] == 1
-        assert body["discarded_at"] == body["completed_at"] == "2026-02-12T10:45:00.000Z"
+        assert body["discarded_at"] == body["completed_at"] == "2026-02-12T10:45:00Z"
         assert "next_attempt_at" not in body and "retry_delay_ms" not in body
         # Retryability unset: the retry policy decides.
         assert not fake.last("Nack")[0].HasField("retryable")
@@ -544,7 +544,7 @@ class TestHeartbeat:
             "jobs_extended": [JOB_ID],
             "jobs_cancelled": ["j-2"],
             "jobs_not_held": ["j-3"],
-            "server_time": "2026-02-12T10:30:15.000Z",
+            "server_time": "2026-02-12T10:30:15Z",
         }
         request, _ = fake.last("Heartbeat")
         assert request.id == request.worker_id == "w-1"
@@ -612,7 +612,7 @@ async def test_list_queues(make_client: MakeClient) -> None:
                 "status": "active",
                 "paused": False,
                 "available_count": 3,
-                "created_at": "2026-01-01T00:00:00.000Z",
+                "created_at": "2026-01-01T00:00:00Z",
             },
             {"name": "reports", "status": "paused", "paused": True, "available_count": 0},
         ],
@@ -742,7 +742,7 @@ class TestDeadLetter:
         body = await resp.json(content_type=None)
         assert [j["id"] for j in body["jobs"]] == [JOB_ID]
         assert body["jobs"][0]["state"] == "discarded"
-        assert body["jobs"][0]["discarded_at"] == "2026-02-12T10:45:00.000Z"
+        assert body["jobs"][0]["discarded_at"] == "2026-02-12T10:45:00Z"
         assert body["pagination"] == {"total": 12, "limit": 10, "has_more": True, "next_cursor": "n"}
         request, _ = fake.last("ListDeadLetter")
         assert request.queue == "email" and request.type == "email.send"
@@ -941,7 +941,7 @@ class TestWorkerAdmin:
                     "worker_id": "w-2",
                     "state": "quiet",
                     "directive": "terminate",
-                    "last_heartbeat_at": "2026-02-12T10:29:00.000Z",
+                    "last_heartbeat_at": "2026-02-12T10:29:00Z",
                     "active_jobs": 0,
                 },
             ],

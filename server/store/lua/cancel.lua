@@ -1,5 +1,6 @@
 -- cancel: stop a job that has not reached a terminal state.
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] active zset  KEYS[4] event stream
+-- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
 -- ARGV[4] available key prefix  ARGV[5] delayed key prefix  ARGV[6] reason or ''
 -- ARGV[7] retention of cancelled jobs (ms, 0 = keep)
@@ -20,6 +21,7 @@ end
 redis.call('ZREM', ARGV[4] .. f[3], id)
 redis.call('ZREM', ARGV[5] .. f[3], id)
 redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[5], id)
 redis.call('HSET', job_key, 'state', 'cancelled', 'cancelled_at', ARGV[1])
 redis.call('HDEL', job_key, 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
 local data = {previous_state = state}

@@ -1,14 +1,16 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
--- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter
--- KEYS[4 + 2i] available zset of queue i, KEYS[5 + 2i] its delayed zset (i from 0)
+-- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
+-- KEYS[5 + 2i] available zset of queue i, KEYS[6 + 2i] its delayed zset (i from 0)
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] max jobs
 -- ARGV[4] worker id or ''  ARGV[5] lease length override (ms) or ''
 -- ARGV[6] default lease length (ms)  ARGV[7] job key prefix  ARGV[8] errors key prefix
 -- ARGV[9] max due jobs promoted per queue per call
 -- ARGV[10] default execution timeout (ms), 0 = none
+-- ARGV[11] available key prefix  ARGV[12] delayed key prefix  ARGV[13] retention of discarded jobs (ms)
 -- Pre:  none. Due scheduled/retryable jobs of each queue are promoted first,
 --       so a fetch never waits for the background promoter.
--- Post: each claimed job is active with attempt+1, a new lease token,
+-- Post: a job past its expires_at is discarded instead (never delivered);
+--       each claimed job is active with attempt+1, a new lease token,
 --       started_at, worker, lease and execution deadlines; the active set is
 --       scored by the earlier deadline; job.started emitted per job.
 -- Returns an array of {job hash, error history}, in claim order.
@@ -25,9 +27,15 @@ local claimed = {}
 
 local function claim(id)
   local job_key = job_prefix .. id
-  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'visibility_timeout_ms', 'timeout_ms')
+  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'visibility_timeout_ms', 'timeout_ms',
+    'expires_at')
   -- Ids whose job vanished or moved on are stale entries: drop them.
   if f[1] ~= 'available' then
+    return
+  end
+  -- Expiry applies until the job first starts; membership in the expiring set says it still applies.
+  if f[6] and redis.call('ZREM', KEYS[4], id) == 1 and tonumber(f[6]) <= now then
+    expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ARGV[11], ARGV[12], ARGV[13])
     return
   end
   local lease = tonumber(lease_override) or tonumber(f[4]) or default_lease
@@ -48,13 +56,13 @@ local function claim(id)
   claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id)
 end
 
-local queue_count = (#KEYS - 3) / 2
+local queue_count = (#KEYS - 4) / 2
 for i = 0, queue_count - 1 do
   if #claimed >= wanted then
     break
   end
-  local available_key = KEYS[4 + 2 * i]
-  promote_due(available_key, KEYS[5 + 2 * i], KEYS[3], job_prefix, ARGV[1], promote_limit)
+  local available_key = KEYS[5 + 2 * i]
+  promote_due(available_key, KEYS[6 + 2 * i], KEYS[3], job_prefix, ARGV[1], promote_limit)
   while #claimed < wanted do
     local popped = redis.call('ZPOPMIN', available_key, wanted - #claimed)
     if #popped == 0 then
