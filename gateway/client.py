@@ -134,6 +134,10 @@ class OJSClient(Protocol):
         self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
     ) -> service_pb2.ListCronResponse: ...
 
+    async def GetCron(
+        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
+    ) -> service_pb2.GetCronResponse: ...
+
     # ---- Workflows ----
     async def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, *, metadata: Metadata = ()
@@ -360,6 +364,14 @@ class ChannelClient:
         self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
     ) -> service_pb2.ListCronResponse:
         response: service_pb2.ListCronResponse = await self._stub.ListCron(
+            request, metadata=self._md(metadata), timeout=self._timeout_s
+        )
+        return response
+
+    async def GetCron(
+        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
+    ) -> service_pb2.GetCronResponse:
+        response: service_pb2.GetCronResponse = await self._stub.GetCron(
             request, metadata=self._md(metadata), timeout=self._timeout_s
         )
         return response
@@ -778,6 +790,11 @@ class InProcessClient:
         self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
     ) -> service_pb2.ListCronResponse:
         return await self._unary(self._servicer.ListCron, request, metadata)
+
+    async def GetCron(
+        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
+    ) -> service_pb2.GetCronResponse:
+        return await self._unary(self._servicer.GetCron, request, metadata)
 
     async def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, *, metadata: Metadata = ()

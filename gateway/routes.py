@@ -77,6 +77,10 @@ class Routes:
         router.add_get("/ojs/v1/dead-letter", self.list_dead_letter)
         router.add_post("/ojs/v1/dead-letter/{id}/retry", self.retry_dead_letter)
         router.add_delete("/ojs/v1/dead-letter/{id}", self.delete_dead_letter)
+        router.add_get("/ojs/v1/cron", self.list_cron)
+        router.add_post("/ojs/v1/cron", self.register_cron)
+        router.add_get("/ojs/v1/cron/{name}", self.get_cron)
+        router.add_delete("/ojs/v1/cron/{name}", self.unregister_cron)
         router.add_get("/ojs/v1/events", self.list_events)
         router.add_get("/ojs/v1/admin/workers", self.list_workers)
         router.add_post("/ojs/v1/admin/workers/{id}/quiet", self.quiet_worker)
@@ -188,6 +192,39 @@ class Routes:
         response = await self._client.DeleteDeadLetter(rpc, metadata=rpc_metadata(request))
         # The call failing is what reports a missing job; success means it is gone.
         return json_response({"deleted": True, "job_id": response.job_id or rpc.job_id})
+
+    # ---- Cron ----
+
+    async def register_cron(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        # Only checked for shape; the server reads either dialect and validates it.
+        convert.json_object(raw)
+        rpc = service_pb2.RegisterCronRequest(cron_json=raw)
+        response = await self._client.RegisterCron(rpc, metadata=rpc_metadata(request))
+        entry = (
+            response.entry
+            if response.HasField("entry")
+            else service_pb2.CronEntry(name=response.name, next_run_at=response.next_run_at)
+        )
+        cron = convert.cron_to_json(entry)
+        return json_response({"cron": cron, "cron_job": cron}, status=201 if response.created else 200)
+
+    async def list_cron(self, request: web.Request) -> web.Response:
+        response = await self._client.ListCron(service_pb2.ListCronRequest(), metadata=rpc_metadata(request))
+        return json_response(convert.render_crons(response))
+
+    async def get_cron(self, request: web.Request) -> web.Response:
+        rpc = service_pb2.GetCronRequest(name=request.match_info["name"])
+        response = await self._client.GetCron(rpc, metadata=rpc_metadata(request))
+        cron = convert.cron_to_json(response.entry)
+        return json_response({"cron": cron, "cron_job": cron})
+
+    async def unregister_cron(self, request: web.Request) -> web.Response:
+        rpc = service_pb2.UnregisterCronRequest(name=request.match_info["name"])
+        response = await self._client.UnregisterCron(rpc, metadata=rpc_metadata(request))
+        # The call failing is what reports a missing entry; success means it is gone.
+        name = response.name or rpc.name
+        return json_response({"deleted": True, "name": name, "cron": {"name": name}})
 
     # ---- Events ----
 

@@ -16,6 +16,7 @@ from server.embedded_redis import EmbeddedRedis
 from server.loops.runner import LoopRunner, PeriodicTask
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
+from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
 from server.service.jobs import JobService
@@ -44,6 +45,7 @@ def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
         SystemService(store),
         WorkerService(store, default_visibility_timeout_ms=lease_ms),
         DeadLetterService(store),
+        CronService(store),
     )
 
 
@@ -100,11 +102,13 @@ class Application:
             await site.start()
             self.http_port = int(self._http.addresses[0][1])
 
+            cron = CronService(store)
             maintenance = MaintenanceService(store, worker_retention_ms=settings.worker_retention_s * 1000)
             self._loops = LoopRunner(
                 [
                     PeriodicTask("reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired),
                     PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_and_expire),
+                    PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
                     PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
                 ]
             )

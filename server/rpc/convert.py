@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from ojs.v1 import events_pb2, job_pb2
+from ojs.v1 import events_pb2, job_pb2, service_pb2
 
 from server.domain.clock import format_rfc3339_ms
+from server.domain.cron_entry import CronEntry
 from server.domain.durations import format_duration_ms
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
@@ -107,6 +108,61 @@ def enqueue_envelope(request: job_pb2.EnqueueRequest | job_pb2.BatchJobEntry) ->
         if meta is not None:
             envelope["meta"] = meta
     return envelope
+
+
+def cron_registration(request: service_pb2.RegisterCronRequest) -> Any:
+    """The registration in the OJS JSON form: `cron_json` as sent, or built from the official fields."""
+    if request.cron_json:
+        return decode_json(request.cron_json, field="cron_json")
+    body: dict[str, Any] = {
+        "name": request.name,
+        "cron": request.cron,
+        "timezone": request.timezone or "UTC",
+        "type": request.type or None,
+        "args": [value_to_json(value, field=f"args[{i}]") for i, value in enumerate(request.args)],
+    }
+    if request.HasField("options"):
+        options, meta = _options(request.options)
+        body["options"] = options
+        if meta is not None:
+            body["meta"] = meta
+    if request.overlap_policy:
+        body["overlap_policy"] = request.overlap_policy
+    if request.HasField("enabled"):
+        body["enabled"] = request.enabled
+    return body
+
+
+def cron_entry(entry: CronEntry) -> service_pb2.CronEntry:
+    template = orjson.loads(entry.template_json)
+    options = template.get("options") or {}
+    message = service_pb2.CronEntry(
+        name=entry.name,
+        cron=entry.expression,
+        timezone=entry.timezone,
+        type=template.get("type", ""),
+        options=job_pb2.EnqueueOptions(
+            queue=options.get("queue") or "default",
+            priority=options.get("priority") or 0,
+            tags=options.get("tags") or [],
+        ),
+        overlap_policy=entry.overlap_policy,
+        enabled=entry.enabled,
+        created_at=timestamp(entry.created_at_ms),
+        updated_at=timestamp(entry.updated_at_ms),
+        run_count=entry.run_count,
+        job_template_json=entry.template_json,
+        last_job_id=entry.last_job_id,
+        description=entry.description,
+    )
+    args = struct_pb2.ListValue()
+    args.extend(template.get("args") or [])
+    message.args.extend(args.values)
+    if entry.next_run_at_ms is not None:
+        message.next_run_at.CopyFrom(timestamp(entry.next_run_at_ms))
+    if entry.last_run_at_ms is not None:
+        message.last_run_at.CopyFrom(timestamp(entry.last_run_at_ms))
+    return message
 
 
 def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:

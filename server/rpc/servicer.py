@@ -17,6 +17,7 @@ from server.domain.errors import ErrorCode, OJSError
 from server.domain.ids import is_uuid7
 from server.rpc import convert
 from server.rpc.errors import to_status
+from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService
 from server.service.jobs import JobService
@@ -125,12 +126,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         system: SystemService,
         workers: WorkerService,
         dead_letter: DeadLetterService,
+        cron: CronService,
     ) -> None:
         self._jobs = jobs
         self._events = events
         self._system = system
         self._workers = workers
         self._dead_letter = dead_letter
+        self._cron = cron
 
     # ---- System ----
 
@@ -244,11 +247,18 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         extend_ms = convert.duration_ms(request.extend_by) if request.HasField("extend_by") else None
         token = request.lease_token if request.HasField("lease_token") else None
         worker_id = request.worker_id or ("" if is_uuid7(request.id) else request.id)
+        outcome = None
         if not request.active_job_ids and request.id and request.id != worker_id and is_uuid7(request.id):
-            outcome = await self._workers.heartbeat_job(
-                request.id, worker_id=worker_id, extend_ms=extend_ms, lease_token=token
-            )
-        else:
+            try:
+                outcome = await self._workers.heartbeat_job(
+                    request.id, worker_id=worker_id, extend_ms=extend_ms, lease_token=token
+                )
+            except OJSError as exc:
+                # `id` may also be a worker id that happens to be a UUIDv7.
+                if exc.code is not ErrorCode.NOT_FOUND or request.worker_id:
+                    raise
+                worker_id = request.id
+        if outcome is None:
             outcome = await self._workers.heartbeat(
                 worker_id=worker_id,
                 job_ids=list(request.active_job_ids),
@@ -319,6 +329,35 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         await self._dead_letter.delete(request.job_id)
         return queue_pb2.DeleteDeadLetterResponse(job_id=request.job_id, deleted=True)
 
+    # ---- Cron ----
+
+    @rpc
+    async def RegisterCron(
+        self, request: service_pb2.RegisterCronRequest, context: Any
+    ) -> service_pb2.RegisterCronResponse:
+        body = convert.cron_registration(request)
+        created, entry = await self._cron.register(body)
+        message = convert.cron_entry(entry)
+        response = service_pb2.RegisterCronResponse(name=entry.name, entry=message, created=created)
+        if message.HasField("next_run_at"):
+            response.next_run_at.CopyFrom(message.next_run_at)
+        return response
+
+    @rpc
+    async def UnregisterCron(
+        self, request: service_pb2.UnregisterCronRequest, context: Any
+    ) -> service_pb2.UnregisterCronResponse:
+        await self._cron.unregister(request.name)
+        return service_pb2.UnregisterCronResponse(name=request.name)
+
+    @rpc
+    async def GetCron(self, request: service_pb2.GetCronRequest, context: Any) -> service_pb2.GetCronResponse:
+        return service_pb2.GetCronResponse(entry=convert.cron_entry(await self._cron.get(request.name)))
+
+    @rpc
+    async def ListCron(self, request: service_pb2.ListCronRequest, context: Any) -> service_pb2.ListCronResponse:
+        return service_pb2.ListCronResponse(entries=[convert.cron_entry(e) for e in await self._cron.entries()])
+
     # ---- Queues ----
 
     @rpc
@@ -368,9 +407,6 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     QueueStats = _unimplemented("QueueStats", 4)
     PauseQueue = _unimplemented("PauseQueue", 4)
     ResumeQueue = _unimplemented("ResumeQueue", 4)
-    RegisterCron = _unimplemented("RegisterCron", 2)
-    UnregisterCron = _unimplemented("UnregisterCron", 2)
-    ListCron = _unimplemented("ListCron", 2)
     CreateWorkflow = _unimplemented("CreateWorkflow", 3)
     GetWorkflow = _unimplemented("GetWorkflow", 3)
     CancelWorkflow = _unimplemented("CancelWorkflow", 3)

@@ -27,28 +27,32 @@ class DeadLetterService:
         self._store = store
 
     async def page(self, *, queue: str, job_type: str, limit: int, cursor: str) -> DeadLetterPage:
-        """Newest first. The cursor is the offset of the next page in the filtered list."""
+        """Newest first. The cursor names the last job returned, so retrying or deleting
+        jobs between pages neither skips nor repeats any."""
         limit = limit or DEFAULT_LIMIT
         if not 1 <= limit <= MAX_LIMIT:
             raise invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-        if cursor and not cursor.isdigit():
-            raise invalid("cursor must come from a previous page", field="cursor")
-        offset = int(cursor or 0)
-        ids = await self._store.dead_letter_ids()
+        after = _parse_cursor(cursor)
+        entries = await self._store.dead_letter_entries()
         if queue or job_type:
-            ids = await self._filter(ids, queue=queue, job_type=job_type)
-        page_ids = ids[offset : offset + limit]
-        jobs = await self._store.get_many(page_ids)
-        next_offset = offset + limit
-        return DeadLetterPage(jobs=jobs, total=len(ids), next_cursor=str(next_offset) if next_offset < len(ids) else "")
+            entries = await self._filter(entries, queue=queue, job_type=job_type)
+        total = len(entries)
+        if after is not None:
+            # Same order as the sorted set read newest first: score, then id, descending.
+            entries = [(job_id, score) for job_id, score in entries if (score, job_id) < after[::-1]]
+        page = entries[:limit]
+        jobs = await self._store.get_many([job_id for job_id, _ in page])
+        more = len(entries) > limit
+        return DeadLetterPage(jobs=jobs, total=total, next_cursor=_cursor(page[-1]) if more and page else "")
 
-    async def _filter(self, ids: list[str], *, queue: str, job_type: str) -> list[str]:
-        kept: list[str] = []
-        for start in range(0, len(ids), _FILTER_BATCH):
-            chunk = ids[start : start + _FILTER_BATCH]
-            for job_id, (job_queue, kind) in zip(chunk, await self._store.job_summaries(chunk), strict=True):
+    async def _filter(self, entries: list[tuple[str, int]], *, queue: str, job_type: str) -> list[tuple[str, int]]:
+        kept: list[tuple[str, int]] = []
+        for start in range(0, len(entries), _FILTER_BATCH):
+            chunk = entries[start : start + _FILTER_BATCH]
+            summaries = await self._store.job_summaries([job_id for job_id, _ in chunk])
+            for entry, (job_queue, kind) in zip(chunk, summaries, strict=True):
                 if (not queue or job_queue == queue) and (not job_type or kind == job_type):
-                    kept.append(job_id)
+                    kept.append(entry)
         return kept
 
     async def retry(self, job_id: str) -> StoredJob:
@@ -61,3 +65,17 @@ class DeadLetterService:
             raise invalid("job_id is required", field="job_id")
         if not await self._store.delete_dead(job_id):
             raise not_found("dead letter job", job_id)
+
+
+def _cursor(entry: tuple[str, int]) -> str:
+    job_id, score = entry
+    return f"{score}:{job_id}"
+
+
+def _parse_cursor(cursor: str) -> tuple[str, int] | None:
+    if not cursor:
+        return None
+    score, _, job_id = cursor.partition(":")
+    if not score.isdigit() or not job_id:
+        raise invalid("cursor must come from a previous page", field="cursor")
+    return job_id, int(score)

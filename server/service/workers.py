@@ -69,7 +69,7 @@ class WorkerService:
             raise invalid("worker_id is required", field="worker_id")
         if directive not in WORKER_STATES:
             raise invalid(f"directive must be one of {', '.join(WORKER_STATES)}", field="directive")
-        return await self._store.set_worker_directive(worker_id, directive)
+        return await self._store.set_worker_directive(worker_id, directive, now_ms=now_ms())
 
     async def registry(self) -> list[WorkerRow]:
         return await self._store.list_workers()

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from server.domain.cron_entry import CronEntry
 from server.domain.job import JobErrorRecord, NewJob, StoredJob
 from server.domain.retry import BackoffStrategy, OnExhaustion, RetryPolicy
 from server.domain.states import JobState
@@ -181,4 +182,22 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes]) -> St
         parent_results_json=raw.get(b"parent_results"),
         unique=orjson.loads(unique_raw) if unique_raw else None,
         lease_token=_int(raw, b"lease_token") or 0,
+    )
+
+
+def decode_cron(raw: dict[bytes, bytes]) -> CronEntry:
+    return CronEntry(
+        name=raw[b"name"].decode(),
+        expression=raw[b"expression"].decode(),
+        timezone=raw.get(b"timezone", b"UTC").decode(),
+        overlap_policy=raw.get(b"overlap_policy", b"skip").decode(),
+        enabled=raw.get(b"enabled") == b"1",
+        template_json=raw.get(b"template", b"{}"),
+        description=raw.get(b"description", b"").decode(),
+        created_at_ms=_int(raw, b"created_at") or 0,
+        updated_at_ms=_int(raw, b"updated_at") or 0,
+        next_run_at_ms=_int(raw, b"next_run_at"),
+        last_run_at_ms=_int(raw, b"last_run_at"),
+        run_count=_int(raw, b"run_count") or 0,
+        last_job_id=raw.get(b"last_job_id", b"").decode(),
     )

@@ -9,12 +9,13 @@ import dataclasses
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from server.domain.cron_entry import CronEntry
 from server.domain.errors import ErrorCode, OJSError, conflict, not_found
 from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
@@ -155,33 +156,29 @@ class JobStore:
         await self._redis.ping()
         return (time.perf_counter() - started) * 1000
 
+    def _insert_keys(self, job: NewJob) -> list[str]:
+        k = self._keys
+        return [k.job(job.id), k.available(job.queue), k.delayed(job.queue), k.queues, k.sequence, k.events, k.expiring]
+
+    @staticmethod
+    def _insert_args(job: NewJob) -> list[Any]:
+        state = job.initial_state
+        return [
+            job.id,
+            job.type,
+            job.queue,
+            job.priority,
+            state.value,
+            job.scheduled_at_ms if state is JobState.SCHEDULED else "",
+            "" if job.expires_at_ms is None else job.expires_at_ms,
+            *codec.new_job_fields(job),
+        ]
+
     @translate_redis_errors
     async def enqueue(self, job: NewJob) -> EnqueueOutcome:
-        k = self._keys
         state = job.initial_state
         reply = await self._scripts.call(
-            "enqueue",
-            [
-                k.job(job.id),
-                k.available(job.queue),
-                k.delayed(job.queue),
-                k.queues,
-                k.sequence,
-                k.events,
-                k.expiring,
-            ],
-            [
-                job.created_at_ms,
-                self._events_maxlen,
-                job.id,
-                job.type,
-                job.queue,
-                job.priority,
-                state.value,
-                job.scheduled_at_ms if state is JobState.SCHEDULED else "",
-                "" if job.expires_at_ms is None else job.expires_at_ms,
-                *codec.new_job_fields(job),
-            ],
+            "enqueue", self._insert_keys(job), [job.created_at_ms, self._events_maxlen, *self._insert_args(job)]
         )
         if reply[0] == b"duplicate":
             raise OJSError(
@@ -204,7 +201,7 @@ class JobStore:
         default_timeout_ms: int = 0,
     ) -> list[StoredJob]:
         k = self._keys
-        keys = [k.active, k.events, k.sequence, k.expiring]
+        keys = [k.active, k.events, k.sequence, k.expiring, k.workers]
         for queue in queues:
             keys.append(k.available(queue))
             keys.append(k.delayed(queue))
@@ -472,17 +469,12 @@ class JobStore:
         )
 
     @translate_redis_errors
-    async def set_worker_directive(self, worker_id: str, directive: str) -> WorkerRow:
-        key = self._keys.worker(worker_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if directive == "running":
-                pipe.hdel(key, "directive")
-            else:
-                pipe.hset(key, "directive", directive)
-            pipe.hgetall(key)
-            pipe.zscore(self._keys.workers, worker_id)
-            _, raw, last_seen = await pipe.execute()
-        return _worker_row(worker_id, raw, last_seen)
+    async def set_worker_directive(self, worker_id: str, directive: str, *, now_ms: int) -> WorkerRow:
+        k = self._keys
+        raw = await self._scripts.call(
+            "set_directive", [k.workers, k.worker(worker_id)], [now_ms, worker_id, directive]
+        )
+        return _worker_row(worker_id, codec.pairs_to_dict(raw))
 
     @translate_redis_errors
     async def list_workers(self) -> list[WorkerRow]:
@@ -494,9 +486,7 @@ class JobStore:
             for worker_id, _ in seen:
                 pipe.hgetall(k.worker(worker_id.decode()))
             hashes = await pipe.execute()
-        rows = [
-            _worker_row(worker_id.decode(), raw, score) for (worker_id, score), raw in zip(seen, hashes, strict=True)
-        ]
+        rows = [_worker_row(worker_id.decode(), raw) for (worker_id, _), raw in zip(seen, hashes, strict=True)]
         return sorted(rows, key=lambda row: row.worker_id)
 
     @translate_redis_errors
@@ -545,8 +535,13 @@ class JobStore:
     @translate_redis_errors
     async def dead_letter_ids(self) -> list[str]:
         """Dead-lettered job ids, newest first."""
-        ids = cast(list[bytes], await self._redis.zrevrange(self._keys.dead, 0, -1))
-        return [i.decode() for i in ids]
+        return [job_id for job_id, _ in await self.dead_letter_entries()]
+
+    @translate_redis_errors
+    async def dead_letter_entries(self) -> list[tuple[str, int]]:
+        """(job id, discarded_at ms), newest first (ties: higher id first)."""
+        rows = cast(list[tuple[bytes, float]], await self._redis.zrevrange(self._keys.dead, 0, -1, withscores=True))
+        return [(job_id.decode(), int(score)) for job_id, score in rows]
 
     @translate_redis_errors
     async def job_summaries(self, job_ids: Sequence[str]) -> list[tuple[str, str]]:
@@ -600,11 +595,72 @@ class JobStore:
             )
         )
 
+    # ---- cron ----
 
-def _worker_row(worker_id: str, raw: dict[bytes, bytes], last_seen: float | None) -> WorkerRow:
+    @translate_redis_errors
+    async def register_cron(
+        self, name: str, fields: Mapping[str, str | bytes | int], *, next_run_ms: int | None, now_ms: int
+    ) -> tuple[bool, CronEntry]:
+        k = self._keys
+        flat = [item for pair in fields.items() for item in pair]
+        created, raw = await self._scripts.call(
+            "cron_register",
+            [k.cron(name), k.cron_names, k.cron_due],
+            [now_ms, name, "" if next_run_ms is None else next_run_ms, *flat],
+        )
+        return bool(created), codec.decode_cron(codec.pairs_to_dict(raw))
+
+    @translate_redis_errors
+    async def unregister_cron(self, name: str) -> bool:
+        k = self._keys
+        return bool(await self._scripts.call("cron_unregister", [k.cron(name), k.cron_names, k.cron_due], [name]))
+
+    @translate_redis_errors
+    async def get_cron(self, name: str) -> CronEntry | None:
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(self._keys.cron(name)))
+        return codec.decode_cron(raw) if raw else None
+
+    @translate_redis_errors
+    async def list_crons(self) -> list[CronEntry]:
+        names = cast(list[bytes], await self._redis.zrange(self._keys.cron_names, 0, -1))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._keys.cron(name.decode()))
+            hashes = await pipe.execute()
+        return sorted((codec.decode_cron(raw) for raw in hashes if raw), key=lambda entry: entry.name)
+
+    @translate_redis_errors
+    async def due_crons(self, *, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        due = cast(
+            list[tuple[bytes, float]],
+            await self._redis.zrangebyscore(self._keys.cron_due, "-inf", now_ms, start=0, num=limit, withscores=True),
+        )
+        return [(name.decode(), int(score)) for name, score in due]
+
+    @translate_redis_errors
+    async def fire_cron(self, name: str, *, occurrence_ms: int, next_run_ms: int, job: NewJob) -> tuple[str, str]:
+        """('fired', job id) | ('skipped', unfinished job id) | ('stale', '')."""
+        k = self._keys
+        reply = await self._scripts.call(
+            "cron_fire",
+            [k.cron(name), k.cron_due, *self._insert_keys(job)],
+            [
+                job.created_at_ms,
+                self._events_maxlen,
+                name,
+                occurrence_ms,
+                next_run_ms,
+                k.job_prefix,
+                *self._insert_args(job),
+            ],
+        )
+        return reply[0].decode(), reply[1].decode() if len(reply) > 1 else ""
+
+
+def _worker_row(worker_id: str, raw: dict[bytes, bytes]) -> WorkerRow:
     return WorkerRow(
         worker_id=worker_id,
-        last_heartbeat_ms=int(last_seen or 0),
+        last_heartbeat_ms=int(raw.get(b"last_heartbeat_at", b"0")),
         state=raw.get(b"state", b"running").decode(),
         directive=raw.get(b"directive", b"running").decode(),
         active_jobs=int(raw.get(b"active_jobs", b"0")),

@@ -19,6 +19,7 @@ class KeySchema:
         self.available_prefix = f"{p}available:"  # zset per queue: score = priority rank + sequence
         self.delayed_prefix = f"{p}delayed:"  # zset per queue: scheduled and retryable jobs by due time
         self.worker_prefix = f"{p}worker:"  # hash per worker: last heartbeat, state, directive
+        self.cron_prefix = f"{p}cron:"  # hash per cron entry: definition and run history
         # Fixed keys.
         self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
         self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
@@ -27,6 +28,8 @@ class KeySchema:
         self.dead = f"{p}dead"  # zset: dead-lettered job id -> discarded_at (ms)
         self.workers = f"{p}workers"  # zset: worker id -> last heartbeat (ms)
         self.expiring = f"{p}expiring"  # zset: not-yet-started job id -> expires_at (ms)
+        self.cron_names = f"{p}cron_names"  # zset: cron entry name -> created_at (ms)
+        self.cron_due = f"{p}cron_due"  # zset: enabled cron entry name -> next run (ms)
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -39,6 +42,9 @@ class KeySchema:
 
     def delayed(self, queue: str) -> str:
         return self.delayed_prefix + queue
+
+    def cron(self, name: str) -> str:
+        return self.cron_prefix + name
 
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id

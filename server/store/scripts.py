@@ -23,6 +23,10 @@ _SCRIPT_NAMES = (
     "prune_dead",
     "prune_workers",
     "expire",
+    "cron_register",
+    "cron_unregister",
+    "cron_fire",
+    "set_directive",
 )
 
 

@@ -190,6 +190,9 @@ class FakeClient:
     async def ListCron(self, request, *, metadata=()):
         return await self._call("ListCron", request, metadata)
 
+    async def GetCron(self, request, *, metadata=()):
+        return await self._call("GetCron", request, metadata)
+
     async def CreateWorkflow(self, request, *, metadata=()):
         return await self._call("CreateWorkflow", request, metadata)
 

@@ -66,6 +66,20 @@ class TinyServicer(service_pb2_grpc.OJSServiceServicer):
         )
         return worker_pb2.SetWorkerDirectiveResponse(worker=worker)
 
+    async def GetCron(self, request, context):
+        if request.name == "nightly":
+            entry = service_pb2.CronEntry(
+                name="nightly",
+                cron="@daily",
+                timezone="UTC",
+                enabled=True,
+                job_template_json=b'{"type":"report.generate","args":[1.50]}',
+                next_run_at=ts("2026-02-13T00:00:00Z"),
+            )
+            return service_pb2.GetCronResponse(entry=entry)
+        status = rich_status(grpc.StatusCode.NOT_FOUND, "not_found", f"cron '{request.name}' not found")
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
     async def ListWorkers(self, request, context):
         worker = worker_pb2.WorkerInfo(worker_id="w-1", state=worker_pb2.WORKER_STATE_QUIET)
         return worker_pb2.ListWorkersResponse(workers=[worker], total=1, next_cursor=request.cursor + "+")
@@ -209,6 +223,19 @@ async def test_worker_registry_over_both_clients(make_client: MakeClient, channe
     assert quieted_body["worker"]["worker_id"] == "w-9" and quieted_body["worker"]["directive"] == "quiet"
     assert listed_body["items"][0]["state"] == "quiet"
     assert listed_body["pagination"]["next_cursor"] == "c+"
+
+
+async def test_get_cron_over_both_clients(make_client: MakeClient, channel: grpc.aio.Channel) -> None:
+    over_channel = await make_client(ChannelClient(channel))
+    in_process = await make_client(InProcessClient(tiny_servicer()))
+    bodies = []
+    for client in (over_channel, in_process):
+        found = await client.get("/ojs/v1/cron/nightly")
+        missing = await client.get("/ojs/v1/cron/gone", headers={"X-Request-Id": "same"})
+        assert (found.status, missing.status) == (200, 404)
+        bodies.append((await found.read(), await missing.read()))
+    assert bodies[0] == bodies[1]
+    assert b'"job_template":{"type":"report.generate","args":[1.50]}' in bodies[0][0]
 
 
 async def test_channel_stream(channel: grpc.aio.Channel) -> None:

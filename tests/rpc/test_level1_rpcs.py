@@ -498,9 +498,7 @@ async def test_list_workers_reports_heartbeats(stub: Any) -> None:
     jobs = [await enqueue(stub, queue) for _ in range(2)]
     await fetch(stub, [queue], count=2, worker_id=worker)
     before = now_ms()
-    await heartbeat(
-        stub, worker_id=worker, current_state=W.WORKER_STATE_QUIET, active_job_ids=[j.id for j in jobs]
-    )
+    await heartbeat(stub, worker_id=worker, current_state=W.WORKER_STATE_QUIET, active_job_ids=[j.id for j in jobs])
     after = now_ms()
     info = await find_worker(stub, worker)
     assert info.state == W.WORKER_STATE_QUIET
@@ -601,7 +599,7 @@ async def test_dead_letter_filters_by_queue_and_type(stub: Any) -> None:
 async def test_dead_letter_pages_newest_first(stub: Any) -> None:
     queue = new_queue("dl-page")
     jobs = [await dead_letter_job(stub, queue) for _ in range(3)]
-    # Newest first: distinct discard times keep the order unambiguous.
+    # Newest first; equal discard times fall back to the id, which is time-ordered.
     first = await stub.ListDeadLetter(queue_pb2.ListDeadLetterRequest(queue=queue, limit=1))
     assert [j.id for j in first.jobs] == [jobs[2].id]
     assert first.total_count == 3
@@ -612,6 +610,17 @@ async def test_dead_letter_pages_newest_first(stub: Any) -> None:
     third = await stub.ListDeadLetter(queue_pb2.ListDeadLetterRequest(queue=queue, limit=1, cursor=second.next_cursor))
     assert [j.id for j in third.jobs] == [jobs[0].id]
     assert third.next_cursor == ""
+
+
+async def test_dead_letter_paging_survives_retrying_the_page_just_read(stub: Any) -> None:
+    # The operator workflow: read a page, retry what is on it, ask for the next page.
+    queue = new_queue("dl-walk")
+    jobs = [await dead_letter_job(stub, queue) for _ in range(3)]
+    first = await stub.ListDeadLetter(queue_pb2.ListDeadLetterRequest(queue=queue, limit=1))
+    assert [j.id for j in first.jobs] == [jobs[2].id]
+    await stub.RetryDeadLetter(queue_pb2.RetryDeadLetterRequest(job_id=jobs[2].id))
+    second = await stub.ListDeadLetter(queue_pb2.ListDeadLetterRequest(queue=queue, limit=1, cursor=first.next_cursor))
+    assert [j.id for j in second.jobs] == [jobs[1].id], "the next page skipped a dead-lettered job"
 
 
 async def test_dead_letter_rejects_bad_paging(stub: Any) -> None:

@@ -229,9 +229,9 @@ async def test_directives_come_from_the_job_and_from_the_operator(store: JobStor
     t0 = now_ms()
     await fetch(store, "w1", t0)
     assert (await heartbeat(store, "w1", [quiet_job.id], t0 + 1)).directive == "quiet"
-    await store.set_worker_directive("w1", "terminate")
+    await store.set_worker_directive("w1", "terminate", now_ms=t0 + 2)
     assert (await heartbeat(store, "w1", [quiet_job.id], t0 + 2)).directive == "terminate"
-    await store.set_worker_directive("w1", "running")
+    await store.set_worker_directive("w1", "running", now_ms=t0 + 3)
     assert (await heartbeat(store, "w1", [], t0 + 3, state="quiet")).directive == "running"
     [row] = await store.list_workers()
     assert row.worker_id == "w1" and row.state == "quiet" and row.last_heartbeat_ms == t0 + 3

@@ -189,12 +189,26 @@ class RegisterCronRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     ARGS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    CRON_JSON_FIELD_NUMBER: _builtins.int
+    OVERLAP_POLICY_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     cron: _builtins.str
     """5-field expression (6 with seconds) or an alias such as "@daily"."""
     timezone: _builtins.str
     """IANA time zone. Default: "UTC"."""
     type: _builtins.str
+    cron_json: _builtins.bytes
+    """---- Additions ----
+
+    The registration in the OJS JSON form, in either dialect of the spec
+    ({name, expression, timezone, overlap_policy, enabled, job_template} or
+    {name, cron, timezone, type, args, options, ...}). When set, fields 1-6 are ignored.
+    """
+    overlap_policy: _builtins.str
+    """"skip" (default: no new job while the previous one is unfinished) or "allow"."""
+    enabled: _builtins.bool
+    """Registers the entry paused when explicitly false."""
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]: ...
     @_builtins.property
@@ -208,12 +222,17 @@ class RegisterCronRequest(_message.Message):
         type: _builtins.str = ...,
         args: _abc.Iterable[_struct_pb2.Value] | None = ...,
         options: _job_pb2.EnqueueOptions | None = ...,
+        cron_json: _builtins.bytes = ...,
+        overlap_policy: _builtins.str = ...,
+        enabled: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "cron", b"cron", "name", b"name", "options", b"options", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "args", b"args", "cron", b"cron", "cron_json", b"cron_json", "enabled", b"enabled", "name", b"name", "options", b"options", "overlap_policy", b"overlap_policy", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
+    _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
 
 Global___RegisterCronRequest: _TypeAlias = RegisterCronRequest  # noqa: Y015
 
@@ -223,18 +242,28 @@ class RegisterCronResponse(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    created: _builtins.bool
+    """False when an existing entry of that name was updated."""
     @_builtins.property
     def next_run_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def entry(self) -> Global___CronEntry:
+        """---- Additions ----"""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         next_run_at: _timestamp_pb2.Timestamp | None = ...,
+        entry: Global___CronEntry | None = ...,
+        created: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_run_at", b"next_run_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "next_run_at", b"next_run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "next_run_at", b"next_run_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "entry", b"entry", "name", b"name", "next_run_at", b"next_run_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -261,18 +290,63 @@ Global___UnregisterCronRequest: _TypeAlias = UnregisterCronRequest  # noqa: Y015
 
 @_typing.final
 class UnregisterCronResponse(_message.Message):
+    """---- Additions ----"""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
     def __init__(
         self,
+        *,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnregisterCronResponse: _TypeAlias = UnregisterCronResponse  # noqa: Y015
+
+@_typing.final
+class GetCronRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCronRequest: _TypeAlias = GetCronRequest  # noqa: Y015
+
+@_typing.final
+class GetCronResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___CronEntry: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___CronEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCronResponse: _TypeAlias = GetCronResponse  # noqa: Y015
 
 @_typing.final
 class ListCronRequest(_message.Message):
@@ -321,10 +395,27 @@ class CronEntry(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
     LAST_RUN_AT_FIELD_NUMBER: _builtins.int
+    OVERLAP_POLICY_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    RUN_COUNT_FIELD_NUMBER: _builtins.int
+    JOB_TEMPLATE_JSON_FIELD_NUMBER: _builtins.int
+    LAST_JOB_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     cron: _builtins.str
     timezone: _builtins.str
     type: _builtins.str
+    overlap_policy: _builtins.str
+    """---- Additions ----"""
+    enabled: _builtins.bool
+    run_count: _builtins.int
+    job_template_json: _builtins.bytes
+    """The job template as OJS JSON: {type, args, meta?, options?}."""
+    last_job_id: _builtins.str
+    """Job enqueued by the latest firing."""
+    description: _builtins.str
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]: ...
     @_builtins.property
@@ -333,6 +424,10 @@ class CronEntry(_message.Message):
     def next_run_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_run_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -344,10 +439,18 @@ class CronEntry(_message.Message):
         options: _job_pb2.EnqueueOptions | None = ...,
         next_run_at: _timestamp_pb2.Timestamp | None = ...,
         last_run_at: _timestamp_pb2.Timestamp | None = ...,
+        overlap_policy: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        run_count: _builtins.int = ...,
+        job_template_json: _builtins.bytes = ...,
+        last_job_id: _builtins.str = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "options", b"options", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "cron", b"cron", "last_run_at", b"last_run_at", "name", b"name", "next_run_at", b"next_run_at", "options", b"options", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "created_at", b"created_at", "cron", b"cron", "description", b"description", "enabled", b"enabled", "job_template_json", b"job_template_json", "last_job_id", b"last_job_id", "last_run_at", b"last_run_at", "name", b"name", "next_run_at", b"next_run_at", "options", b"options", "overlap_policy", b"overlap_policy", "run_count", b"run_count", "timezone", b"timezone", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

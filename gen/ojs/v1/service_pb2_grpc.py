@@ -186,6 +186,11 @@ class OJSServiceStub:
                 request_serializer=ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.GetCron = channel.unary_unary(
+                '/ojs.v1.OJSService/GetCron',
+                request_serializer=ojs_dot_v1_dot_service__pb2.GetCronRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_service__pb2.GetCronResponse.FromString,
+                _registered_method=True)
 
 
 class OJSServiceServicer:
@@ -381,6 +386,13 @@ class OJSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCron(self, request, context):
+        """One registered cron entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OJSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -528,6 +540,11 @@ def add_OJSServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.FromString,
                     response_serializer=ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetCron': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCron,
+                    request_deserializer=ojs_dot_v1_dot_service__pb2.GetCronRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_service__pb2.GetCronResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1315,6 +1332,33 @@ class OJSService:
             '/ojs.v1.OJSService/ListWorkers',
             ojs_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
             ojs_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCron(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/GetCron',
+            ojs_dot_v1_dot_service__pb2.GetCronRequest.SerializeToString,
+            ojs_dot_v1_dot_service__pb2.GetCronResponse.FromString,
             options,
             channel_credentials,
             insecure,

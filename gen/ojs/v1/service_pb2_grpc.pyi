@@ -84,6 +84,8 @@ class OJSServiceStub:
     """Tells a worker to keep running, go quiet or terminate (on its next heartbeat)."""
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]
     """Workers seen recently, with their last heartbeat."""
+    GetCron: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCronRequest, _service_pb2.GetCronResponse]
+    """One registered cron entry."""
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -136,6 +138,8 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """Tells a worker to keep running, go quiet or terminate (on its next heartbeat)."""
     ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Workers seen recently, with their last heartbeat."""
+    GetCron: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCronRequest, _service_pb2.GetCronResponse]  # type: ignore[assignment]
+    """One registered cron entry."""
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -359,5 +363,13 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.ListWorkersResponse, _abc.Awaitable[_worker_pb2.ListWorkersResponse]]:
         """Workers seen recently, with their last heartbeat."""
+
+    @_abc_1.abstractmethod
+    def GetCron(
+        self,
+        request: _service_pb2.GetCronRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetCronResponse, _abc.Awaitable[_service_pb2.GetCronResponse]]:
+        """One registered cron entry."""
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,7 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
--- KEYS[5 + 2i] available zset of queue i, KEYS[6 + 2i] its delayed zset (i from 0)
+-- KEYS[5] worker registry zset
+-- KEYS[6 + 2i] available zset of queue i, KEYS[7 + 2i] its delayed zset (i from 0)
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] max jobs
 -- ARGV[4] worker id or ''  ARGV[5] lease length override (ms) or ''
 -- ARGV[6] default lease length (ms)  ARGV[7] job key prefix  ARGV[8] errors key prefix
@@ -13,6 +14,7 @@
 --       each claimed job is active with attempt+1, a new lease token,
 --       started_at, worker, lease and execution deadlines; the active set is
 --       scored by the earlier deadline; job.started emitted per job.
+--       A named worker is marked as seen in the registry.
 -- Returns an array of {job hash, error history}, in claim order.
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[3])
@@ -56,13 +58,16 @@ local function claim(id)
   claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id)
 end
 
-local queue_count = (#KEYS - 4) / 2
+if worker ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[1], worker)
+end
+local queue_count = (#KEYS - 5) / 2
 for i = 0, queue_count - 1 do
   if #claimed >= wanted then
     break
   end
-  local available_key = KEYS[5 + 2 * i]
-  promote_due(available_key, KEYS[6 + 2 * i], KEYS[3], job_prefix, ARGV[1], promote_limit)
+  local available_key = KEYS[6 + 2 * i]
+  promote_due(available_key, KEYS[7 + 2 * i], KEYS[3], job_prefix, ARGV[1], promote_limit)
   while #claimed < wanted do
     local popped = redis.call('ZPOPMIN', available_key, wanted - #claimed)
     if #popped == 0 then

@@ -195,3 +195,36 @@ local function expire_job(job_key, errors_key, id, now, events, maxlen, availabl
   emit(events, maxlen, 'job.expired', id, f[2], f[1], 'discarded', now,
     {expired_at = tonumber(f[3]) or 0, created_at = tonumber(f[4]) or 0})
 end
+
+-- Store a new job and make it visible in its initial state.
+-- k: job, available, delayed, queues, sequence, events, expiring (keys)
+-- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
+--    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list)
+-- Returns enqueued_at ('' unless available). The caller checks the id is free.
+local function insert_job(k, a)
+  local fields = a.fields
+  fields[#fields + 1] = 'state'
+  fields[#fields + 1] = a.state
+  local enqueued_at = ''
+  if a.state == 'available' then
+    enqueued_at = a.now
+    fields[#fields + 1] = 'enqueued_at'
+    fields[#fields + 1] = a.now
+  end
+  redis.call('HSET', k.job, unpack(fields))
+  if a.state == 'available' then
+    local sequence = redis.call('INCR', k.sequence)
+    redis.call('ZADD', k.available, rank_score(a.priority, sequence), a.id)
+  elseif a.state == 'scheduled' then
+    redis.call('ZADD', k.delayed, a.due, a.id)
+  end
+  if a.expires ~= '' then
+    redis.call('ZADD', k.expiring, a.expires, a.id)
+  end
+  redis.call('HSETNX', k.queues, a.queue, a.now)
+  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now, {priority = tonumber(a.priority)})
+  if a.state == 'scheduled' then
+    emit(k.events, a.maxlen, 'job.scheduled', a.id, a.queue, a.type, a.state, a.now, {scheduled_at = tonumber(a.due)})
+  end
+  return enqueued_at
+end
