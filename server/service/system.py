@@ -12,7 +12,7 @@ from server.store.job_store import JobStore
 IMPLEMENTATION_NAME = "ojs-server-python"
 IMPLEMENTATION_VERSION = "0.1.0"
 SPEC_VERSION = "1.0"
-CONFORMANCE_LEVEL = 1
+CONFORMANCE_LEVEL = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +44,10 @@ class SystemService:
             "backend": "redis",
             "capabilities": {
                 "batch_enqueue": False,
-                "cron_jobs": False,
+                "cron_jobs": True,
                 "dead_letter": True,
                 "delayed_jobs": True,
-                "job_ttl": False,
+                "job_ttl": True,
                 "priority_queues": True,
                 "rate_limiting": False,
                 "schema_validation": False,
