@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ojs.v1 import job_pb2 as ojs_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ojs/v1/workflow.proto\x12\x06ojs.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"J\n\x15\x43reateWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05steps\x18\x02 \x03(\x0b\x32\x14.ojs.v1.WorkflowStep\"\x8b\x01\n\x0cWorkflowStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x04\x61rgs\x18\x03 \x03(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\'\n\x07options\x18\x05 \x01(\x0b\x32\x16.ojs.v1.EnqueueOptions\"<\n\x16\x43reateWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow\"\xd7\x01\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.ojs.v1.WorkflowState\x12)\n\x05steps\x18\x04 \x03(\x0b\x32\x1a.ojs.v1.WorkflowStepStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x12WorkflowStepStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.ojs.v1.WorkflowStepState\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x12\n\ndepends_on\x18\x05 \x03(\t\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"9\n\x13GetWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x16\x43\x61ncelWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow*\xa2\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x01\x12\x1c\n\x18WORKFLOW_STATE_COMPLETED\x10\x02\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x03\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x04*\x80\x02\n\x11WorkflowStepState\x12#\n\x1fWORKFLOW_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWORKFLOW_STEP_STATE_WAITING\x10\x01\x12\x1f\n\x1bWORKFLOW_STEP_STATE_PENDING\x10\x02\x12\x1e\n\x1aWORKFLOW_STEP_STATE_ACTIVE\x10\x03\x12!\n\x1dWORKFLOW_STEP_STATE_COMPLETED\x10\x04\x12\x1e\n\x1aWORKFLOW_STEP_STATE_FAILED\x10\x05\x12!\n\x1dWORKFLOW_STEP_STATE_CANCELLED\x10\x06\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ojs/v1/workflow.proto\x12\x06ojs.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"a\n\x15\x43reateWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05steps\x18\x02 \x03(\x0b\x32\x14.ojs.v1.WorkflowStep\x12\x15\n\rworkflow_json\x18\x64 \x01(\x0c\"\x8b\x01\n\x0cWorkflowStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x04\x61rgs\x18\x03 \x03(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\'\n\x07options\x18\x05 \x01(\x0b\x32\x16.ojs.v1.EnqueueOptions\"<\n\x16\x43reateWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow\"\x8b\x03\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.ojs.v1.WorkflowState\x12)\n\x05steps\x18\x04 \x03(\x0b\x32\x1a.ojs.v1.WorkflowStepStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x64 \x01(\t\x12\x13\n\x0bsteps_total\x18\x65 \x01(\x05\x12\x17\n\x0fsteps_completed\x18\x66 \x01(\x05\x12\x14\n\x0csteps_failed\x18g \x01(\x05\x12.\n\nstarted_at\x18h \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63\x61ncelled_at\x18i \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x12WorkflowStepStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.ojs.v1.WorkflowStepState\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x12\n\ndepends_on\x18\x05 \x03(\t\x12\x0c\n\x04kind\x18\x64 \x01(\t\x12\x13\n\x0bresult_json\x18\x65 \x01(\x0c\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"9\n\x13GetWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"v\n\x16\x43\x61ncelWorkflowResponse\x12\"\n\x08workflow\x18\x01 \x01(\x0b\x32\x10.ojs.v1.Workflow\x12\x17\n\x0fsteps_cancelled\x18\x64 \x01(\x05\x12\x1f\n\x17steps_already_completed\x18\x65 \x01(\x05*\xa2\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x01\x12\x1c\n\x18WORKFLOW_STATE_COMPLETED\x10\x02\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x03\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x04*\x80\x02\n\x11WorkflowStepState\x12#\n\x1fWORKFLOW_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWORKFLOW_STEP_STATE_WAITING\x10\x01\x12\x1f\n\x1bWORKFLOW_STEP_STATE_PENDING\x10\x02\x12\x1e\n\x1aWORKFLOW_STEP_STATE_ACTIVE\x10\x03\x12!\n\x1dWORKFLOW_STEP_STATE_COMPLETED\x10\x04\x12\x1e\n\x1aWORKFLOW_STEP_STATE_FAILED\x10\x05\x12!\n\x1dWORKFLOW_STEP_STATE_CANCELLED\x10\x06\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ojs.v1.workflow_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.openjobspec.ojs.v1P\001Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1'
-  _globals['_WORKFLOWSTATE']._serialized_start=965
-  _globals['_WORKFLOWSTATE']._serialized_end=1127
-  _globals['_WORKFLOWSTEPSTATE']._serialized_start=1130
-  _globals['_WORKFLOWSTEPSTATE']._serialized_end=1386
+  _globals['_WORKFLOWSTATE']._serialized_start=1262
+  _globals['_WORKFLOWSTATE']._serialized_end=1424
+  _globals['_WORKFLOWSTEPSTATE']._serialized_start=1427
+  _globals['_WORKFLOWSTEPSTATE']._serialized_end=1683
   _globals['_CREATEWORKFLOWREQUEST']._serialized_start=114
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=188
-  _globals['_WORKFLOWSTEP']._serialized_start=191
-  _globals['_WORKFLOWSTEP']._serialized_end=330
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=332
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=392
-  _globals['_WORKFLOW']._serialized_start=395
-  _globals['_WORKFLOW']._serialized_end=610
-  _globals['_WORKFLOWSTEPSTATUS']._serialized_start=612
-  _globals['_WORKFLOWSTEPSTATUS']._serialized_end=736
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=738
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=779
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=781
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=838
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=840
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=900
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=902
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=962
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=211
+  _globals['_WORKFLOWSTEP']._serialized_start=214
+  _globals['_WORKFLOWSTEP']._serialized_end=353
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=355
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=415
+  _globals['_WORKFLOW']._serialized_start=418
+  _globals['_WORKFLOW']._serialized_end=813
+  _globals['_WORKFLOWSTEPSTATUS']._serialized_start=816
+  _globals['_WORKFLOWSTEPSTATUS']._serialized_end=975
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=977
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1018
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1020
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1077
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1079
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1139
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1141
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=1259
 # @@protoc_insertion_point(module_scope)

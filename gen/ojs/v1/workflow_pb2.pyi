@@ -74,7 +74,16 @@ class CreateWorkflowRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    WORKFLOW_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    workflow_json: _builtins.bytes
+    """---- Additions ----
+
+    The workflow in the OJS JSON form: {type: "chain", name, steps: [job...]},
+    {type: "group" | "batch", name, jobs: [job...], callbacks?: {on_success, on_failure,
+    on_complete}} or the graph form {name, steps: [{id, type, args, options, depends_on}]}.
+    When set, fields 1-2 are ignored.
+    """
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowStep]: ...
     def __init__(
@@ -82,10 +91,11 @@ class CreateWorkflowRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         steps: _abc.Iterable[Global___WorkflowStep] | None = ...,
+        workflow_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "steps", b"steps", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -158,15 +168,35 @@ class Workflow(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STEPS_TOTAL_FIELD_NUMBER: _builtins.int
+    STEPS_COMPLETED_FIELD_NUMBER: _builtins.int
+    STEPS_FAILED_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    CANCELLED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     state: Global___WorkflowState.ValueType
+    type: _builtins.str
+    """---- Additions ----
+
+    "chain", "group", "batch" or "graph".
+    """
+    steps_total: _builtins.int
+    """Steps (jobs) of the workflow, callbacks not counted, and how many completed."""
+    steps_completed: _builtins.int
+    steps_failed: _builtins.int
+    """Steps that failed or were cancelled."""
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowStepStatus]: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -176,10 +206,16 @@ class Workflow(_message.Message):
         steps: _abc.Iterable[Global___WorkflowStepStatus] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        type: _builtins.str = ...,
+        steps_total: _builtins.int = ...,
+        steps_completed: _builtins.int = ...,
+        steps_failed: _builtins.int = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        cancelled_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "id", b"id", "name", b"name", "state", b"state", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "id", b"id", "name", b"name", "started_at", b"started_at", "state", b"state", "steps", b"steps", "steps_completed", b"steps_completed", "steps_failed", b"steps_failed", "steps_total", b"steps_total", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,10 +230,19 @@ class WorkflowStepStatus(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: _builtins.str
     state: Global___WorkflowStepState.ValueType
     job_id: _builtins.str
+    kind: _builtins.str
+    """---- Additions ----
+
+    "step", or the batch callback this is: "on_success", "on_failure", "on_complete".
+    """
+    result_json: _builtins.bytes
+    """Result of the step's job, as JSON, once it completed."""
     @_builtins.property
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -208,10 +253,12 @@ class WorkflowStepStatus(_message.Message):
         state: Global___WorkflowStepState.ValueType = ...,
         job_id: _builtins.str = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
+        kind: _builtins.str = ...,
+        result_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["depends_on", b"depends_on", "id", b"id", "job_id", b"job_id", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depends_on", b"depends_on", "id", b"id", "job_id", b"job_id", "kind", b"kind", "result_json", b"result_json", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,16 +330,26 @@ class CancelWorkflowResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_FIELD_NUMBER: _builtins.int
+    STEPS_CANCELLED_FIELD_NUMBER: _builtins.int
+    STEPS_ALREADY_COMPLETED_FIELD_NUMBER: _builtins.int
+    steps_cancelled: _builtins.int
+    """---- Additions ----
+
+    Steps (callbacks included) cancelled by this call, and those already completed.
+    """
+    steps_already_completed: _builtins.int
     @_builtins.property
     def workflow(self) -> Global___Workflow: ...
     def __init__(
         self,
         *,
         workflow: Global___Workflow | None = ...,
+        steps_cancelled: _builtins.int = ...,
+        steps_already_completed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps_already_completed", b"steps_already_completed", "steps_cancelled", b"steps_cancelled", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
