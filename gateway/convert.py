@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from multidict import MultiMapping
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2, workflow_pb2
 
 from gateway.errors import invalid_payload, invalid_request
 
@@ -35,6 +35,7 @@ __all__ = [
     "list_events_request",
     "nack_request",
     "render_ack",
+    "render_cancelled_workflow",
     "render_crons",
     "render_dead_letter",
     "render_events",
@@ -47,6 +48,10 @@ __all__ = [
     "timestamp",
     "worker_state",
     "worker_to_json",
+    "workflow_state",
+    "workflow_step_state",
+    "workflow_step_to_json",
+    "workflow_to_json",
 ]
 
 # Events carry no source in the proto; CloudEvents-style consumers need one.
@@ -67,6 +72,8 @@ _WORKER_STATE_WORDS = {**_WORKER_STATES, worker_pb2.WORKER_STATE_UNSPECIFIED: "u
 _WORKER_STATE_BY_NAME: dict[str, worker_pb2.WorkerState.ValueType] = {
     name.removeprefix("WORKER_STATE_").lower(): number for name, number in worker_pb2.WorkerState.items() if number
 }
+_WORKFLOW_STATES = _enum_names(workflow_pb2.WorkflowState.items(), "WORKFLOW_STATE_")
+_WORKFLOW_STEP_STATES = _enum_names(workflow_pb2.WorkflowStepState.items(), "WORKFLOW_STEP_STATE_")
 _CONFLICT_ACTIONS = _enum_names(job_pb2.UniqueConflictAction.items(), "UNIQUE_CONFLICT_ACTION_")
 
 # Keys of the job object; unknown envelope fields (extra_json) never replace them.
@@ -690,6 +697,71 @@ def render_events(response: events_pb2.ListEventsResponse) -> dict[str, Any]:
         "cursor": response.cursor,
         "has_more": response.has_more,
     }
+
+
+def workflow_state(state: int) -> str:
+    return _WORKFLOW_STATES.get(state, "unspecified")
+
+
+def workflow_step_state(state: int) -> str:
+    return _WORKFLOW_STEP_STATES.get(state, "unspecified")
+
+
+def workflow_step_to_json(index: int, step: workflow_pb2.WorkflowStepStatus) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "index": index,
+        "id": step.id,
+        "type": step.type,
+        "kind": step.kind,
+        "state": workflow_step_state(step.state),
+        # A step not enqueued yet has no job: null, so readers can test for it.
+        "job_id": step.job_id or None,
+        "depends_on": list(step.depends_on),
+    }
+    if step.result_json:
+        out["result"] = orjson.Fragment(step.result_json)
+    return out
+
+
+_WorkflowTimestamp = Literal["started_at", "completed_at", "cancelled_at"]
+_WORKFLOW_TIMESTAMPS: tuple[_WorkflowTimestamp, ...] = ("started_at", "completed_at", "cancelled_at")
+
+
+def workflow_to_json(workflow: workflow_pb2.Workflow) -> dict[str, Any]:
+    """The workflow object W: counters under both the chain (`steps_*`) and group/batch (`jobs_*`) names."""
+    created_at = timestamp(workflow.created_at) if workflow.HasField("created_at") else None
+    out: dict[str, Any] = {
+        "id": workflow.id,
+        "name": workflow.name,
+        "type": workflow.type,
+        "state": workflow_state(workflow.state),
+        "steps_total": workflow.steps_total,
+        "steps_completed": workflow.steps_completed,
+        "steps_failed": workflow.steps_failed,
+        "jobs_total": workflow.steps_total,
+        "jobs_completed": workflow.steps_completed,
+        "created_at": created_at,
+    }
+    for name in _WORKFLOW_TIMESTAMPS:
+        if workflow.HasField(name):
+            out[name] = timestamp(getattr(workflow, name))
+    out["steps"] = [workflow_step_to_json(index, step) for index, step in enumerate(workflow.steps)]
+    metadata: dict[str, Any] = {"created_at": created_at}
+    for name in ("started_at", "completed_at"):
+        if name in out:
+            metadata[name] = out[name]
+    metadata["job_count"] = workflow.steps_total
+    metadata["completed_count"] = workflow.steps_completed
+    metadata["failed_count"] = workflow.steps_failed
+    out["metadata"] = metadata
+    return out
+
+
+def render_cancelled_workflow(response: workflow_pb2.CancelWorkflowResponse) -> dict[str, Any]:
+    workflow = workflow_to_json(response.workflow)
+    workflow["steps_cancelled"] = response.steps_cancelled
+    workflow["steps_already_completed"] = response.steps_already_completed
+    return {"workflow": workflow}
 
 
 def enqueue_options_to_json(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import orjson
 from aiohttp import web
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2, workflow_pb2
 
 from gateway import convert
 from gateway.client import OJSClient
@@ -81,6 +81,9 @@ class Routes:
         router.add_post("/ojs/v1/cron", self.register_cron)
         router.add_get("/ojs/v1/cron/{name}", self.get_cron)
         router.add_delete("/ojs/v1/cron/{name}", self.unregister_cron)
+        router.add_post("/ojs/v1/workflows", self.create_workflow)
+        router.add_get("/ojs/v1/workflows/{id}", self.get_workflow)
+        router.add_delete("/ojs/v1/workflows/{id}", self.cancel_workflow)
         router.add_get("/ojs/v1/events", self.list_events)
         router.add_get("/ojs/v1/admin/workers", self.list_workers)
         router.add_post("/ojs/v1/admin/workers/{id}/quiet", self.quiet_worker)
@@ -225,6 +228,29 @@ class Routes:
         # The call failing is what reports a missing entry; success means it is gone.
         name = response.name or rpc.name
         return json_response({"deleted": True, "name": name, "cron": {"name": name}})
+
+    # ---- Workflows ----
+
+    async def create_workflow(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        # Only checked for shape; the server reads every workflow form and validates it.
+        convert.json_object(raw)
+        rpc = workflow_pb2.CreateWorkflowRequest(workflow_json=raw)
+        response = await self._client.CreateWorkflow(rpc, metadata=rpc_metadata(request))
+        workflow = convert.workflow_to_json(response.workflow)
+        return json_response(
+            {"workflow": workflow}, status=201, headers={"Location": f"/ojs/v1/workflows/{response.workflow.id}"}
+        )
+
+    async def get_workflow(self, request: web.Request) -> web.Response:
+        rpc = workflow_pb2.GetWorkflowRequest(workflow_id=request.match_info["id"])
+        response = await self._client.GetWorkflow(rpc, metadata=rpc_metadata(request))
+        return json_response({"workflow": convert.workflow_to_json(response.workflow)})
+
+    async def cancel_workflow(self, request: web.Request) -> web.Response:
+        rpc = workflow_pb2.CancelWorkflowRequest(workflow_id=request.match_info["id"])
+        response = await self._client.CancelWorkflow(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_cancelled_workflow(response))
 
     # ---- Events ----
 

@@ -23,6 +23,7 @@ from server.service.jobs import JobService
 from server.service.maintenance import MaintenanceService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
+from server.service.workflows import WorkflowService
 from server.store.job_store import JobStore, Retention
 from server.store.keys import KeySchema
 
@@ -46,6 +47,7 @@ def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
         WorkerService(store, default_visibility_timeout_ms=lease_ms),
         DeadLetterService(store),
         CronService(store),
+        WorkflowService(store),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from ojs.v1 import events_pb2, job_pb2, service_pb2
+from ojs.v1 import events_pb2, job_pb2, service_pb2, workflow_pb2
 
 from server.domain.clock import format_rfc3339_ms
 from server.domain.cron_entry import CronEntry
@@ -16,6 +16,7 @@ from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
+from server.service.workflows import WorkflowView
 from server.store.job_store import EventRecord
 
 STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
@@ -108,6 +109,76 @@ def enqueue_envelope(request: job_pb2.EnqueueRequest | job_pb2.BatchJobEntry) ->
         if meta is not None:
             envelope["meta"] = meta
     return envelope
+
+
+_WORKFLOW_STATES = {
+    "running": workflow_pb2.WORKFLOW_STATE_RUNNING,
+    "completed": workflow_pb2.WORKFLOW_STATE_COMPLETED,
+    "failed": workflow_pb2.WORKFLOW_STATE_FAILED,
+    "cancelled": workflow_pb2.WORKFLOW_STATE_CANCELLED,
+}
+_STEP_STATES = {
+    "waiting": workflow_pb2.WORKFLOW_STEP_STATE_WAITING,
+    "pending": workflow_pb2.WORKFLOW_STEP_STATE_PENDING,
+    "active": workflow_pb2.WORKFLOW_STEP_STATE_ACTIVE,
+    "completed": workflow_pb2.WORKFLOW_STEP_STATE_COMPLETED,
+    "failed": workflow_pb2.WORKFLOW_STEP_STATE_FAILED,
+    "cancelled": workflow_pb2.WORKFLOW_STEP_STATE_CANCELLED,
+}
+
+
+def workflow_request(request: workflow_pb2.CreateWorkflowRequest) -> Any:
+    """The workflow in the OJS JSON form: `workflow_json` as sent, or the graph of the official fields."""
+    if request.workflow_json:
+        return decode_json(request.workflow_json, field="workflow_json")
+    steps = []
+    for index, step in enumerate(request.steps):
+        item: dict[str, Any] = {
+            "id": step.id,
+            "type": step.type or None,
+            "args": [value_to_json(v, field=f"steps[{index}].args[{i}]") for i, v in enumerate(step.args)],
+            "depends_on": list(step.depends_on),
+        }
+        if step.HasField("options"):
+            options, meta = _options(step.options)
+            item["options"] = options
+            if meta is not None:
+                item["meta"] = meta
+        steps.append(item)
+    return {"name": request.name, "steps": steps}
+
+
+def workflow(view: WorkflowView) -> workflow_pb2.Workflow:
+    message = workflow_pb2.Workflow(
+        id=view.id,
+        name=view.name,
+        state=_WORKFLOW_STATES.get(view.state, workflow_pb2.WORKFLOW_STATE_UNSPECIFIED),
+        created_at=timestamp(view.created_at_ms),
+        type=view.type,
+        steps_total=view.steps_total,
+        steps_completed=view.steps_completed,
+        steps_failed=view.steps_failed,
+    )
+    for attr, field in (
+        ("completed_at_ms", "completed_at"),
+        ("started_at_ms", "started_at"),
+        ("cancelled_at_ms", "cancelled_at"),
+    ):
+        value = getattr(view, attr)
+        if value is not None:
+            getattr(message, field).CopyFrom(timestamp(value))
+    for step in view.steps:
+        status = message.steps.add(
+            id=step.id,
+            type=step.type,
+            state=_STEP_STATES.get(step.state, workflow_pb2.WORKFLOW_STEP_STATE_UNSPECIFIED),
+            job_id=step.job_id,
+            depends_on=list(step.depends_on),
+            kind=step.kind,
+        )
+        if step.result_json is not None:
+            status.result_json = step.result_json
+    return message
 
 
 def cron_registration(request: service_pb2.RegisterCronRequest) -> Any:

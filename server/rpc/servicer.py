@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import orjson
 from google.protobuf import struct_pb2
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
@@ -23,6 +23,7 @@ from server.service.events import EventFilter, EventService
 from server.service.jobs import JobService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import WorkerService
+from server.service.workflows import WorkflowService
 from server.store.job_store import WorkerRow
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         workers: WorkerService,
         dead_letter: DeadLetterService,
         cron: CronService,
+        workflows: WorkflowService,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -134,6 +136,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._workers = workers
         self._dead_letter = dead_letter
         self._cron = cron
+        self._workflows = workflows
 
     # ---- System ----
 
@@ -329,6 +332,32 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         await self._dead_letter.delete(request.job_id)
         return queue_pb2.DeleteDeadLetterResponse(job_id=request.job_id, deleted=True)
 
+    # ---- Workflows ----
+
+    @rpc
+    async def CreateWorkflow(
+        self, request: workflow_pb2.CreateWorkflowRequest, context: Any
+    ) -> workflow_pb2.CreateWorkflowResponse:
+        view = await self._workflows.create(convert.workflow_request(request))
+        return workflow_pb2.CreateWorkflowResponse(workflow=convert.workflow(view))
+
+    @rpc
+    async def GetWorkflow(
+        self, request: workflow_pb2.GetWorkflowRequest, context: Any
+    ) -> workflow_pb2.GetWorkflowResponse:
+        return workflow_pb2.GetWorkflowResponse(
+            workflow=convert.workflow(await self._workflows.get(request.workflow_id))
+        )
+
+    @rpc
+    async def CancelWorkflow(
+        self, request: workflow_pb2.CancelWorkflowRequest, context: Any
+    ) -> workflow_pb2.CancelWorkflowResponse:
+        view, cancelled, completed = await self._workflows.cancel(request.workflow_id)
+        return workflow_pb2.CancelWorkflowResponse(
+            workflow=convert.workflow(view), steps_cancelled=cancelled, steps_already_completed=completed
+        )
+
     # ---- Cron ----
 
     @rpc
@@ -407,6 +436,3 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     QueueStats = _unimplemented("QueueStats", 4)
     PauseQueue = _unimplemented("PauseQueue", 4)
     ResumeQueue = _unimplemented("ResumeQueue", 4)
-    CreateWorkflow = _unimplemented("CreateWorkflow", 3)
-    GetWorkflow = _unimplemented("GetWorkflow", 3)
-    CancelWorkflow = _unimplemented("CancelWorkflow", 3)

@@ -12,7 +12,7 @@ from server.store.job_store import JobStore
 IMPLEMENTATION_NAME = "ojs-server-python"
 IMPLEMENTATION_VERSION = "0.1.0"
 SPEC_VERSION = "1.0"
-CONFORMANCE_LEVEL = 2
+CONFORMANCE_LEVEL = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class SystemService:
                 "rate_limiting": False,
                 "schema_validation": False,
                 "unique_jobs": False,
-                "workflows": False,
+                "workflows": True,
                 "pause_resume": False,
             },
             "extensions": {"official": [], "experimental": []},

@@ -140,6 +140,19 @@ class JobStore:
         self._keys = keys
         self._events_maxlen = events_maxlen
         self.retention = retention or Retention()
+        # Prefixes and retention the workflow engine needs inside any script that ends a job.
+        self._workflow_context = codec.dumps(
+            {
+                "wf": keys.workflow_prefix,
+                "nodes": keys.workflow_nodes_prefix,
+                "job": keys.job_prefix,
+                "errors": keys.errors_prefix,
+                "available": keys.available_prefix,
+                "delayed": keys.delayed_prefix,
+                "ttl_done": self.retention.completed_ms,
+                "ttl_cancelled": self.retention.cancelled_ms,
+            }
+        )
         self._scripts = Scripts(redis)
 
     @property
@@ -222,6 +235,7 @@ class JobStore:
                 k.available_prefix,
                 k.delayed_prefix,
                 self.retention.discarded_ms,
+                self._workflow_context,
             ],
         )
         return [codec.decode_job(flat, history) for flat, history in reply]
@@ -239,7 +253,7 @@ class JobStore:
         k = self._keys
         reply = await self._scripts.call(
             "ack",
-            [k.job(job_id), k.errors(job_id), k.active, k.events],
+            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.expiring],
             [
                 now_ms,
                 self._events_maxlen,
@@ -249,6 +263,7 @@ class JobStore:
                 worker_id,
                 "" if lease_token is None else lease_token,
                 self.retention.completed_ms,
+                self._workflow_context,
             ],
         )
         return self._job_reply(reply, job_id, expected="active", action="acknowledge")
@@ -275,7 +290,7 @@ class JobStore:
         )
         reply = await self._scripts.call(
             "nack",
-            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.dead],
+            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.dead, k.expiring],
             [
                 now_ms,
                 self._events_maxlen,
@@ -294,6 +309,7 @@ class JobStore:
                 "" if lease_token is None else lease_token,
                 self.retention.discarded_ms,
                 self.retention.dead_letter_ms,
+                self._workflow_context,
             ],
         )
         return self._job_reply(reply, job_id, expected="active", action="fail")
@@ -303,7 +319,7 @@ class JobStore:
         k = self._keys
         reply = await self._scripts.call(
             "cancel",
-            [k.job(job_id), k.errors(job_id), k.active, k.events, k.expiring],
+            [k.job(job_id), k.errors(job_id), k.active, k.events, k.expiring, k.sequence],
             [
                 now_ms,
                 self._events_maxlen,
@@ -312,6 +328,7 @@ class JobStore:
                 k.delayed_prefix,
                 reason,
                 self.retention.cancelled_ms,
+                self._workflow_context,
             ],
         )
         if reply[0] == b"ok":
@@ -413,7 +430,7 @@ class JobStore:
         k = self._keys
         examined, timed_out, requeued = await self._scripts.call(
             "reap",
-            [k.active, k.events, k.sequence, k.dead],
+            [k.active, k.events, k.sequence, k.dead, k.expiring],
             [
                 now_ms,
                 self._events_maxlen,
@@ -426,6 +443,7 @@ class JobStore:
                 repr(random.uniform(0.5, 1.5)),
                 self.retention.discarded_ms,
                 self.retention.dead_letter_ms,
+                self._workflow_context,
             ],
         )
         return ReapOutcome(examined=int(examined), timed_out=int(timed_out), requeued=int(requeued))
@@ -516,7 +534,7 @@ class JobStore:
         k = self._keys
         examined, expired = await self._scripts.call(
             "expire",
-            [k.expiring, k.events],
+            [k.expiring, k.events, k.sequence, k.active],
             [
                 now_ms,
                 self._events_maxlen,
@@ -526,6 +544,7 @@ class JobStore:
                 k.available_prefix,
                 k.delayed_prefix,
                 self.retention.discarded_ms,
+                self._workflow_context,
             ],
         )
         return int(examined), int(expired)
@@ -594,6 +613,56 @@ class JobStore:
                 [cutoff, self.retention.dead_letter_max_count, batch, k.job_prefix, k.errors_prefix],
             )
         )
+
+    # ---- workflows ----
+
+    @translate_redis_errors
+    async def create_workflow(
+        self, workflow_id: str, *, name: str, kind: str, nodes: list[dict[str, Any]], now_ms: int
+    ) -> None:
+        k = self._keys
+        await self._scripts.call(
+            "wf_create",
+            [k.workflow(workflow_id), k.workflow_nodes(workflow_id), k.events, k.sequence, k.queues, k.expiring],
+            [now_ms, self._events_maxlen, workflow_id, name, kind, self._workflow_context, codec.dumps(nodes)],
+        )
+
+    @translate_redis_errors
+    async def workflow_hashes(self, workflow_id: str) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+        """The workflow hash and its node table; empty when the workflow is unknown."""
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.workflow(workflow_id))
+            pipe.hgetall(k.workflow_nodes(workflow_id))
+            workflow, nodes = await pipe.execute()
+        return workflow, nodes
+
+    @translate_redis_errors
+    async def job_states(self, job_ids: Sequence[str]) -> list[tuple[str, str, bytes | None]]:
+        """(state, type, result JSON) of each job; ("", "", None) for a job that is gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._keys.job(job_id), "state", "type", "result")
+            rows = await pipe.execute()
+        return [((state or b"").decode(), (kind or b"").decode(), result) for state, kind, result in rows]
+
+    @translate_redis_errors
+    async def cancel_workflow(self, workflow_id: str, *, now_ms: int) -> tuple[int, int]:
+        """(nodes cancelled, nodes already completed)."""
+        k = self._keys
+        reply = await self._scripts.call(
+            "wf_cancel",
+            [k.workflow(workflow_id), k.workflow_nodes(workflow_id), k.events, k.active, k.expiring],
+            [now_ms, self._events_maxlen, workflow_id, self._workflow_context],
+        )
+        if reply[0] == b"not_found":
+            raise not_found("workflow", workflow_id)
+        if reply[0] == b"conflict":
+            state = reply[1].decode()
+            raise conflict(
+                f"cannot cancel workflow '{workflow_id}': it is {state}", workflow_id=workflow_id, current_state=state
+            )
+        return int(reply[1]), int(reply[2])
 
     # ---- cron ----
 

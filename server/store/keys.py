@@ -20,6 +20,8 @@ class KeySchema:
         self.delayed_prefix = f"{p}delayed:"  # zset per queue: scheduled and retryable jobs by due time
         self.worker_prefix = f"{p}worker:"  # hash per worker: last heartbeat, state, directive
         self.cron_prefix = f"{p}cron:"  # hash per cron entry: definition and run history
+        self.workflow_prefix = f"{p}wf:"  # hash per workflow: state and counters
+        self.workflow_nodes_prefix = f"{p}wfn:"  # hash per workflow: its node table (see lib.lua)
         # Fixed keys.
         self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
         self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
@@ -42,6 +44,12 @@ class KeySchema:
 
     def delayed(self, queue: str) -> str:
         return self.delayed_prefix + queue
+
+    def workflow(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id
+
+    def workflow_nodes(self, workflow_id: str) -> str:
+        return self.workflow_nodes_prefix + workflow_id
 
     def cron(self, name: str) -> str:
         return self.cron_prefix + name

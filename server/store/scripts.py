@@ -27,6 +27,8 @@ _SCRIPT_NAMES = (
     "cron_unregister",
     "cron_fire",
     "set_directive",
+    "wf_create",
+    "wf_cancel",
 )
 
 

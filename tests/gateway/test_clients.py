@@ -7,17 +7,37 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 import pytest
 from grpc_status import rpc_status
-from ojs.v1 import events_pb2, job_pb2, service_pb2, service_pb2_grpc, worker_pb2
+from ojs.v1 import events_pb2, job_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
 
 from gateway.client import ChannelClient, InProcessClient, OJSClient, RpcStatusError
-from tests.gateway.conftest import JOB_ID, MakeClient, fresh_job, rich_status, ts
+from tests.gateway.conftest import JOB_ID, MEDIA_TYPE, MakeClient, fresh_job, rich_status, ts
 
 
 def _conforms(channel: ChannelClient, in_process: InProcessClient) -> list[OJSClient]:
     # Checked by mypy: both implementations satisfy the protocol.
     return [channel, in_process]
+
+
+WORKFLOW_ID = "019539a4-b68c-7def-8000-0000000f1000"
+
+
+def tiny_workflow(**fields) -> workflow_pb2.Workflow:
+    step = workflow_pb2.WorkflowStepStatus(
+        id="0", type="wf.step", state=workflow_pb2.WORKFLOW_STEP_STATE_PENDING, job_id=JOB_ID, kind="step"
+    )
+    defaults = {
+        "id": WORKFLOW_ID,
+        "name": "tiny",
+        "type": "chain",
+        "state": workflow_pb2.WORKFLOW_STATE_RUNNING,
+        "steps": [step],
+        "steps_total": 1,
+        "created_at": ts("2026-02-12T10:30:00Z"),
+    }
+    return workflow_pb2.Workflow(**{**defaults, **fields})
 
 
 class TinyServicer(service_pb2_grpc.OJSServiceServicer):
@@ -26,6 +46,7 @@ class TinyServicer(service_pb2_grpc.OJSServiceServicer):
     def __init__(self) -> None:
         self.metadata: dict[str, str] = {}
         self.stream_cancelled: bool | None = None
+        self.workflow_json = b""
 
     async def GetJob(self, request, context):
         self.metadata = dict(context.invocation_metadata())
@@ -83,6 +104,20 @@ class TinyServicer(service_pb2_grpc.OJSServiceServicer):
     async def ListWorkers(self, request, context):
         worker = worker_pb2.WorkerInfo(worker_id="w-1", state=worker_pb2.WORKER_STATE_QUIET)
         return worker_pb2.ListWorkersResponse(workers=[worker], total=1, next_cursor=request.cursor + "+")
+
+    async def CreateWorkflow(self, request, context):
+        self.workflow_json = request.workflow_json
+        return workflow_pb2.CreateWorkflowResponse(workflow=tiny_workflow())
+
+    async def GetWorkflow(self, request, context):
+        if request.workflow_id == WORKFLOW_ID:
+            return workflow_pb2.GetWorkflowResponse(workflow=tiny_workflow())
+        status = rich_status(grpc.StatusCode.NOT_FOUND, "not_found", f"workflow '{request.workflow_id}' not found")
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    async def CancelWorkflow(self, request, context):
+        workflow = tiny_workflow(state=workflow_pb2.WORKFLOW_STATE_CANCELLED, cancelled_at=ts("2026-02-12T10:31:00Z"))
+        return workflow_pb2.CancelWorkflowResponse(workflow=workflow, steps_cancelled=1, steps_already_completed=0)
 
     async def StreamJobs(self, request, context):
         try:
@@ -236,6 +271,34 @@ async def test_get_cron_over_both_clients(make_client: MakeClient, channel: grpc
         bodies.append((await found.read(), await missing.read()))
     assert bodies[0] == bodies[1]
     assert b'"job_template":{"type":"report.generate","args":[1.50]}' in bodies[0][0]
+
+
+async def test_workflows_over_both_clients(make_client: MakeClient) -> None:
+    servicers = [tiny_servicer(), tiny_servicer()]
+    server = grpc.aio.server()
+    service_pb2_grpc.add_OJSServiceServicer_to_server(servicers[0], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        over_channel = await make_client(ChannelClient(channel))
+        in_process = await make_client(InProcessClient(servicers[1]))
+        body = b'{"type":"chain","name":"tiny","steps":[{"type":"wf.step","args":[18446744073709551617]}]}'
+        bodies = []
+        for client in (over_channel, in_process):
+            created = await client.post("/ojs/v1/workflows", data=body, headers={"Content-Type": MEDIA_TYPE})
+            found = await client.get(f"/ojs/v1/workflows/{WORKFLOW_ID}")
+            missing = await client.get("/ojs/v1/workflows/nope", headers={"X-Request-Id": "same"})
+            cancelled = await client.delete(f"/ojs/v1/workflows/{WORKFLOW_ID}")
+            assert (created.status, found.status, missing.status, cancelled.status) == (201, 200, 404, 200)
+            bodies.append([await resp.read() for resp in (created, found, missing, cancelled)])
+    finally:
+        await channel.close()
+        await server.stop(None)
+    assert bodies[0] == bodies[1]
+    assert [servicer.workflow_json for servicer in servicers] == [body, body]
+    cancelled_workflow = orjson.loads(bodies[0][3])["workflow"]
+    assert cancelled_workflow["state"] == "cancelled" and cancelled_workflow["steps_cancelled"] == 1
 
 
 async def test_channel_stream(channel: grpc.aio.Channel) -> None:

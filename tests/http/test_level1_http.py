@@ -491,7 +491,7 @@ async def test_late_ack_after_the_lease_was_granted_again_is_409(api: Api) -> No
 # --------------------------------------------------------------------------- manifest
 
 
-async def test_manifest_reports_level_2(api: Api) -> None:
+async def test_manifest_reports_the_implemented_level(api: Api) -> None:
     manifest = await api.ok("GET", "/ojs/manifest")
-    assert manifest["conformance_level"] == 2
+    assert manifest["conformance_level"] == 3
     assert manifest["capabilities"]["dead_letter"] is True

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2
 from redis.asyncio import Redis
 
 from server.app import build_servicer
@@ -852,9 +852,6 @@ UNIMPLEMENTED = [
     ("QueueStats", queue_pb2.QueueStatsRequest(queue="default"), 4),
     ("PauseQueue", queue_pb2.PauseQueueRequest(queue="default"), 4),
     ("ResumeQueue", queue_pb2.ResumeQueueRequest(queue="default"), 4),
-    ("CreateWorkflow", workflow_pb2.CreateWorkflowRequest(), 3),
-    ("GetWorkflow", workflow_pb2.GetWorkflowRequest(), 3),
-    ("CancelWorkflow", workflow_pb2.CancelWorkflowRequest(), 3),
 ]
 
 

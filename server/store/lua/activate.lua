@@ -5,11 +5,12 @@
 -- Post: state = available, ranked in its queue, enqueued_at; job.enqueued emitted.
 -- Returns {'ok', job} | {'not_found'} | {'conflict', state}.
 local job_key = KEYS[1]
-local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority')
+local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority', 'workflow_id')
 if not f[1] then
   return {'not_found'}
 end
-if f[1] ~= 'pending' then
+-- A workflow releases its own pending steps when their dependencies are done.
+if f[1] ~= 'pending' or (f[5] and f[5] ~= '') then
   return {'conflict', f[1]}
 end
 local sequence = redis.call('INCR', KEYS[3])

@@ -1,9 +1,9 @@
 -- cancel: stop a job that has not reached a terminal state.
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] active zset  KEYS[4] event stream
--- KEYS[5] expiring zset
+-- KEYS[5] expiring zset  KEYS[6] sequence counter
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
 -- ARGV[4] available key prefix  ARGV[5] delayed key prefix  ARGV[6] reason or ''
--- ARGV[7] retention of cancelled jobs (ms, 0 = keep)
+-- ARGV[7] retention of cancelled jobs (ms, 0 = keep)  ARGV[8] workflow context (JSON, see lib.lua)
 -- Pre:  state is scheduled, available, pending, retryable or active.
 -- Post: state = cancelled, cancelled_at; removed from every index; an active
 --       job's worker learns of it on its next heartbeat or ack; job.cancelled emitted.
@@ -29,6 +29,9 @@ if ARGV[6] ~= '' then
   data['reason'] = ARGV[6]
 end
 emit(KEYS[4], ARGV[2], 'job.cancelled', id, f[3], f[2], 'cancelled', ARGV[1], data)
+local wfctx = cjson.decode(ARGV[8])
+wfctx.active, wfctx.expiring = KEYS[3], KEYS[5]
+wf_job_done(wfctx, job_key, ARGV[1], KEYS[4], ARGV[2], KEYS[6])
 local job = read_job(job_key, KEYS[2])
 retain(job_key, KEYS[2], ARGV[7])
 return {'ok', state, job}

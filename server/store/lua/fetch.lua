@@ -8,6 +8,7 @@
 -- ARGV[9] max due jobs promoted per queue per call
 -- ARGV[10] default execution timeout (ms), 0 = none
 -- ARGV[11] available key prefix  ARGV[12] delayed key prefix  ARGV[13] retention of discarded jobs (ms)
+-- ARGV[14] workflow context (JSON, see lib.lua)
 -- Pre:  none. Due scheduled/retryable jobs of each queue are promoted first,
 --       so a fetch never waits for the background promoter.
 -- Post: a job past its expires_at is discarded instead (never delivered);
@@ -26,6 +27,8 @@ local errors_prefix = ARGV[8]
 local promote_limit = tonumber(ARGV[9])
 local default_timeout = tonumber(ARGV[10])
 local claimed = {}
+local wfctx = cjson.decode(ARGV[14])
+wfctx.active, wfctx.expiring = KEYS[1], KEYS[4]
 
 local function claim(id)
   local job_key = job_prefix .. id
@@ -37,7 +40,8 @@ local function claim(id)
   end
   -- Expiry applies until the job first starts; membership in the expiring set says it still applies.
   if f[6] and redis.call('ZREM', KEYS[4], id) == 1 and tonumber(f[6]) <= now then
-    expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ARGV[11], ARGV[12], ARGV[13])
+    expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ARGV[11], ARGV[12], ARGV[13],
+      wfctx, KEYS[3])
     return
   end
   local lease = tonumber(lease_override) or tonumber(f[4]) or default_lease

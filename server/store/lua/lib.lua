@@ -68,12 +68,141 @@ local function active_score(lease_deadline, exec_deadline)
   return int_str(due)
 end
 
+-- ---- Workflow engine ----
+-- A workflow is a hash (state, counters) and a node hash with, per node i:
+-- k:i kind (step | on_success | on_failure | on_complete), j:i its job id,
+-- p:i dependencies and d:i dependents (comma-separated indices), w:i dependencies
+-- not yet finished, s:i node state (waiting | ready | completed | failed | cancelled | skipped).
+-- Member jobs of nodes still waiting sit in `pending` until released.
+-- ctx (decoded from JSON): prefixes wf, nodes, job, errors, available, delayed and
+-- retention ttl_done / ttl_cancelled (ms).
+
+local function csv(text)
+  local out = {}
+  if text and text ~= '' then
+    for item in string.gmatch(text, '[^,]+') do
+      out[#out + 1] = item
+    end
+  end
+  return out
+end
+
+-- Cancel a member job that has not finished (used for nodes that will never run).
+local function wf_cancel_job(ctx, job_id, now, events, maxlen)
+  local job_key = ctx.job .. job_id
+  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue')
+  if not f[1] or f[1] == 'completed' or f[1] == 'cancelled' or f[1] == 'discarded' then
+    return false
+  end
+  redis.call('ZREM', ctx.available .. f[3], job_id)
+  redis.call('ZREM', ctx.delayed .. f[3], job_id)
+  redis.call('ZREM', ctx.active, job_id)
+  redis.call('ZREM', ctx.expiring, job_id)
+  redis.call('HSET', job_key, 'state', 'cancelled', 'cancelled_at', now)
+  redis.call('HDEL', job_key, 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
+  retain(job_key, ctx.errors .. job_id, ctx.ttl_cancelled)
+  emit(events, maxlen, 'job.cancelled', job_id, f[3], f[2], 'cancelled', now, {previous_state = f[1], reason = 'workflow'})
+  return true
+end
+
+-- Release a node whose dependencies are done: hand it their results and make its job available.
+local function wf_release(ctx, nodes_key, node, now, events, maxlen, sequence_key)
+  local job_id = redis.call('HGET', nodes_key, 'j:' .. node)
+  local results = {}
+  for _, dependency in ipairs(csv(redis.call('HGET', nodes_key, 'p:' .. node))) do
+    local dependency_job = redis.call('HGET', nodes_key, 'j:' .. dependency)
+    results[#results + 1] = redis.call('HGET', ctx.job .. dependency_job, 'result') or 'null'
+  end
+  local job_key = ctx.job .. job_id
+  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority')
+  redis.call('HSET', nodes_key, 's:' .. node, 'ready')
+  if f[1] ~= 'pending' then
+    return
+  end
+  redis.call('HSET', job_key, 'parent_results', '[' .. table.concat(results, ',') .. ']')
+  make_available(job_key, job_id, ctx.available .. f[3], sequence_key, f[4], now)
+  emit(events, maxlen, 'job.enqueued', job_id, f[3], f[2], 'available', now, {priority = tonumber(f[4]) or 0})
+end
+
+-- Record that node `start` finished with `outcome` and move the workflow on:
+-- release dependents whose dependencies all completed, cancel those that can
+-- no longer run, fire or skip batch callbacks, and finish the workflow when
+-- every node is done.
+local function wf_settle(ctx, workflow_id, start, outcome, now, events, maxlen, sequence_key)
+  local wf_key = ctx.wf .. workflow_id
+  local nodes_key = ctx.nodes .. workflow_id
+  local work = {{start, outcome}}
+  local i = 1
+  while i <= #work do
+    local node, result = work[i][1], work[i][2]
+    i = i + 1
+    local current = redis.call('HGET', nodes_key, 's:' .. node)
+    if current == 'waiting' or current == 'ready' then
+      redis.call('HSET', nodes_key, 's:' .. node, result)
+      local kind = redis.call('HGET', nodes_key, 'k:' .. node)
+      local job_id = redis.call('HGET', nodes_key, 'j:' .. node)
+      if result == 'cancelled' or result == 'skipped' then
+        wf_cancel_job(ctx, job_id, now, events, maxlen)
+      end
+      redis.call('HINCRBY', wf_key, 'done', 1)
+      if kind == 'step' then
+        redis.call('HINCRBY', wf_key, result == 'completed' and 'completed' or 'failed', 1)
+      elseif result == 'failed' or result == 'cancelled' then
+        redis.call('HINCRBY', wf_key, 'callbacks_failed', 1)
+      end
+      emit(events, maxlen, result == 'completed' and 'workflow.step_completed' or 'workflow.step_failed',
+        job_id, '', '', result, now, {workflow_id = workflow_id, step = tonumber(node), kind = kind})
+      for _, dependent in ipairs(csv(redis.call('HGET', nodes_key, 'd:' .. node))) do
+        local dependent_kind = redis.call('HGET', nodes_key, 'k:' .. dependent)
+        if dependent_kind == 'step' then
+          if result == 'completed' then
+            local left = redis.call('HINCRBY', nodes_key, 'w:' .. dependent, -1)
+            if left == 0 and redis.call('HGET', nodes_key, 's:' .. dependent) == 'waiting' then
+              wf_release(ctx, nodes_key, dependent, now, events, maxlen, sequence_key)
+            end
+          else
+            work[#work + 1] = {dependent, 'cancelled'}
+          end
+        elseif redis.call('HINCRBY', nodes_key, 'w:' .. dependent, -1) == 0 then
+          local failed = tonumber(redis.call('HGET', wf_key, 'failed')) or 0
+          if dependent_kind == 'on_complete' or (dependent_kind == 'on_success' and failed == 0)
+              or (dependent_kind == 'on_failure' and failed > 0) then
+            wf_release(ctx, nodes_key, dependent, now, events, maxlen, sequence_key)
+          else
+            work[#work + 1] = {dependent, 'skipped'}
+          end
+        end
+      end
+    end
+  end
+  local w = redis.call('HMGET', wf_key, 'done', 'node_count', 'failed', 'callbacks_failed', 'state')
+  if w[5] == 'running' and tonumber(w[1]) >= tonumber(w[2]) then
+    local final = (tonumber(w[3]) > 0 or tonumber(w[4]) > 0) and 'failed' or 'completed'
+    redis.call('HSET', wf_key, 'state', final, 'completed_at', now)
+    emit(events, maxlen, 'workflow.' .. final, '', '', '', final, now, {workflow_id = workflow_id})
+    retain(wf_key, nodes_key, ctx.ttl_done)
+  end
+end
+
+-- Hook for every transition that ends a job: moves its workflow on, if it has one.
+local function wf_job_done(ctx, job_key, now, events, maxlen, sequence_key)
+  local f = redis.call('HMGET', job_key, 'workflow_id', 'wf_node', 'state')
+  if not f[1] or f[1] == '' then
+    return
+  end
+  if redis.call('HGET', ctx.wf .. f[1], 'state') ~= 'running' then
+    return
+  end
+  wf_settle(ctx, f[1], f[2], f[3] == 'completed' and 'completed' or 'failed', now, events, maxlen, sequence_key)
+end
+
 -- Record a failure of an active job and apply its retry policy: retryable
 -- after the policy's backoff, or discarded (dead-lettered if the policy says
 -- so) when attempts are used up, the error is non-retryable or `give_up`.
 -- c: job_key, errors_key, id, now, events, maxlen, dead_key, delayed_prefix,
 --    history_cap, jitter, error_tail (error JSON object without "attempt"),
---    error_type, code, message, give_up, ttl_discarded, ttl_dead
+--    error_type, code, message, give_up, ttl_discarded, ttl_dead,
+--    sequence (key) and wfctx (workflow context) for moving a workflow on
 -- Returns the new state.
 local function fail_active(c)
   local f = redis.call('HMGET', c.job_key, 'type', 'queue', 'attempt', 'r_max', 'r_init', 'r_coef', 'r_maxi',
@@ -151,6 +280,7 @@ local function fail_active(c)
     end
     emit(c.events, c.maxlen, 'job.discarded', c.id, queue, job_type, 'discarded', c.now,
       {total_attempts = attempt, dead_letter = dead, last_error = {code = c.code, message = c.message}})
+    wf_job_done(c.wfctx, c.job_key, c.now, c.events, c.maxlen, c.sequence)
     return 'discarded'
   end
   local delay = backoff(attempt)
@@ -182,7 +312,8 @@ end
 
 -- A job that did not start before its expires_at is discarded, never delivered.
 -- It gets an "expired" error but no completed_at (it never ran).
-local function expire_job(job_key, errors_key, id, now, events, maxlen, available_prefix, delayed_prefix, ttl)
+local function expire_job(job_key, errors_key, id, now, events, maxlen, available_prefix, delayed_prefix, ttl,
+    wfctx, sequence_key)
   local f = redis.call('HMGET', job_key, 'type', 'queue', 'expires_at', 'created_at', 'attempt')
   redis.call('ZREM', available_prefix .. f[2], id)
   redis.call('ZREM', delayed_prefix .. f[2], id)
@@ -194,6 +325,7 @@ local function expire_job(job_key, errors_key, id, now, events, maxlen, availabl
   retain(job_key, errors_key, ttl)
   emit(events, maxlen, 'job.expired', id, f[2], f[1], 'discarded', now,
     {expired_at = tonumber(f[3]) or 0, created_at = tonumber(f[4]) or 0})
+  wf_job_done(wfctx, job_key, now, events, maxlen, sequence_key)
 end
 
 -- Store a new job and make it visible in its initial state.

@@ -1,9 +1,11 @@
 -- reap: settle active jobs whose lease or execution deadline has passed.
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] dead-letter zset
+-- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] available key prefix
 -- ARGV[7] delayed key prefix  ARGV[8] error history cap  ARGV[9] jitter factor
 -- ARGV[10] retention of discarded jobs (ms)  ARGV[11] retention of dead-lettered jobs (ms)
+-- ARGV[12] workflow context (JSON, see lib.lua)
 -- Pre:  none; at most `batch` entries of the active set are examined.
 -- Post: past its execution deadline -> fails with error type "timeout" and
 --       follows its retry policy; past its lease -> a "visibility_timeout"
@@ -14,6 +16,8 @@
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local timed_out, requeued = 0, 0
+local wfctx = cjson.decode(ARGV[12])
+wfctx.active, wfctx.expiring = KEYS[1], KEYS[5]
 
 local function error_tail(code, error_type, message, extra)
   local entry = {code = code, type = error_type, message = message, retryable = true,
@@ -38,6 +42,7 @@ for _, id in ipairs(due) do
       job_key = job_key, errors_key = errors_key, id = id, now = ARGV[1], events = KEYS[2], maxlen = ARGV[2],
       dead_key = KEYS[4], delayed_prefix = ARGV[7], history_cap = ARGV[8], jitter = ARGV[9],
       give_up = false, ttl_discarded = ARGV[10], ttl_dead = ARGV[11],
+      sequence = KEYS[3], wfctx = wfctx,
     }
     if exec and exec <= now then
       redis.call('ZREM', KEYS[1], id)
