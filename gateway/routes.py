@@ -66,6 +66,7 @@ class Routes:
         router.add_get("/ojs/manifest", self.manifest)
         router.add_get("/ojs/v1/health", self.health)
         router.add_post("/ojs/v1/jobs", self.enqueue)
+        router.add_post("/ojs/v1/jobs/batch", self.enqueue_batch)
         router.add_get("/ojs/v1/jobs/{id}", self.get_job)
         router.add_delete("/ojs/v1/jobs/{id}", self.cancel_job)
         router.add_post("/ojs/v1/jobs/{id}/activate", self.activate_job)
@@ -74,6 +75,9 @@ class Routes:
         router.add_post("/ojs/v1/workers/nack", self.nack)
         router.add_post("/ojs/v1/workers/heartbeat", self.heartbeat)
         router.add_get("/ojs/v1/queues", self.list_queues)
+        router.add_get("/ojs/v1/queues/{name}/stats", self.queue_stats)
+        router.add_post("/ojs/v1/queues/{name}/pause", self.pause_queue)
+        router.add_post("/ojs/v1/queues/{name}/resume", self.resume_queue)
         router.add_get("/ojs/v1/dead-letter", self.list_dead_letter)
         router.add_post("/ojs/v1/dead-letter/{id}/retry", self.retry_dead_letter)
         router.add_delete("/ojs/v1/dead-letter/{id}", self.delete_dead_letter)
@@ -121,6 +125,14 @@ class Routes:
         if response.deduplicated:
             return json_response({"job": job, "deduplicated": True})
         return json_response({"job": job}, status=201, headers={"Location": f"/ojs/v1/jobs/{response.job.id}"})
+
+    async def enqueue_batch(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        # Only checked for shape; the server parses every job and validates the batch as a whole.
+        convert.json_object(raw)
+        rpc = job_pb2.EnqueueBatchRequest(batch_json=raw)
+        response = await self._client.EnqueueBatch(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_batch(response), status=201)
 
     async def get_job(self, request: web.Request) -> web.Response:
         rpc = job_pb2.GetJobRequest(job_id=request.match_info["id"])
@@ -170,6 +182,25 @@ class Routes:
         rpc = queue_pb2.ListQueuesRequest(limit=limit or 0, cursor=request.query.get("cursor", ""))
         response = await self._client.ListQueues(rpc, metadata=rpc_metadata(request))
         return json_response(convert.render_queues(response, limit or _LIST_QUEUES_DEFAULT_LIMIT))
+
+    async def queue_stats(self, request: web.Request) -> web.Response:
+        rpc = queue_pb2.QueueStatsRequest(queue=request.match_info["name"])
+        response = await self._client.QueueStats(rpc, metadata=rpc_metadata(request))
+        return json_response(convert.render_queue_stats(response, rpc.queue))
+
+    async def pause_queue(self, request: web.Request) -> web.Response:
+        await _optional_body(request)
+        rpc = queue_pb2.PauseQueueRequest(queue=request.match_info["name"])
+        response = await self._client.PauseQueue(rpc, metadata=rpc_metadata(request))
+        info = response.queue if response.HasField("queue") else None
+        return json_response(convert.render_queue_state(info, rpc.queue, paused=True))
+
+    async def resume_queue(self, request: web.Request) -> web.Response:
+        await _optional_body(request)
+        rpc = queue_pb2.ResumeQueueRequest(queue=request.match_info["name"])
+        response = await self._client.ResumeQueue(rpc, metadata=rpc_metadata(request))
+        info = response.queue if response.HasField("queue") else None
+        return json_response(convert.render_queue_state(info, rpc.queue, paused=False))
 
     # ---- Dead letter ----
 

@@ -31,6 +31,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("OJS_ALLOW_INSECURE_NO_AUTH", "allow_insecure_no_auth", "allow a non-loopback OJS_HOST without OJS_API_KEY"),
     ("OJS_MAX_BODY_BYTES", "max_body_bytes", "largest HTTP request body accepted"),
     ("OJS_EVENTS_MAXLEN", "events_maxlen", "approximate cap of the event log"),
+    ("OJS_MAX_BATCH_JOBS", "max_batch_jobs", "most jobs one batch enqueue may carry"),
     (
         "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS",
         "default_visibility_timeout_ms",

@@ -21,6 +21,7 @@ from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
 from server.service.jobs import JobService
 from server.service.maintenance import MaintenanceService
+from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
@@ -41,13 +42,19 @@ def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
     """The service layer over one store, behind the gRPC servicer."""
     lease_ms = settings.default_visibility_timeout_ms
     return OJSServicer(
-        JobService(store, default_visibility_timeout_ms=lease_ms, default_timeout_ms=settings.default_timeout_ms),
+        JobService(
+            store,
+            default_visibility_timeout_ms=lease_ms,
+            default_timeout_ms=settings.default_timeout_ms,
+            max_batch=settings.max_batch_jobs,
+        ),
         EventService(store),
         SystemService(store),
         WorkerService(store, default_visibility_timeout_ms=lease_ms),
         DeadLetterService(store),
         CronService(store),
         WorkflowService(store),
+        QueueService(store),
     )
 
 

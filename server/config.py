@@ -67,6 +67,8 @@ class Settings:
     allow_insecure_no_auth: bool = False
     # Largest HTTP request body accepted (the spec asks for at least 1 MiB envelopes).
     max_body_bytes: int = 4 * 1024 * 1024
+    # Most jobs one batch enqueue may carry.
+    max_batch_jobs: int = 10_000
     # Approximate cap of the event log stream.
     events_maxlen: int = 100_000
     # Lease length of a fetched job when neither the job nor the fetch names one.
@@ -102,6 +104,7 @@ class Settings:
             allow_insecure_no_auth=_bool(env, "OJS_ALLOW_INSECURE_NO_AUTH", False),
             max_body_bytes=_int(env, "OJS_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             events_maxlen=_int(env, "OJS_EVENTS_MAXLEN", cls.events_maxlen, minimum=100),
+            max_batch_jobs=_int(env, "OJS_MAX_BATCH_JOBS", cls.max_batch_jobs, minimum=1),
             default_visibility_timeout_ms=_int(
                 env, "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS", cls.default_visibility_timeout_ms, minimum=1000
             ),

@@ -7,6 +7,7 @@ from typing import Any
 
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
+from server.domain.unique import UniquePolicy
 
 SPEC_VERSION = "1.0"
 DEFAULT_QUEUE = "default"
@@ -37,6 +38,12 @@ class NewJob:
     schema: str | None = None
     trace_id: str | None = None
     unique: dict[str, Any] | None = None
+    # Limits of the job's queue carried by the job (options.rate_limit); the latest wins.
+    rate_per_second: int | None = None
+    concurrency: int | None = None
+    # Set with `unique`: the policy and this job's fingerprint under it.
+    unique_policy: UniquePolicy | None = None
+    unique_fingerprint: str | None = None
 
     @property
     def initial_state(self) -> JobState:

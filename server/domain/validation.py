@@ -16,6 +16,7 @@ from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.ids import is_uuid7, new_uuid7
 from server.domain.job import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, NewJob
 from server.domain.retry import parse_retry_policy
+from server.domain.unique import fingerprint, parse_unique_policy
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-\.]*$")
@@ -207,8 +208,9 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
         raise invalid("schema must be a string URI", field="schema")
 
     unique = _option(options, body, "unique")
-    if unique is not None and not isinstance(unique[1], dict):
-        raise invalid(f"{unique[0]} must be a JSON object", field=unique[0])
+    unique_policy = parse_unique_policy(unique[1]) if unique is not None else None
+
+    rate_per_second, concurrency = _rate_limit(options.get("rate_limit"))
 
     pending = options.get("pending", False)
     if not isinstance(pending, bool):
@@ -238,4 +240,27 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
         schema=schema,
         trace_id=trace_id if isinstance(trace_id, str) else None,
         unique=unique[1] if unique else None,
+        rate_per_second=rate_per_second,
+        concurrency=concurrency,
+        unique_policy=unique_policy,
+        unique_fingerprint=(
+            fingerprint(unique_policy, job_type=job_type, queue=queue, args=args, meta=meta)
+            if unique_policy is not None
+            else None
+        ),
     )
+
+
+def _rate_limit(raw: Any) -> tuple[int | None, int | None]:
+    """options.rate_limit: {max_per_second?, concurrency?} limits of the job's queue."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, Mapping):
+        raise invalid("options.rate_limit must be a JSON object", field="options.rate_limit")
+    limits: list[int | None] = []
+    for key in ("max_per_second", "concurrency"):
+        value = raw.get(key)
+        if value is not None and (not _is_int(value) or value <= 0):
+            raise invalid(f"options.rate_limit.{key} must be a positive integer", field=f"options.rate_limit.{key}")
+        limits.append(value)
+    return limits[0], limits[1]

@@ -236,6 +236,19 @@ def cron_entry(entry: CronEntry) -> service_pb2.CronEntry:
     return message
 
 
+def batch_envelope(request: job_pb2.EnqueueBatchRequest) -> Any:
+    """The batch in the OJS JSON form: `batch_json` as sent, or built from the official fields."""
+    if request.batch_json:
+        return decode_json(request.batch_json, field="batch_json")
+    body: dict[str, Any] = {"jobs": [enqueue_envelope(entry) for entry in request.jobs]}
+    if request.HasField("default_options"):
+        options, meta = _options(request.default_options)
+        if meta is not None:
+            options["metadata"] = meta
+        body["default_options"] = options
+    return body
+
+
 def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:
     out: dict[str, Any] = {}
     if options.queue:

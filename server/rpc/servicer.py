@@ -21,10 +21,11 @@ from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService
 from server.service.jobs import JobService
+from server.service.queues import QueueService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
-from server.store.job_store import WorkerRow
+from server.store.job_store import QueueRow, WorkerRow
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,15 @@ def _worker_info(row: WorkerRow) -> worker_pb2.WorkerInfo:
     return info
 
 
+def _queue_info(row: QueueRow) -> queue_pb2.QueueInfo:
+    info = queue_pb2.QueueInfo(
+        name=row.name, paused=row.paused, available_count=row.available, created_at=convert.timestamp(row.created_at_ms)
+    )
+    if row.paused_at_ms is not None:
+        info.paused_at.CopyFrom(convert.timestamp(row.paused_at_ms))
+    return info
+
+
 def _page(names: list[str], limit: int, cursor: str) -> tuple[int, int]:
     """Start and end of a page of a sorted name list; the cursor is the last name already seen."""
     start = next((i for i, name in enumerate(names) if name > cursor), len(names)) if cursor else 0
@@ -129,6 +139,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         dead_letter: DeadLetterService,
         cron: CronService,
         workflows: WorkflowService,
+        queues: QueueService,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -137,6 +148,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._dead_letter = dead_letter
         self._cron = cron
         self._workflows = workflows
+        self._queues = queues
 
     # ---- System ----
 
@@ -177,8 +189,13 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def Enqueue(self, request: job_pb2.EnqueueRequest, context: Any) -> job_pb2.EnqueueResponse:
-        stored = await self._jobs.enqueue(convert.enqueue_envelope(request))
-        return job_pb2.EnqueueResponse(job=convert.job(stored))
+        stored, deduplicated = await self._jobs.enqueue(convert.enqueue_envelope(request))
+        return job_pb2.EnqueueResponse(job=convert.job(stored), deduplicated=deduplicated)
+
+    @rpc
+    async def EnqueueBatch(self, request: job_pb2.EnqueueBatchRequest, context: Any) -> job_pb2.EnqueueBatchResponse:
+        results = await self._jobs.enqueue_batch(convert.batch_envelope(request))
+        return job_pb2.EnqueueBatchResponse(jobs=[convert.job(stored) for stored, _ in results], count=len(results))
 
     @rpc
     async def GetJob(self, request: job_pb2.GetJobRequest, context: Any) -> job_pb2.GetJobResponse:
@@ -397,17 +414,43 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         page = rows[start:end]
         has_more = end < len(rows)
         return queue_pb2.ListQueuesResponse(
-            queues=[
-                queue_pb2.QueueInfo(
-                    name=row.name,
-                    paused=row.paused,
-                    available_count=row.available,
-                    created_at=convert.timestamp(row.created_at_ms),
-                )
-                for row in page
-            ],
+            queues=[_queue_info(row) for row in page],
             next_cursor=page[-1].name if has_more and page else "",
             total=len(rows),
+        )
+
+    @rpc
+    async def PauseQueue(self, request: queue_pb2.PauseQueueRequest, context: Any) -> queue_pb2.PauseQueueResponse:
+        row = await self._queues.set_paused(request.queue, paused=True)
+        return queue_pb2.PauseQueueResponse(queue=_queue_info(row))
+
+    @rpc
+    async def ResumeQueue(self, request: queue_pb2.ResumeQueueRequest, context: Any) -> queue_pb2.ResumeQueueResponse:
+        row = await self._queues.set_paused(request.queue, paused=False)
+        return queue_pb2.ResumeQueueResponse(queue=_queue_info(row))
+
+    @rpc
+    async def QueueStats(self, request: queue_pb2.QueueStatsRequest, context: Any) -> queue_pb2.QueueStatsResponse:
+        stats = await self._queues.stats(request.queue)
+        return queue_pb2.QueueStatsResponse(
+            queue=stats.name,
+            stats=queue_pb2.QueueStatistics(
+                available=stats.available,
+                active=stats.active,
+                scheduled=stats.scheduled,
+                retryable=stats.retryable,
+                dead=stats.dead,
+                completed_last_hour=stats.completed_last_hour,
+                failed_last_hour=stats.failed_last_hour,
+                avg_duration_ms=stats.avg_duration_ms,
+                avg_wait_ms=stats.avg_wait_ms,
+                throughput_per_second=stats.throughput_per_second,
+                paused=stats.paused,
+                completed=stats.completed,
+                discarded=stats.discarded,
+                cancelled=stats.cancelled,
+                pending=stats.pending,
+            ),
         )
 
     # ---- Events ----
@@ -430,9 +473,5 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     # ---- Not yet implemented, by the level they belong to ----
 
-    EnqueueBatch = _unimplemented("EnqueueBatch", 4)
     StreamJobs = _unimplemented("StreamJobs", None)
     StreamEvents = _unimplemented("StreamEvents", None)
-    QueueStats = _unimplemented("QueueStats", 4)
-    PauseQueue = _unimplemented("PauseQueue", 4)
-    ResumeQueue = _unimplemented("ResumeQueue", 4)

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 
 from server.domain.clock import now_ms
-from server.domain.errors import invalid, not_found
+from server.domain.errors import ErrorCode, OJSError, invalid, not_found
 from server.domain.ids import is_uuid7
-from server.domain.job import StoredJob
+from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
 from server.store.job_store import EnqueueOutcome, FailureReport, JobStore, QueueRow
@@ -25,38 +25,86 @@ def _job_id(job_id: str) -> str:
 
 
 class JobService:
-    def __init__(self, store: JobStore, *, default_visibility_timeout_ms: int, default_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        default_visibility_timeout_ms: int,
+        default_timeout_ms: int = 0,
+        max_batch: int = 10_000,
+    ) -> None:
         self._store = store
+        self._max_batch = max_batch
         self._default_lease_ms = default_visibility_timeout_ms
         self._default_timeout_ms = default_timeout_ms
 
-    async def enqueue(self, envelope: Mapping[str, Any]) -> StoredJob:
-        """Store a job given in the OJS JSON form (already decoded)."""
+    async def enqueue(self, envelope: Mapping[str, Any]) -> tuple[StoredJob, bool]:
+        """Store a job given in the OJS JSON form (already decoded).
+
+        Returns the job and whether it is an existing one kept by a unique policy
+        (on_conflict "ignore") instead of the new one.
+        """
         job = parse_enqueue(envelope, now_ms=now_ms())
-        outcome: EnqueueOutcome = await self._store.enqueue(job)
-        return StoredJob(
-            id=job.id,
-            type=job.type,
-            queue=job.queue,
-            state=outcome.state,
-            priority=job.priority,
-            attempt=0,
-            max_attempts=job.retry.max_attempts,
-            args_json=orjson.dumps(job.args),
-            meta_json=orjson.dumps(job.meta),
-            retry=job.retry,
-            created_at_ms=job.created_at_ms,
-            enqueued_at_ms=outcome.enqueued_at_ms,
-            scheduled_at_ms=job.scheduled_at_ms,
-            expires_at_ms=job.expires_at_ms,
-            timeout_ms=job.timeout_ms,
-            visibility_timeout_ms=job.visibility_timeout_ms,
-            tags=job.tags,
-            extra_json=orjson.dumps(job.extra) if job.extra else None,
-            schema=job.schema,
-            trace_id=job.trace_id,
-            unique=job.unique,
-        )
+        outcome = await self._store.enqueue(job)
+        if outcome.existing is not None:
+            return outcome.existing, True
+        return _stored(job, outcome), False
+
+    async def enqueue_batch(self, body: Any) -> list[tuple[StoredJob, bool]]:
+        """All or nothing: every job is validated first, then all are stored in one script."""
+        if not isinstance(body, Mapping):
+            raise OJSError(ErrorCode.INVALID_PAYLOAD, "request body must be a JSON object")
+        entries = body.get("jobs")
+        if not isinstance(entries, list) or not entries:
+            raise invalid("jobs must be a non-empty list", field="jobs")
+        if len(entries) > self._max_batch:
+            raise OJSError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"a batch holds at most {self._max_batch} jobs, got {len(entries)}",
+                details={"max_jobs": self._max_batch, "jobs": len(entries)},
+            )
+        defaults = body.get("default_options") or {}
+        if not isinstance(defaults, Mapping):
+            raise invalid("default_options must be a JSON object", field="default_options")
+        now = now_ms()
+        jobs: list[NewJob] = []
+        errors: list[dict[str, Any]] = []
+        seen_ids: set[str] = set()
+        held_fingerprints: set[str] = set()
+        for index, entry in enumerate(entries):
+            try:
+                if isinstance(entry, Mapping) and defaults:
+                    entry = {**entry, "options": {**defaults, **(entry.get("options") or {})}}
+                job = parse_enqueue(entry, now_ms=now)
+                if job.id in seen_ids:
+                    raise invalid(f"id '{job.id}' appears twice in the batch", field="id")
+                # Two rejecting jobs with one fingerprint could never both be stored.
+                if job.unique_fingerprint and job.unique_policy and job.unique_policy.on_conflict == "reject":
+                    if job.unique_fingerprint in held_fingerprints:
+                        raise OJSError(ErrorCode.DUPLICATE, "another job of the batch has the same unique key")
+                    held_fingerprints.add(job.unique_fingerprint)
+            except OJSError as exc:
+                error: dict[str, Any] = {"index": index, "code": exc.code.value, "message": exc.message}
+                if "field" in exc.details:
+                    error["field"] = exc.details["field"]
+                errors.append(error)
+                continue
+            seen_ids.add(job.id)
+            jobs.append(job)
+        if errors:
+            first = errors[0]
+            raise OJSError(
+                ErrorCode.INVALID_REQUEST,
+                f"{len(errors)} of {len(entries)} jobs are invalid; nothing was enqueued. "
+                f"jobs[{first['index']}]: {first['message']}",
+                details={"errors": errors, "index": first["index"]},
+                error_type="validation_error",
+            )
+        outcomes = await self._store.enqueue_batch(jobs, now_ms=now)
+        return [
+            (outcome.existing, True) if outcome.existing is not None else (_stored(job, outcome), False)
+            for job, outcome in zip(jobs, outcomes, strict=True)
+        ]
 
     async def get(self, job_id: str) -> StoredJob:
         job = await self._store.get(_job_id(job_id)) if is_uuid7(job_id) else None
@@ -136,3 +184,30 @@ class JobService:
 
     async def list_queues(self) -> list[QueueRow]:
         return await self._store.list_queues()
+
+
+def _stored(job: NewJob, outcome: EnqueueOutcome) -> StoredJob:
+    """The stored form of a job just inserted, without reading it back."""
+    return StoredJob(
+        id=job.id,
+        type=job.type,
+        queue=job.queue,
+        state=outcome.state,
+        priority=job.priority,
+        attempt=0,
+        max_attempts=job.retry.max_attempts,
+        args_json=orjson.dumps(job.args),
+        meta_json=orjson.dumps(job.meta),
+        retry=job.retry,
+        created_at_ms=job.created_at_ms,
+        enqueued_at_ms=outcome.enqueued_at_ms,
+        scheduled_at_ms=job.scheduled_at_ms,
+        expires_at_ms=job.expires_at_ms,
+        timeout_ms=job.timeout_ms,
+        visibility_timeout_ms=job.visibility_timeout_ms,
+        tags=job.tags,
+        extra_json=orjson.dumps(job.extra) if job.extra else None,
+        schema=job.schema,
+        trace_id=job.trace_id,
+        unique=job.unique,
+    )

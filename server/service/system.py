@@ -12,7 +12,7 @@ from server.store.job_store import JobStore
 IMPLEMENTATION_NAME = "ojs-server-python"
 IMPLEMENTATION_VERSION = "0.1.0"
 SPEC_VERSION = "1.0"
-CONFORMANCE_LEVEL = 3
+CONFORMANCE_LEVEL = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,20 +43,21 @@ class SystemService:
             "protocols": ["http", "grpc"],
             "backend": "redis",
             "capabilities": {
-                "batch_enqueue": False,
+                "batch_enqueue": True,
                 "cron_jobs": True,
                 "dead_letter": True,
                 "delayed_jobs": True,
                 "job_ttl": True,
                 "priority_queues": True,
-                "rate_limiting": False,
+                "rate_limiting": True,
                 "schema_validation": False,
-                "unique_jobs": False,
+                "unique_jobs": True,
                 "workflows": True,
-                "pause_resume": False,
+                "pause_resume": True,
             },
             "extensions": {"official": [], "experimental": []},
             "schema_validation": False,
+            "unique_job_strength": "strong",
             "event_delivery": "at_least_once",
             "endpoints": {"base_url": "/ojs/v1", "manifest": "/ojs/manifest", "health": "/ojs/v1/health"},
         }

@@ -103,6 +103,8 @@ class WorkflowService:
                         "state": state.value,
                         "due": str(job.scheduled_at_ms) if state is JobState.SCHEDULED else "",
                         "expires": "" if job.expires_at_ms is None else str(job.expires_at_ms),
+                        "rate": "" if job.rate_per_second is None else str(job.rate_per_second),
+                        "concurrency": "" if job.concurrency is None else str(job.concurrency),
                         "fields": fields,
                     },
                 }

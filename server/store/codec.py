@@ -54,6 +54,10 @@ def new_job_fields(job: NewJob) -> list[bytes | str | int]:
         "trace_id": job.trace_id,
         "unique": dumps(job.unique) if job.unique is not None else None,
         "directive": job_directive(job.meta),
+        "unique_fp": job.unique_fingerprint,
+        "unique_states": (
+            ",".join(state.value for state in job.unique_policy.states) if job.unique_policy is not None else None
+        ),
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     flat: list[bytes | str | int] = []

@@ -88,6 +88,8 @@ class WorkerRow:
 class EnqueueOutcome:
     state: JobState
     enqueued_at_ms: int | None
+    # Set when a unique policy with on_conflict=ignore kept an existing job instead.
+    existing: StoredJob | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,28 @@ class QueueRow:
     created_at_ms: int
     available: int
     paused: bool
+    paused_at_ms: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueStatsRow:
+    name: str
+    known: bool
+    available: int
+    active: int
+    scheduled: int
+    retryable: int
+    pending: int
+    dead: int
+    completed: int
+    discarded: int
+    cancelled: int
+    paused: bool
+    completed_last_hour: int
+    failed_last_hour: int
+    avg_duration_ms: float
+    avg_wait_ms: float
+    throughput_per_second: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +175,11 @@ class JobStore:
                 "delayed": keys.delayed_prefix,
                 "ttl_done": self.retention.completed_ms,
                 "ttl_cancelled": self.retention.cancelled_ms,
+                "counts": keys.queue_counts_prefix,
+                "minutes": keys.queue_minutes_prefix,
+                "qconf": keys.queue_limits_prefix,
+                "rate": keys.queue_rate_prefix,
+                "unique": keys.unique_prefix,
             }
         )
         self._scripts = Scripts(redis)
@@ -174,6 +203,14 @@ class JobStore:
         return [k.job(job.id), k.available(job.queue), k.delayed(job.queue), k.queues, k.sequence, k.events, k.expiring]
 
     @staticmethod
+    def _unique_conflict(existing_id: bytes, state: bytes) -> OJSError:
+        return OJSError(
+            ErrorCode.DUPLICATE,
+            f"a job with the same unique key exists: '{existing_id.decode()}' ({state.decode()})",
+            details={"existing_job_id": existing_id.decode(), "existing_job_state": state.decode()},
+        )
+
+    @staticmethod
     def _insert_args(job: NewJob) -> list[Any]:
         state = job.initial_state
         return [
@@ -184,22 +221,72 @@ class JobStore:
             state.value,
             job.scheduled_at_ms if state is JobState.SCHEDULED else "",
             "" if job.expires_at_ms is None else job.expires_at_ms,
+            "" if job.rate_per_second is None else job.rate_per_second,
+            "" if job.concurrency is None else job.concurrency,
+            *_unique_args(job),
             *codec.new_job_fields(job),
         ]
 
     @translate_redis_errors
     async def enqueue(self, job: NewJob) -> EnqueueOutcome:
-        state = job.initial_state
         reply = await self._scripts.call(
-            "enqueue", self._insert_keys(job), [job.created_at_ms, self._events_maxlen, *self._insert_args(job)]
+            "enqueue",
+            [*self._insert_keys(job), self._keys.active],
+            [job.created_at_ms, self._events_maxlen, self._workflow_context, *self._insert_args(job)],
         )
-        if reply[0] == b"duplicate":
+        status = reply[0]
+        if status == b"duplicate":
             raise OJSError(
                 ErrorCode.DUPLICATE,
                 f"a job with id '{job.id}' already exists",
                 details={"existing_job_id": job.id, "existing_job_state": reply[1].decode()},
             )
-        return EnqueueOutcome(state=state, enqueued_at_ms=int(reply[1]) if reply[1] else None)
+        if status == b"unique_conflict":
+            raise self._unique_conflict(reply[1], reply[2])
+        if status == b"unique_existing":
+            flat, history = reply[2]
+            existing = codec.decode_job(flat, history)
+            return EnqueueOutcome(state=existing.state, enqueued_at_ms=existing.enqueued_at_ms, existing=existing)
+        return EnqueueOutcome(state=JobState(reply[2].decode()), enqueued_at_ms=int(reply[1]) if reply[1] else None)
+
+    @translate_redis_errors
+    async def enqueue_batch(self, jobs: Sequence[NewJob], *, now_ms: int) -> list[EnqueueOutcome]:
+        """All or nothing; an "ignore" uniqueness hit yields the existing job for that entry."""
+        k = self._keys
+        args: list[Any] = [now_ms, self._events_maxlen, self._workflow_context, len(jobs)]
+        for job in jobs:
+            job_args = self._insert_args(job)
+            args.append(len(job_args))
+            args.extend(job_args)
+        reply = await self._scripts.call("enqueue_batch", [k.queues, k.sequence, k.events, k.expiring, k.active], args)
+        status = reply[0]
+        if status == b"duplicate":
+            raise OJSError(
+                ErrorCode.DUPLICATE,
+                f"jobs[{int(reply[1])}]: a job with id '{reply[2].decode()}' already exists",
+                details={"index": int(reply[1]), "existing_job_id": reply[2].decode()},
+            )
+        if status == b"unique_conflict":
+            error = self._unique_conflict(reply[2], reply[3])
+            error.details["index"] = int(reply[1])
+            error.message = f"jobs[{int(reply[1])}]: {error.message}"
+            raise error
+        existing_ids = [entry[1].decode() for entry in reply[1] if entry[0] == b"unique_existing"]
+        existing = {j.id: j for j in await self.get_many(existing_ids)} if existing_ids else {}
+        outcomes = []
+        for entry in reply[1]:
+            if entry[0] == b"unique_existing":
+                found = existing.get(entry[1].decode())
+                if found is None:
+                    raise not_found("job", entry[1].decode())
+                outcomes.append(EnqueueOutcome(state=found.state, enqueued_at_ms=found.enqueued_at_ms, existing=found))
+            else:
+                outcomes.append(
+                    EnqueueOutcome(
+                        state=JobState(entry[2].decode()), enqueued_at_ms=int(entry[1]) if entry[1] else None
+                    )
+                )
+        return outcomes
 
     @translate_redis_errors
     async def fetch(
@@ -214,7 +301,7 @@ class JobStore:
         default_timeout_ms: int = 0,
     ) -> list[StoredJob]:
         k = self._keys
-        keys = [k.active, k.events, k.sequence, k.expiring, k.workers]
+        keys = [k.active, k.events, k.sequence, k.expiring, k.workers, k.paused]
         for queue in queues:
             keys.append(k.available(queue))
             keys.append(k.delayed(queue))
@@ -228,14 +315,12 @@ class JobStore:
                 worker_id,
                 "" if lease_ms is None else lease_ms,
                 default_lease_ms,
-                k.job_prefix,
                 k.errors_prefix,
                 PROMOTE_BATCH,
                 default_timeout_ms,
-                k.available_prefix,
-                k.delayed_prefix,
                 self.retention.discarded_ms,
                 self._workflow_context,
+                *queues,
             ],
         )
         return [codec.decode_job(flat, history) for flat, history in reply]
@@ -342,7 +427,7 @@ class JobStore:
         reply = await self._scripts.call(
             "activate",
             [k.job(job_id), k.errors(job_id), k.sequence, k.events],
-            [now_ms, self._events_maxlen, job_id, k.available_prefix],
+            [now_ms, self._events_maxlen, job_id, k.available_prefix, self._workflow_context],
         )
         return self._job_reply(reply, job_id, expected="pending", action="activate")
 
@@ -388,13 +473,81 @@ class JobStore:
         if not names:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.paused)
             for name in names:
                 pipe.zcard(k.available(name))
-            counts = await pipe.execute()
+            paused, *counts = await pipe.execute()
         return [
-            QueueRow(name=name, created_at_ms=int(registry[name.encode()]), available=int(count), paused=False)
+            QueueRow(
+                name=name,
+                created_at_ms=int(registry[name.encode()]),
+                available=int(count),
+                paused=name.encode() in paused,
+                paused_at_ms=int(paused[name.encode()]) if name.encode() in paused else None,
+            )
             for name, count in zip(names, counts, strict=True)
         ]
+
+    @translate_redis_errors
+    async def set_paused(self, queue: str, *, paused: bool, now_ms: int) -> QueueRow:
+        k = self._keys
+        since = await self._scripts.call(
+            "queue_pause", [k.paused, k.queues, k.events], [now_ms, self._events_maxlen, queue, "1" if paused else "0"]
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(k.queues, queue)
+            pipe.zcard(k.available(queue))
+            created, available = await pipe.execute()
+        return QueueRow(
+            name=queue,
+            created_at_ms=int(created or now_ms),
+            available=int(available),
+            paused=paused,
+            paused_at_ms=int(since) if since else None,
+        )
+
+    @translate_redis_errors
+    async def queue_stats(self, queue: str, *, now_ms: int) -> QueueStatsRow:
+        """Counts from the queue's counters and per-minute buckets: one round trip, no scans."""
+        k = self._keys
+        minute = now_ms // 60_000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(k.available(queue))
+            pipe.hgetall(k.queue_counts(queue))
+            pipe.hget(k.paused, queue)
+            pipe.hexists(k.queues, queue)
+            for back in range(60):
+                pipe.hgetall(k.queue_minute(queue, minute - back))
+            available, counts, paused_at, known, *minutes = await pipe.execute()
+
+        def total(buckets: list[dict[bytes, bytes]], field: bytes) -> int:
+            return sum(int(bucket.get(field, 0)) for bucket in buckets)
+
+        def count(field: bytes) -> int:
+            return max(int(counts.get(field, 0)), 0)
+
+        completed_hour = total(minutes, b"completed")
+        started_hour = total(minutes, b"started")
+        return QueueStatsRow(
+            name=queue,
+            known=bool(known),
+            available=int(available),
+            active=count(b"active"),
+            scheduled=count(b"scheduled"),
+            retryable=count(b"retryable"),
+            pending=count(b"pending"),
+            dead=count(b"dead"),
+            completed=count(b"completed"),
+            discarded=count(b"discarded"),
+            cancelled=count(b"cancelled"),
+            paused=paused_at is not None,
+            completed_last_hour=completed_hour,
+            failed_last_hour=total(minutes, b"failed"),
+            avg_duration_ms=total(minutes, b"duration_ms") / completed_hour if completed_hour else 0.0,
+            avg_wait_ms=total(minutes, b"wait_ms") / started_hour if started_hour else 0.0,
+            # The last complete minute: the current one is still filling.
+            throughput_per_second=total(minutes[1:2], b"completed") / 60.0,
+        )
 
     @translate_redis_errors
     async def dead_letter_count(self) -> int:
@@ -526,7 +679,7 @@ class JobStore:
         for queue in queues:
             keys.append(k.available(queue))
             keys.append(k.delayed(queue))
-        return int(await self._scripts.call("promote", keys, [now_ms, k.job_prefix, batch]))
+        return int(await self._scripts.call("promote", keys, [now_ms, self._workflow_context, batch]))
 
     @translate_redis_errors
     async def expire(self, *, now_ms: int, batch: int) -> tuple[int, int]:
@@ -591,7 +744,7 @@ class JobStore:
         reply = await self._scripts.call(
             "retry_dead",
             [k.job(job_id), k.errors(job_id), k.dead, k.sequence, k.events],
-            [now_ms, self._events_maxlen, job_id, k.available_prefix],
+            [now_ms, self._events_maxlen, job_id, k.available_prefix, self._workflow_context],
         )
         if reply[0] == b"not_found":
             raise not_found("dead letter job", job_id)
@@ -600,7 +753,11 @@ class JobStore:
     @translate_redis_errors
     async def delete_dead(self, job_id: str) -> bool:
         k = self._keys
-        return bool(await self._scripts.call("delete_dead", [k.job(job_id), k.errors(job_id), k.dead], [job_id]))
+        return bool(
+            await self._scripts.call(
+                "delete_dead", [k.job(job_id), k.errors(job_id), k.dead], [job_id, self._workflow_context]
+            )
+        )
 
     @translate_redis_errors
     async def prune_dead(self, *, now_ms: int, batch: int) -> int:
@@ -610,7 +767,14 @@ class JobStore:
             await self._scripts.call(
                 "prune_dead",
                 [k.dead],
-                [cutoff, self.retention.dead_letter_max_count, batch, k.job_prefix, k.errors_prefix],
+                [
+                    cutoff,
+                    self.retention.dead_letter_max_count,
+                    batch,
+                    k.job_prefix,
+                    k.errors_prefix,
+                    self._workflow_context,
+                ],
             )
         )
 
@@ -719,7 +883,7 @@ class JobStore:
                 name,
                 occurrence_ms,
                 next_run_ms,
-                k.job_prefix,
+                self._workflow_context,
                 *self._insert_args(job),
             ],
         )
@@ -734,3 +898,15 @@ def _worker_row(worker_id: str, raw: dict[bytes, bytes]) -> WorkerRow:
         directive=raw.get(b"directive", b"running").decode(),
         active_jobs=int(raw.get(b"active_jobs", b"0")),
     )
+
+
+def _unique_args(job: NewJob) -> list[str | int]:
+    policy = job.unique_policy
+    if policy is None or job.unique_fingerprint is None:
+        return ["", "", "", ""]
+    return [
+        job.unique_fingerprint,
+        policy.on_conflict,
+        ",".join(state.value for state in policy.states),
+        "" if policy.period_ms is None else policy.period_ms,
+    ]

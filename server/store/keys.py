@@ -22,6 +22,11 @@ class KeySchema:
         self.cron_prefix = f"{p}cron:"  # hash per cron entry: definition and run history
         self.workflow_prefix = f"{p}wf:"  # hash per workflow: state and counters
         self.workflow_nodes_prefix = f"{p}wfn:"  # hash per workflow: its node table (see lib.lua)
+        self.queue_counts_prefix = f"{p}qcount:"  # hash per queue: state gauges and totals
+        self.queue_minutes_prefix = f"{p}qmin:"  # hash per queue and minute: activity, kept 2 hours
+        self.queue_limits_prefix = f"{p}qconf:"  # hash per queue: max_per_second, concurrency
+        self.queue_rate_prefix = f"{p}rate:"  # zset per queue: starts in the last second
+        self.unique_prefix = f"{p}unique:"  # string per fingerprint: id of the job holding it
         # Fixed keys.
         self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
         self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
@@ -32,6 +37,7 @@ class KeySchema:
         self.expiring = f"{p}expiring"  # zset: not-yet-started job id -> expires_at (ms)
         self.cron_names = f"{p}cron_names"  # zset: cron entry name -> created_at (ms)
         self.cron_due = f"{p}cron_due"  # zset: enabled cron entry name -> next run (ms)
+        self.paused = f"{p}paused"  # hash: paused queue name -> paused since (ms)
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -56,6 +62,12 @@ class KeySchema:
 
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id
+
+    def queue_counts(self, queue: str) -> str:
+        return self.queue_counts_prefix + queue
+
+    def queue_minute(self, queue: str, minute: int) -> str:
+        return f"{self.queue_minutes_prefix}{queue}:{minute}"
 
     def pattern(self) -> str:
         """Glob matching every key of this schema (for resets and diagnostics)."""

@@ -29,6 +29,8 @@ _SCRIPT_NAMES = (
     "set_directive",
     "wf_create",
     "wf_cancel",
+    "queue_pause",
+    "enqueue_batch",
 )
 
 

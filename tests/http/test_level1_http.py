@@ -493,5 +493,5 @@ async def test_late_ack_after_the_lease_was_granted_again_is_409(api: Api) -> No
 
 async def test_manifest_reports_the_implemented_level(api: Api) -> None:
     manifest = await api.ok("GET", "/ojs/manifest")
-    assert manifest["conformance_level"] == 3
+    assert manifest["conformance_level"] == 4
     assert manifest["capabilities"]["dead_letter"] is True

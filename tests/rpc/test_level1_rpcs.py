@@ -760,10 +760,10 @@ async def test_execution_timeout_is_not_extended_by_heartbeats(stub: Any) -> Non
 async def test_manifest_reports_the_implemented_level(stub: Any) -> None:
     call = stub.Manifest(service_pb2.ManifestRequest())
     response = await call
-    assert response.conformance_level == 3
+    assert response.conformance_level == 4
     document = orjson.loads(response.manifest_json)
-    assert document["conformance_level"] == 3
+    assert document["conformance_level"] == 4
     assert document["capabilities"]["dead_letter"] is True
     assert document["capabilities"]["cron_jobs"] is True
     trailers = dict(await call.trailing_metadata())
-    assert trailers["x-ojs-conformance-level"] == "3"
+    assert trailers["x-ojs-conformance-level"] == "4"

@@ -847,23 +847,6 @@ async def test_cancel_unknown_job_is_not_found(stub: Any) -> None:
 
 # --------------------------------------------------------------------------- not implemented yet
 
-UNIMPLEMENTED = [
-    ("EnqueueBatch", job_pb2.EnqueueBatchRequest(), 4),
-    ("QueueStats", queue_pb2.QueueStatsRequest(queue="default"), 4),
-    ("PauseQueue", queue_pb2.PauseQueueRequest(queue="default"), 4),
-    ("ResumeQueue", queue_pb2.ResumeQueueRequest(queue="default"), 4),
-]
-
-
-@pytest.mark.parametrize(("method", "request_message", "level"), UNIMPLEMENTED, ids=[u[0] for u in UNIMPLEMENTED])
-async def test_unimplemented_rpcs_name_their_level(stub: Any, method: str, request_message: Any, level: int) -> None:
-    error = await failure(getattr(stub, method)(request_message))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"level {level}" in (error.details() or "")
-    info = error_info(error)
-    assert info.reason == "unimplemented"
-    assert info.metadata["retryable"] == "false"
-
 
 @pytest.mark.parametrize(
     ("method", "request_message"),

@@ -545,6 +545,13 @@ class EnqueueBatchRequest(_message.Message):
 
     JOBS_FIELD_NUMBER: _builtins.int
     DEFAULT_OPTIONS_FIELD_NUMBER: _builtins.int
+    BATCH_JSON_FIELD_NUMBER: _builtins.int
+    batch_json: _builtins.bytes
+    """---- Additions ----
+
+    The batch in the OJS JSON form: {jobs: [job...], default_options?: {...}}.
+    When set, fields 1-2 are ignored.
+    """
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchJobEntry]: ...
     @_builtins.property
@@ -554,10 +561,11 @@ class EnqueueBatchRequest(_message.Message):
         *,
         jobs: _abc.Iterable[Global___BatchJobEntry] | None = ...,
         default_options: Global___EnqueueOptions | None = ...,
+        batch_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_options", b"default_options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_options", b"default_options", "jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_json", b"batch_json", "default_options", b"default_options", "jobs", b"jobs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ojs.v1 import job_pb2 as ojs_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ojs/v1/queue.proto\x12\x06ojs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"2\n\x11ListQueuesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"[\n\x12ListQueuesResponse\x12!\n\x06queues\x18\x01 \x03(\x0b\x32\x11.ojs.v1.QueueInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x64 \x01(\x03\"r\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x17\n\x0f\x61vailable_count\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x11QueueStatsRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"K\n\x12QueueStatsResponse\x12\r\n\x05queue\x18\x01 \x01(\t\x12&\n\x05stats\x18\x02 \x01(\x0b\x32\x17.ojs.v1.QueueStatistics\"\xfc\x01\n\x0fQueueStatistics\x12\x11\n\tavailable\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x11\n\tscheduled\x18\x03 \x01(\x03\x12\x11\n\tretryable\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x05 \x01(\x03\x12\x1b\n\x13\x63ompleted_last_hour\x18\x06 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x07 \x01(\x03\x12\x17\n\x0f\x61vg_duration_ms\x18\x08 \x01(\x01\x12\x13\n\x0b\x61vg_wait_ms\x18\t \x01(\x01\x12\x1d\n\x15throughput_per_second\x18\n \x01(\x01\x12\x0e\n\x06paused\x18\x0b \x01(\x08\"\"\n\x11PauseQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x14\n\x12PauseQueueResponse\"#\n\x12ResumeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x15\n\x13ResumeQueueResponse\"S\n\x15ListDeadLetterRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x64 \x01(\t\"]\n\x16ListDeadLetterResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.ojs.v1.Job\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\t\"(\n\x16RetryDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"3\n\x17RetryDeadLetterResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.ojs.v1.Job\")\n\x17\x44\x65leteDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x18\x44\x65leteDeadLetterResponse\x12\x0e\n\x06job_id\x18\x64 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x65 \x01(\x08\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ojs/v1/queue.proto\x12\x06ojs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"2\n\x11ListQueuesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"[\n\x12ListQueuesResponse\x12!\n\x06queues\x18\x01 \x03(\x0b\x32\x11.ojs.v1.QueueInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x64 \x01(\x03\"\xa1\x01\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x17\n\x0f\x61vailable_count\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tpaused_at\x18\x64 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x11QueueStatsRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"K\n\x12QueueStatsResponse\x12\r\n\x05queue\x18\x01 \x01(\t\x12&\n\x05stats\x18\x02 \x01(\x0b\x32\x17.ojs.v1.QueueStatistics\"\xc6\x02\n\x0fQueueStatistics\x12\x11\n\tavailable\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x11\n\tscheduled\x18\x03 \x01(\x03\x12\x11\n\tretryable\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x05 \x01(\x03\x12\x1b\n\x13\x63ompleted_last_hour\x18\x06 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x07 \x01(\x03\x12\x17\n\x0f\x61vg_duration_ms\x18\x08 \x01(\x01\x12\x13\n\x0b\x61vg_wait_ms\x18\t \x01(\x01\x12\x1d\n\x15throughput_per_second\x18\n \x01(\x01\x12\x0e\n\x06paused\x18\x0b \x01(\x08\x12\x11\n\tcompleted\x18\x64 \x01(\x03\x12\x11\n\tdiscarded\x18\x65 \x01(\x03\x12\x11\n\tcancelled\x18\x66 \x01(\x03\x12\x0f\n\x07pending\x18g \x01(\x03\"\"\n\x11PauseQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"6\n\x12PauseQueueResponse\x12 \n\x05queue\x18\x64 \x01(\x0b\x32\x11.ojs.v1.QueueInfo\"#\n\x12ResumeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"7\n\x13ResumeQueueResponse\x12 \n\x05queue\x18\x64 \x01(\x0b\x32\x11.ojs.v1.QueueInfo\"S\n\x15ListDeadLetterRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x64 \x01(\t\"]\n\x16ListDeadLetterResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.ojs.v1.Job\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\t\"(\n\x16RetryDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"3\n\x17RetryDeadLetterResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.ojs.v1.Job\")\n\x17\x44\x65leteDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x18\x44\x65leteDeadLetterResponse\x12\x0e\n\x06job_id\x18\x64 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x65 \x01(\x08\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +38,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTQUEUESREQUEST']._serialized_end=131
   _globals['_LISTQUEUESRESPONSE']._serialized_start=133
   _globals['_LISTQUEUESRESPONSE']._serialized_end=224
-  _globals['_QUEUEINFO']._serialized_start=226
-  _globals['_QUEUEINFO']._serialized_end=340
-  _globals['_QUEUESTATSREQUEST']._serialized_start=342
-  _globals['_QUEUESTATSREQUEST']._serialized_end=376
-  _globals['_QUEUESTATSRESPONSE']._serialized_start=378
-  _globals['_QUEUESTATSRESPONSE']._serialized_end=453
-  _globals['_QUEUESTATISTICS']._serialized_start=456
-  _globals['_QUEUESTATISTICS']._serialized_end=708
-  _globals['_PAUSEQUEUEREQUEST']._serialized_start=710
-  _globals['_PAUSEQUEUEREQUEST']._serialized_end=744
-  _globals['_PAUSEQUEUERESPONSE']._serialized_start=746
-  _globals['_PAUSEQUEUERESPONSE']._serialized_end=766
-  _globals['_RESUMEQUEUEREQUEST']._serialized_start=768
-  _globals['_RESUMEQUEUEREQUEST']._serialized_end=803
-  _globals['_RESUMEQUEUERESPONSE']._serialized_start=805
-  _globals['_RESUMEQUEUERESPONSE']._serialized_end=826
-  _globals['_LISTDEADLETTERREQUEST']._serialized_start=828
-  _globals['_LISTDEADLETTERREQUEST']._serialized_end=911
-  _globals['_LISTDEADLETTERRESPONSE']._serialized_start=913
-  _globals['_LISTDEADLETTERRESPONSE']._serialized_end=1006
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1008
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1048
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1050
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1101
-  _globals['_DELETEDEADLETTERREQUEST']._serialized_start=1103
-  _globals['_DELETEDEADLETTERREQUEST']._serialized_end=1144
-  _globals['_DELETEDEADLETTERRESPONSE']._serialized_start=1146
-  _globals['_DELETEDEADLETTERRESPONSE']._serialized_end=1205
+  _globals['_QUEUEINFO']._serialized_start=227
+  _globals['_QUEUEINFO']._serialized_end=388
+  _globals['_QUEUESTATSREQUEST']._serialized_start=390
+  _globals['_QUEUESTATSREQUEST']._serialized_end=424
+  _globals['_QUEUESTATSRESPONSE']._serialized_start=426
+  _globals['_QUEUESTATSRESPONSE']._serialized_end=501
+  _globals['_QUEUESTATISTICS']._serialized_start=504
+  _globals['_QUEUESTATISTICS']._serialized_end=830
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=832
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=866
+  _globals['_PAUSEQUEUERESPONSE']._serialized_start=868
+  _globals['_PAUSEQUEUERESPONSE']._serialized_end=922
+  _globals['_RESUMEQUEUEREQUEST']._serialized_start=924
+  _globals['_RESUMEQUEUEREQUEST']._serialized_end=959
+  _globals['_RESUMEQUEUERESPONSE']._serialized_start=961
+  _globals['_RESUMEQUEUERESPONSE']._serialized_end=1016
+  _globals['_LISTDEADLETTERREQUEST']._serialized_start=1018
+  _globals['_LISTDEADLETTERREQUEST']._serialized_end=1101
+  _globals['_LISTDEADLETTERRESPONSE']._serialized_start=1103
+  _globals['_LISTDEADLETTERRESPONSE']._serialized_end=1196
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1198
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1238
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1240
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1291
+  _globals['_DELETEDEADLETTERREQUEST']._serialized_start=1293
+  _globals['_DELETEDEADLETTERREQUEST']._serialized_end=1334
+  _globals['_DELETEDEADLETTERRESPONSE']._serialized_start=1336
+  _globals['_DELETEDEADLETTERRESPONSE']._serialized_end=1395
 # @@protoc_insertion_point(module_scope)

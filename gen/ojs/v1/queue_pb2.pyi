@@ -82,11 +82,16 @@ class QueueInfo(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     AVAILABLE_COUNT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    PAUSED_AT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     paused: _builtins.bool
     available_count: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def paused_at(self) -> _timestamp_pb2.Timestamp:
+        """---- Additions ----"""
+
     def __init__(
         self,
         *,
@@ -94,10 +99,11 @@ class QueueInfo(_message.Message):
         paused: _builtins.bool = ...,
         available_count: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        paused_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "paused_at", b"paused_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_count", b"available_count", "created_at", b"created_at", "name", b"name", "paused", b"paused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_count", b"available_count", "created_at", b"created_at", "name", b"name", "paused", b"paused", "paused_at", b"paused_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,6 +166,10 @@ class QueueStatistics(_message.Message):
     AVG_WAIT_MS_FIELD_NUMBER: _builtins.int
     THROUGHPUT_PER_SECOND_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    DISCARDED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
     available: _builtins.int
     active: _builtins.int
     scheduled: _builtins.int
@@ -171,6 +181,15 @@ class QueueStatistics(_message.Message):
     avg_wait_ms: _builtins.float
     throughput_per_second: _builtins.float
     paused: _builtins.bool
+    completed: _builtins.int
+    """---- Additions ----
+
+    Jobs that ever completed, were discarded or were cancelled in this queue.
+    """
+    discarded: _builtins.int
+    cancelled: _builtins.int
+    pending: _builtins.int
+    """Jobs waiting for activation or for their workflow dependencies."""
     def __init__(
         self,
         *,
@@ -185,10 +204,14 @@ class QueueStatistics(_message.Message):
         avg_wait_ms: _builtins.float = ...,
         throughput_per_second: _builtins.float = ...,
         paused: _builtins.bool = ...,
+        completed: _builtins.int = ...,
+        discarded: _builtins.int = ...,
+        cancelled: _builtins.int = ...,
+        pending: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "available", b"available", "avg_duration_ms", b"avg_duration_ms", "avg_wait_ms", b"avg_wait_ms", "completed_last_hour", b"completed_last_hour", "dead", b"dead", "failed_last_hour", b"failed_last_hour", "paused", b"paused", "retryable", b"retryable", "scheduled", b"scheduled", "throughput_per_second", b"throughput_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "available", b"available", "avg_duration_ms", b"avg_duration_ms", "avg_wait_ms", b"avg_wait_ms", "cancelled", b"cancelled", "completed", b"completed", "completed_last_hour", b"completed_last_hour", "dead", b"dead", "discarded", b"discarded", "failed_last_hour", b"failed_last_hour", "paused", b"paused", "pending", b"pending", "retryable", b"retryable", "scheduled", b"scheduled", "throughput_per_second", b"throughput_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,14 +238,21 @@ Global___PauseQueueRequest: _TypeAlias = PauseQueueRequest  # noqa: Y015
 
 @_typing.final
 class PauseQueueResponse(_message.Message):
+    """---- Additions ----"""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueInfo: ...
     def __init__(
         self,
+        *,
+        queue: Global___QueueInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -249,14 +279,21 @@ Global___ResumeQueueRequest: _TypeAlias = ResumeQueueRequest  # noqa: Y015
 
 @_typing.final
 class ResumeQueueResponse(_message.Message):
+    """---- Additions ----"""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueInfo: ...
     def __init__(
         self,
+        *,
+        queue: Global___QueueInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

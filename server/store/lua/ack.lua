@@ -27,7 +27,9 @@ emit(KEYS[4], ARGV[2], 'job.completed', ARGV[3], f[5], f[4], 'completed', ARGV[1
   {attempt = tonumber(f[7]) or 0, duration_ms = duration})
 local wfctx = cjson.decode(ARGV[9])
 wfctx.active, wfctx.expiring = KEYS[3], KEYS[6]
+qcount(wfctx, f[5], 'active', 'completed')
+qminute(wfctx, f[5], ARGV[1], 'completed', 'duration_ms', duration)
 wf_job_done(wfctx, job_key, ARGV[1], KEYS[4], ARGV[2], KEYS[5])
 local job = read_job(job_key, KEYS[2])
-retain(job_key, KEYS[2], ARGV[8])
+retain(job_key, KEYS[2], ARGV[8], wfctx)
 return {'ok', job}

@@ -1,6 +1,7 @@
 -- activate: release a pending job to its queue.
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] sequence counter  KEYS[4] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
+-- ARGV[5] script context (JSON, see lib.lua)
 -- Pre:  state = pending.
 -- Post: state = available, ranked in its queue, enqueued_at; job.enqueued emitted.
 -- Returns {'ok', job} | {'not_found'} | {'conflict', state}.
@@ -16,6 +17,7 @@ end
 local sequence = redis.call('INCR', KEYS[3])
 redis.call('ZADD', ARGV[4] .. f[3], rank_score(f[4] or 0, sequence), ARGV[3])
 redis.call('HSET', job_key, 'state', 'available', 'enqueued_at', ARGV[1], 'activated_at', ARGV[1])
+qcount(cjson.decode(ARGV[5]), f[3], 'pending', 'available')
 emit(KEYS[4], ARGV[2], 'job.enqueued', ARGV[3], f[3], f[2], 'available', ARGV[1],
   {priority = tonumber(f[4]) or 0, activated = true})
 return {'ok', read_job(job_key, KEYS[2])}

@@ -4,9 +4,8 @@
 -- KEYS[7] sequence counter  KEYS[8] event stream  KEYS[9] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] entry name
 -- ARGV[4] the occurrence being fired: the entry's next_run_at as read by the caller
--- ARGV[5] the following occurrence (ms)  ARGV[6] job key prefix (for the overlap check)
--- ARGV[7] job id  ARGV[8] type  ARGV[9] queue  ARGV[10] priority  ARGV[11] initial state
--- ARGV[12] due (ms) or ''  ARGV[13] expires (ms) or ''  ARGV[14..] job hash field, value pairs
+-- ARGV[5] the following occurrence (ms)  ARGV[6] script context (JSON, see lib.lua)
+-- ARGV[7..] the job (see job_from_argv): id, type, queue, ...; ARGV[8] is its type, ARGV[9] its queue
 -- Pre:  the entry exists, is enabled and its next_run_at still equals ARGV[4]. The
 --       occurrence time is the firing's identity: however many servers race for it,
 --       only the first call finds it unchanged, and a crashed caller leaves it to be retried.
@@ -22,7 +21,8 @@ redis.call('HSET', KEYS[1], 'next_run_at', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 
 if f[3] == 'skip' and f[4] and f[4] ~= '' then
-  local previous = redis.call('HGET', ARGV[6] .. f[4], 'state')
+  local ctx = cjson.decode(ARGV[6])
+  local previous = redis.call('HGET', ctx.job .. f[4], 'state')
   if previous and previous ~= 'completed' and previous ~= 'cancelled' and previous ~= 'discarded' then
     redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[2], '*', 'type', 'cron.skipped', 'job_id', f[4],
       'queue', ARGV[9], 'job_type', ARGV[8], 'state', previous, 'time', ARGV[1],
@@ -32,17 +32,13 @@ if f[3] == 'skip' and f[4] and f[4] ~= '' then
   end
 end
 
-local fields = {}
-for i = 14, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
+local job = job_from_argv(7, nil, cjson.decode(ARGV[6]), ARGV[1], ARGV[2])
+job.unique_fp = ''
 insert_job(
   {job = KEYS[3], available = KEYS[4], delayed = KEYS[5], queues = KEYS[6], sequence = KEYS[7],
-   events = KEYS[8], expiring = KEYS[9]},
-  {now = ARGV[1], maxlen = ARGV[2], id = ARGV[7], type = ARGV[8], queue = ARGV[9], priority = ARGV[10],
-   state = ARGV[11], due = ARGV[12], expires = ARGV[13], fields = fields})
+   events = KEYS[8], expiring = KEYS[9]}, job)
 redis.call('HSET', KEYS[1], 'last_run_at', ARGV[1], 'last_job_id', ARGV[7])
 redis.call('HINCRBY', KEYS[1], 'run_count', 1)
-emit(KEYS[8], ARGV[2], 'cron.triggered', ARGV[7], ARGV[9], ARGV[8], ARGV[11], ARGV[1],
+emit(KEYS[8], ARGV[2], 'cron.triggered', ARGV[7], ARGV[9], ARGV[8], job.state, ARGV[1],
   {cron_name = ARGV[3], occurrence = tonumber(ARGV[4])})
 return {'fired', ARGV[7]}

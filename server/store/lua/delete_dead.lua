@@ -1,10 +1,14 @@
 -- delete_dead: remove a dead-lettered job for good.
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset
--- ARGV[1] job id
+-- ARGV[1] job id  ARGV[2] script context (JSON, see lib.lua)
 -- Post: the job's data and its dead-letter entry are gone.
 -- Returns 1 if it was dead-lettered, else 0.
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then
   return 0
+end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+if queue then
+  qcount(cjson.decode(ARGV[2]), queue, 'dead', nil)
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1

@@ -1,20 +1,19 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
--- KEYS[5] worker registry zset
--- KEYS[6 + 2i] available zset of queue i, KEYS[7 + 2i] its delayed zset (i from 0)
+-- KEYS[5] worker registry zset  KEYS[6] paused queues hash
+-- KEYS[7 + 2i] available zset of queue i, KEYS[8 + 2i] its delayed zset (i from 0)
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] max jobs
 -- ARGV[4] worker id or ''  ARGV[5] lease length override (ms) or ''
--- ARGV[6] default lease length (ms)  ARGV[7] job key prefix  ARGV[8] errors key prefix
--- ARGV[9] max due jobs promoted per queue per call
--- ARGV[10] default execution timeout (ms), 0 = none
--- ARGV[11] available key prefix  ARGV[12] delayed key prefix  ARGV[13] retention of discarded jobs (ms)
--- ARGV[14] workflow context (JSON, see lib.lua)
+-- ARGV[6] default lease length (ms)  ARGV[7] errors key prefix  ARGV[8] max due jobs promoted per queue per call
+-- ARGV[9] default execution timeout (ms), 0 = none  ARGV[10] retention of discarded jobs (ms)
+-- ARGV[11] script context (JSON, see lib.lua)  ARGV[12 + i] name of queue i
 -- Pre:  none. Due scheduled/retryable jobs of each queue are promoted first,
 --       so a fetch never waits for the background promoter.
--- Post: a job past its expires_at is discarded instead (never delivered);
---       each claimed job is active with attempt+1, a new lease token,
---       started_at, worker, lease and execution deadlines; the active set is
---       scored by the earlier deadline; job.started emitted per job.
+-- Post: paused queues are skipped; a queue's rate limit (starts per sliding second) and
+--       concurrency limit (active jobs) cap what it hands out; a job past its expires_at
+--       is discarded instead (never delivered); each claimed job is active with attempt+1,
+--       a new lease token, started_at, worker, lease and execution deadlines; the active
+--       set is scored by the earlier deadline; job.started emitted per job.
 --       A named worker is marked as seen in the registry.
 -- Returns an array of {job hash, error history}, in claim order.
 local now = tonumber(ARGV[1])
@@ -22,27 +21,27 @@ local wanted = tonumber(ARGV[3])
 local worker = ARGV[4]
 local lease_override = ARGV[5]
 local default_lease = tonumber(ARGV[6])
-local job_prefix = ARGV[7]
-local errors_prefix = ARGV[8]
-local promote_limit = tonumber(ARGV[9])
-local default_timeout = tonumber(ARGV[10])
+local errors_prefix = ARGV[7]
+local promote_limit = tonumber(ARGV[8])
+local default_timeout = tonumber(ARGV[9])
+local ctx = cjson.decode(ARGV[11])
+ctx.active, ctx.expiring = KEYS[1], KEYS[4]
 local claimed = {}
-local wfctx = cjson.decode(ARGV[14])
-wfctx.active, wfctx.expiring = KEYS[1], KEYS[4]
 
+-- Returns true when the job was claimed.
 local function claim(id)
-  local job_key = job_prefix .. id
+  local job_key = ctx.job .. id
   local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'visibility_timeout_ms', 'timeout_ms',
-    'expires_at')
+    'expires_at', 'enqueued_at')
   -- Ids whose job vanished or moved on are stale entries: drop them.
   if f[1] ~= 'available' then
-    return
+    return false
   end
   -- Expiry applies until the job first starts; membership in the expiring set says it still applies.
   if f[6] and redis.call('ZREM', KEYS[4], id) == 1 and tonumber(f[6]) <= now then
-    expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ARGV[11], ARGV[12], ARGV[13],
-      wfctx, KEYS[3])
-    return
+    expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ctx.available, ctx.delayed, ARGV[10],
+      ctx, KEYS[3])
+    return false
   end
   local lease = tonumber(lease_override) or tonumber(f[4]) or default_lease
   local deadline = int_str(now + lease)
@@ -57,28 +56,62 @@ local function claim(id)
     redis.call('HSET', job_key, 'exec_deadline', exec_deadline)
   end
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
+  qcount(ctx, f[3], 'available', 'active')
+  qminute(ctx, f[3], ARGV[1], 'started', 'wait_ms', now - (tonumber(f[7]) or now))
   emit(KEYS[2], ARGV[2], 'job.started', id, f[3], f[2], 'active', ARGV[1],
     {attempt = attempt, worker_id = worker, lease_token = token})
   claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id)
+  return true
+end
+
+-- How many jobs the queue's limits let this call start now.
+local function allowance(queue, rate_key)
+  local allowed = wanted - #claimed
+  local limits = redis.call('HMGET', ctx.qconf .. queue, 'max_per_second', 'concurrency')
+  local per_second = tonumber(limits[1])
+  if per_second then
+    redis.call('ZREMRANGEBYSCORE', rate_key, '-inf', now - 1000)
+    allowed = math.min(allowed, per_second - redis.call('ZCARD', rate_key))
+  end
+  local concurrency = tonumber(limits[2])
+  if concurrency then
+    local active = tonumber(redis.call('HGET', ctx.counts .. queue, 'active')) or 0
+    allowed = math.min(allowed, concurrency - active)
+  end
+  return allowed, per_second ~= nil
 end
 
 if worker ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[1], worker)
 end
-local queue_count = (#KEYS - 5) / 2
+local queue_count = (#KEYS - 6) / 2
 for i = 0, queue_count - 1 do
   if #claimed >= wanted then
     break
   end
-  local available_key = KEYS[6 + 2 * i]
-  promote_due(available_key, KEYS[7 + 2 * i], KEYS[3], job_prefix, ARGV[1], promote_limit)
-  while #claimed < wanted do
-    local popped = redis.call('ZPOPMIN', available_key, wanted - #claimed)
-    if #popped == 0 then
-      break
+  local queue = ARGV[12 + i]
+  local available_key = KEYS[7 + 2 * i]
+  promote_due(ctx, available_key, KEYS[8 + 2 * i], KEYS[3], ARGV[1], promote_limit)
+  if redis.call('HEXISTS', KEYS[6], queue) == 0 then
+    local rate_key = ctx.rate .. queue
+    local allowed, limited = allowance(queue, rate_key)
+    local taken = 0
+    while taken < allowed do
+      local popped = redis.call('ZPOPMIN', available_key, allowed - taken)
+      if #popped == 0 then
+        break
+      end
+      for j = 1, #popped, 2 do
+        if claim(popped[j]) then
+          taken = taken + 1
+          if limited then
+            redis.call('ZADD', rate_key, ARGV[1], popped[j])
+          end
+        end
+      end
     end
-    for j = 1, #popped, 2 do
-      claim(popped[j])
+    if limited and taken > 0 then
+      redis.call('PEXPIRE', rate_key, 2000)
     end
   end
 end

@@ -35,25 +35,25 @@ local function make_available(job_key, id, available_key, sequence_key, priority
 end
 
 -- Move due scheduled/retryable jobs of one queue to available.
-local function promote_due(available_key, delayed_key, sequence_key, job_prefix, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', delayed_key, id)
-    local job_key = job_prefix .. id
-    local f = redis.call('HMGET', job_key, 'state', 'priority')
-    if f[1] == 'scheduled' or f[1] == 'retryable' then
-      make_available(job_key, id, available_key, sequence_key, f[2], now)
-    end
-  end
-  return #due
-end
 
--- Terminal jobs expire after their retention period (0: kept).
-local function retain(job_key, errors_key, ttl_ms)
+
+-- Terminal jobs expire after their retention period (0: kept). With the script
+-- context, a unique job also gives up its uniqueness lock here, unless its policy
+-- counts this final state as a duplicate too.
+local function retain(job_key, errors_key, ttl_ms, ctx)
   local ttl = tonumber(ttl_ms) or 0
   if ttl > 0 then
     redis.call('PEXPIRE', job_key, ttl)
     redis.call('PEXPIRE', errors_key, ttl)
+  end
+  if ctx then
+    local f = redis.call('HMGET', job_key, 'id', 'unique_fp', 'unique_states', 'state')
+    if f[2] and f[2] ~= '' and not string.find(',' .. (f[3] or '') .. ',', ',' .. f[4] .. ',', 1, true) then
+      local lock = ctx.unique .. f[2]
+      if redis.call('GET', lock) == f[1] then
+        redis.call('DEL', lock)
+      end
+    end
   end
 end
 
@@ -66,6 +66,47 @@ local function active_score(lease_deadline, exec_deadline)
     due = exec
   end
   return int_str(due)
+end
+
+-- ---- Per-queue statistics ----
+-- ctx.counts .. queue is a hash of gauges (jobs now scheduled, pending, active,
+-- retryable, dead-lettered) and totals (jobs that ever completed, were discarded
+-- or cancelled); available jobs are counted by their sorted set instead.
+-- ctx.minutes .. queue .. ':' .. minute holds per-minute activity for the last two hours.
+local GAUGES = {scheduled = true, pending = true, active = true, retryable = true, dead = true}
+local TOTALS = {completed = true, discarded = true, cancelled = true}
+
+local function qcount(ctx, queue, from, to)
+  local key = ctx.counts .. queue
+  if from and GAUGES[from] then
+    redis.call('HINCRBY', key, from, -1)
+  end
+  if to and (GAUGES[to] or TOTALS[to]) then
+    redis.call('HINCRBY', key, to, 1)
+  end
+end
+
+local function qminute(ctx, queue, now, field, sum_field, amount)
+  local key = ctx.minutes .. queue .. ':' .. math.floor(tonumber(now) / 60000)
+  redis.call('HINCRBY', key, field, 1)
+  if sum_field and amount then
+    redis.call('HINCRBY', key, sum_field, math.floor(amount))
+  end
+  redis.call('PEXPIRE', key, 7200000)
+end
+
+local function promote_due(ctx, available_key, delayed_key, sequence_key, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed_key, id)
+    local job_key = ctx.job .. id
+    local f = redis.call('HMGET', job_key, 'state', 'priority', 'queue')
+    if f[1] == 'scheduled' or f[1] == 'retryable' then
+      make_available(job_key, id, available_key, sequence_key, f[2], now)
+      qcount(ctx, f[3], f[1], 'available')
+    end
+  end
+  return #due
 end
 
 -- ---- Workflow engine ----
@@ -100,7 +141,8 @@ local function wf_cancel_job(ctx, job_id, now, events, maxlen)
   redis.call('ZREM', ctx.expiring, job_id)
   redis.call('HSET', job_key, 'state', 'cancelled', 'cancelled_at', now)
   redis.call('HDEL', job_key, 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
-  retain(job_key, ctx.errors .. job_id, ctx.ttl_cancelled)
+  qcount(ctx, f[3], f[1], 'cancelled')
+  retain(job_key, ctx.errors .. job_id, ctx.ttl_cancelled, ctx)
   emit(events, maxlen, 'job.cancelled', job_id, f[3], f[2], 'cancelled', now, {previous_state = f[1], reason = 'workflow'})
   return true
 end
@@ -114,13 +156,21 @@ local function wf_release(ctx, nodes_key, node, now, events, maxlen, sequence_ke
     results[#results + 1] = redis.call('HGET', ctx.job .. dependency_job, 'result') or 'null'
   end
   local job_key = ctx.job .. job_id
-  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority')
+  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority', 'scheduled_at')
   redis.call('HSET', nodes_key, 's:' .. node, 'ready')
   if f[1] ~= 'pending' then
     return
   end
   redis.call('HSET', job_key, 'parent_results', '[' .. table.concat(results, ',') .. ']')
+  -- A step with its own delay waits for it after its dependencies are done.
+  if f[5] and tonumber(f[5]) > tonumber(now) then
+    redis.call('HSET', job_key, 'state', 'scheduled')
+    redis.call('ZADD', ctx.delayed .. f[3], f[5], job_id)
+    qcount(ctx, f[3], 'pending', 'scheduled')
+    return
+  end
   make_available(job_key, job_id, ctx.available .. f[3], sequence_key, f[4], now)
+  qcount(ctx, f[3], 'pending', 'available')
   emit(events, maxlen, 'job.enqueued', job_id, f[3], f[2], 'available', now, {priority = tonumber(f[4]) or 0})
 end
 
@@ -163,7 +213,8 @@ local function wf_settle(ctx, workflow_id, start, outcome, now, events, maxlen, 
           else
             work[#work + 1] = {dependent, 'cancelled'}
           end
-        elseif redis.call('HINCRBY', nodes_key, 'w:' .. dependent, -1) == 0 then
+        elseif redis.call('HINCRBY', nodes_key, 'w:' .. dependent, -1) == 0
+            and redis.call('HGET', nodes_key, 's:' .. dependent) == 'waiting' then
           local failed = tonumber(redis.call('HGET', wf_key, 'failed')) or 0
           if dependent_kind == 'on_complete' or (dependent_kind == 'on_success' and failed == 0)
               or (dependent_kind == 'on_failure' and failed > 0) then
@@ -264,6 +315,7 @@ local function fail_active(c)
   local give_up = c.give_up or non_retryable(c.error_type) or (max_attempts > 0 and attempt >= max_attempts)
   local duration = now - (tonumber(f[12]) or now)
   redis.call('HDEL', c.job_key, 'lease_expires_at', 'exec_deadline')
+  qminute(c.wfctx, queue, c.now, 'failed', 'failed_duration_ms', duration)
   emit(c.events, c.maxlen, 'job.failed', c.id, queue, job_type, give_up and 'discarded' or 'retryable', c.now,
     {attempt = attempt, duration_ms = duration,
      error = {code = c.code, message = c.message, type = c.error_type, retryable = not give_up}})
@@ -272,11 +324,13 @@ local function fail_active(c)
     redis.call('HSET', c.job_key, 'state', 'discarded', 'discarded_at', c.now, 'completed_at', c.now)
     redis.call('HDEL', c.job_key, 'next_attempt_at', 'retry_delay_ms')
     local dead = f[11] == 'dead_letter'
+    qcount(c.wfctx, queue, 'active', 'discarded')
     if dead then
+      qcount(c.wfctx, queue, nil, 'dead')
       redis.call('ZADD', c.dead_key, c.now, c.id)
-      retain(c.job_key, c.errors_key, c.ttl_dead)
+      retain(c.job_key, c.errors_key, c.ttl_dead, c.wfctx)
     else
-      retain(c.job_key, c.errors_key, c.ttl_discarded)
+      retain(c.job_key, c.errors_key, c.ttl_discarded, c.wfctx)
     end
     emit(c.events, c.maxlen, 'job.discarded', c.id, queue, job_type, 'discarded', c.now,
       {total_attempts = attempt, dead_letter = dead, last_error = {code = c.code, message = c.message}})
@@ -286,6 +340,7 @@ local function fail_active(c)
   local delay = backoff(attempt)
   local due = int_str(now + delay)
   redis.call('HSET', c.job_key, 'state', 'retryable', 'next_attempt_at', due, 'retry_delay_ms', delay)
+  qcount(c.wfctx, queue, 'active', 'retryable')
   redis.call('ZADD', c.delayed_prefix .. queue, due, c.id)
   emit(c.events, c.maxlen, 'job.retrying', c.id, queue, job_type, 'retryable', c.now,
     {attempt = attempt, max_attempts = max_attempts, next_retry_at = tonumber(due), retry_delay_ms = delay})
@@ -314,7 +369,8 @@ end
 -- It gets an "expired" error but no completed_at (it never ran).
 local function expire_job(job_key, errors_key, id, now, events, maxlen, available_prefix, delayed_prefix, ttl,
     wfctx, sequence_key)
-  local f = redis.call('HMGET', job_key, 'type', 'queue', 'expires_at', 'created_at', 'attempt')
+  local f = redis.call('HMGET', job_key, 'type', 'queue', 'expires_at', 'created_at', 'attempt', 'state')
+  qcount(wfctx, f[2], f[6], 'discarded')
   redis.call('ZREM', available_prefix .. f[2], id)
   redis.call('ZREM', delayed_prefix .. f[2], id)
   local error_json = cjson.encode({attempt = tonumber(f[5]) or 0, code = 'expired', type = 'expired',
@@ -322,7 +378,7 @@ local function expire_job(job_key, errors_key, id, now, events, maxlen, availabl
   redis.call('HSET', job_key, 'state', 'discarded', 'discarded_at', now, 'error', error_json)
   redis.call('HDEL', job_key, 'next_attempt_at')
   redis.call('RPUSH', errors_key, error_json)
-  retain(job_key, errors_key, ttl)
+  retain(job_key, errors_key, ttl, wfctx)
   emit(events, maxlen, 'job.expired', id, f[2], f[1], 'discarded', now,
     {expired_at = tonumber(f[3]) or 0, created_at = tonumber(f[4]) or 0})
   wf_job_done(wfctx, job_key, now, events, maxlen, sequence_key)
@@ -331,7 +387,8 @@ end
 -- Store a new job and make it visible in its initial state.
 -- k: job, available, delayed, queues, sequence, events, expiring (keys)
 -- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
---    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list)
+--    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list),
+--    ctx (the script context, for the queue counters)
 -- Returns enqueued_at ('' unless available). The caller checks the id is free.
 local function insert_job(k, a)
   local fields = a.fields
@@ -354,9 +411,78 @@ local function insert_job(k, a)
     redis.call('ZADD', k.expiring, a.expires, a.id)
   end
   redis.call('HSETNX', k.queues, a.queue, a.now)
+  qcount(a.ctx, a.queue, nil, a.state)
+  -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
+  if a.rate ~= '' then
+    redis.call('HSET', a.ctx.qconf .. a.queue, 'max_per_second', a.rate)
+  end
+  if a.concurrency ~= '' then
+    redis.call('HSET', a.ctx.qconf .. a.queue, 'concurrency', a.concurrency)
+  end
   emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now, {priority = tonumber(a.priority)})
   if a.state == 'scheduled' then
     emit(k.events, a.maxlen, 'job.scheduled', a.id, a.queue, a.type, a.state, a.now, {scheduled_at = tonumber(a.due)})
   end
   return enqueued_at
+end
+
+-- The insert arguments of one job, laid out by JobStore._insert_args from ARGV[start]:
+-- id, type, queue, priority, state, due, expires, rate, concurrency, unique fingerprint,
+-- unique on_conflict, unique states (comma-separated), unique period (ms), then field/value
+-- pairs up to `stop` (inclusive; default: the end of ARGV).
+local JOB_ARGS = 13
+local function job_from_argv(start, stop, ctx, now, maxlen)
+  local fields = {}
+  for i = start + JOB_ARGS, stop or #ARGV do
+    fields[#fields + 1] = ARGV[i]
+  end
+  return {now = now, maxlen = maxlen, ctx = ctx, id = ARGV[start], type = ARGV[start + 1],
+    queue = ARGV[start + 2], priority = ARGV[start + 3], state = ARGV[start + 4], due = ARGV[start + 5],
+    expires = ARGV[start + 6], rate = ARGV[start + 7], concurrency = ARGV[start + 8],
+    unique_fp = ARGV[start + 9], unique_action = ARGV[start + 10], unique_states = ARGV[start + 11],
+    unique_period = ARGV[start + 12], fields = fields}
+end
+
+-- Uniqueness check of a job about to be inserted. Returns nil to go ahead (after
+-- cancelling the job it replaces, if any), or {'unique_conflict' | 'unique_existing',
+-- existing id, existing state} when the existing job stands.
+local function unique_check(ctx, a, events, maxlen)
+  if a.unique_fp == '' then
+    return nil
+  end
+  local existing = redis.call('GET', ctx.unique .. a.unique_fp)
+  if not existing then
+    return nil
+  end
+  local existing_key = ctx.job .. existing
+  local state = redis.call('HGET', existing_key, 'state')
+  if not state or not string.find(',' .. a.unique_states .. ',', ',' .. state .. ',', 1, true) then
+    return nil
+  end
+  if a.unique_action == 'reject' then
+    return {'unique_conflict', existing, state}
+  end
+  if a.unique_action == 'ignore' then
+    return {'unique_existing', existing, state}
+  end
+  if a.unique_action == 'replace_except_schedule' and state == 'scheduled' then
+    a.state = 'scheduled'
+    a.due = redis.call('HGET', existing_key, 'scheduled_at')
+    a.fields[#a.fields + 1] = 'scheduled_at'
+    a.fields[#a.fields + 1] = a.due
+  end
+  wf_cancel_job(ctx, existing, a.now, events, maxlen)
+  return nil
+end
+
+-- Take the uniqueness lock for a job just inserted (for its period, or until it ends).
+local function unique_lock(ctx, a)
+  if a.unique_fp == '' then
+    return
+  end
+  if a.unique_period ~= '' then
+    redis.call('SET', ctx.unique .. a.unique_fp, a.id, 'PX', a.unique_period)
+  else
+    redis.call('SET', ctx.unique .. a.unique_fp, a.id)
+  end
 end

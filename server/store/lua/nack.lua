@@ -22,17 +22,18 @@ if refused then
   return refused
 end
 redis.call('ZREM', KEYS[3], id)
+local wfctx = cjson.decode(ARGV[18])
+wfctx.active, wfctx.expiring = KEYS[3], KEYS[7]
 
 if ARGV[7] == '1' then
   make_available(job_key, id, ARGV[10] .. f[5], KEYS[5], f[6], ARGV[1])
+  qcount(wfctx, f[5], 'active', 'available')
   redis.call('HDEL', job_key, 'retry_delay_ms')
   emit(KEYS[4], ARGV[2], 'job.requeued', id, f[5], f[4], 'available', ARGV[1],
     {attempt = tonumber(f[7]) or 0, reason = 'requeue'})
   return {'ok', read_job(job_key, KEYS[2])}
 end
 
-local wfctx = cjson.decode(ARGV[18])
-wfctx.active, wfctx.expiring = KEYS[3], KEYS[7]
 fail_active({
   job_key = job_key, errors_key = KEYS[2], id = id, now = ARGV[1], events = KEYS[4], maxlen = ARGV[2],
   dead_key = KEYS[6], delayed_prefix = ARGV[11], history_cap = ARGV[12], jitter = ARGV[9],

@@ -1,7 +1,7 @@
 -- prune_dead: dead-letter retention by age and by count.
 -- KEYS[1] dead-letter zset
 -- ARGV[1] oldest discarded_at kept (ms)  ARGV[2] max entries kept  ARGV[3] max removed per call
--- ARGV[4] job key prefix  ARGV[5] errors key prefix
+-- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] script context (JSON, see lib.lua)
 -- Post: entries older than the cutoff, then the oldest beyond the count,
 --       are removed with their job data, at most ARGV[3] per call.
 -- Returns the number removed.
@@ -14,8 +14,13 @@ if excess > 0 and #victims < budget then
     victims[#victims + 1] = id
   end
 end
+local ctx = cjson.decode(ARGV[6])
 for _, id in ipairs(victims) do
   redis.call('ZREM', KEYS[1], id)
+  local queue = redis.call('HGET', ARGV[4] .. id, 'queue')
+  if queue then
+    qcount(ctx, queue, 'dead', nil)
+  end
   redis.call('DEL', ARGV[4] .. id, ARGV[5] .. id)
 end
 return #victims

@@ -2,6 +2,7 @@
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset  KEYS[4] sequence counter
 -- KEYS[5] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
+-- ARGV[5] script context (JSON, see lib.lua)
 -- Pre:  the job is in the dead-letter set and discarded.
 -- Post: state = available, attempt = 0, error history kept, expiry removed,
 --       out of the dead-letter set; job.enqueued emitted.
@@ -12,6 +13,7 @@ if not redis.call('ZSCORE', KEYS[3], ARGV[3]) or f[1] ~= 'discarded' then
   return {'not_found'}
 end
 redis.call('ZREM', KEYS[3], ARGV[3])
+qcount(cjson.decode(ARGV[5]), f[3], 'dead', nil)
 redis.call('PERSIST', job_key)
 redis.call('PERSIST', KEYS[2])
 redis.call('HSET', job_key, 'attempt', 0)

@@ -4,7 +4,7 @@
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id  ARGV[4] name  ARGV[5] type
 -- ARGV[6] workflow context (JSON, see lib.lua)
 -- ARGV[7] nodes (JSON array): {id, kind, deps: [i], dependents: [i], job: {id, type, queue, priority,
---         state, due, expires, fields: [field, value, ...]}}; a node without dependencies
+--         state, due, expires, rate, concurrency, fields: [field, value, ...]}}; a node without dependencies
 --         has state available or scheduled, every other one pending.
 -- Pre:  the workflow id is new.
 -- Post: every member job exists (pending ones wait for their dependencies); the node
@@ -20,7 +20,8 @@ for index, node in ipairs(nodes) do
     {job = ctx.job .. job.id, available = ctx.available .. job.queue, delayed = ctx.delayed .. job.queue,
      queues = KEYS[5], sequence = KEYS[4], events = KEYS[3], expiring = KEYS[6]},
     {now = ARGV[1], maxlen = ARGV[2], id = job.id, type = job.type, queue = job.queue, priority = job.priority,
-     state = job.state, due = job.due, expires = job.expires, fields = job.fields})
+     state = job.state, due = job.due, expires = job.expires, rate = job.rate, concurrency = job.concurrency,
+     fields = job.fields, ctx = ctx})
   redis.call('HSET', KEYS[2],
     'i:' .. i, node.id,
     'k:' .. i, node.kind,

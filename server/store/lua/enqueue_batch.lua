@@ -1,0 +1,47 @@
+-- enqueue_batch: store many new jobs, all or nothing.
+-- KEYS[1] queue registry hash  KEYS[2] sequence counter  KEYS[3] event stream
+-- KEYS[4] expiring zset  KEYS[5] active zset
+-- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
+-- ARGV[4] number of jobs; then per job: its argument count n, then n arguments as
+--         job_from_argv reads them
+-- Pre:  no job id exists yet and no job meets a "reject" uniqueness conflict; both are
+--       checked for every job before anything is written.
+-- Post: as enqueue, job by job, in order.
+-- Returns {'ok', {per job: {'ok', enqueued_at, state} | {'unique_existing', existing id}}}
+--       | {'duplicate', index, id} | {'unique_conflict', index, existing id, state}.
+local ctx = cjson.decode(ARGV[3])
+ctx.active, ctx.expiring = KEYS[5], KEYS[4]
+local jobs = {}
+local position = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local count = tonumber(ARGV[position])
+  jobs[#jobs + 1] = job_from_argv(position + 1, position + count, ctx, ARGV[1], ARGV[2])
+  position = position + count + 1
+end
+
+for index, job in ipairs(jobs) do
+  if redis.call('EXISTS', ctx.job .. job.id) == 1 then
+    return {'duplicate', index - 1, job.id}
+  end
+  if job.unique_action == 'reject' then
+    local conflict = unique_check(ctx, job, KEYS[3], ARGV[2])
+    if conflict then
+      return {'unique_conflict', index - 1, conflict[2], conflict[3]}
+    end
+  end
+end
+
+local results = {}
+for _, job in ipairs(jobs) do
+  local conflict = unique_check(ctx, job, KEYS[3], ARGV[2])
+  if conflict then
+    results[#results + 1] = {'unique_existing', conflict[2]}
+  else
+    local enqueued_at = insert_job(
+      {job = ctx.job .. job.id, available = ctx.available .. job.queue, delayed = ctx.delayed .. job.queue,
+       queues = KEYS[1], sequence = KEYS[2], events = KEYS[3], expiring = KEYS[4]}, job)
+    unique_lock(ctx, job)
+    results[#results + 1] = {'ok', enqueued_at, job.state}
+  end
+end
+return {'ok', results}
