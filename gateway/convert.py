@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
@@ -122,6 +122,9 @@ _JOB_KEYS = frozenset(
         "previous_state",
     }
 )
+
+
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------
@@ -391,22 +394,22 @@ def json_object(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _string(body: Mapping[str, Any], key: str, *, where: str = "") -> str | None:
+def _typed(body: Mapping[str, Any], key: str, kind: type[T], noun: str, where: str) -> T | None:
+    """body[key] when present and of `kind`; None when absent or null; else 400 naming the field."""
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise invalid_request(f"'{where}{key}' must be a string", field=f"{where}{key}")
+    if not isinstance(value, kind):
+        raise invalid_request(f"'{where}{key}' must be {noun}", field=f"{where}{key}")
     return value
+
+
+def _string(body: Mapping[str, Any], key: str, *, where: str = "") -> str | None:
+    return _typed(body, key, str, "a string", where)
 
 
 def _boolean(body: Mapping[str, Any], key: str, *, where: str = "") -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise invalid_request(f"'{where}{key}' must be a boolean", field=f"{where}{key}")
-    return value
+    return _typed(body, key, bool, "a boolean", where)
 
 
 def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int:

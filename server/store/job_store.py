@@ -550,10 +550,6 @@ class JobStore:
         )
 
     @translate_redis_errors
-    async def dead_letter_count(self) -> int:
-        return int(await self._redis.zcard(self._keys.dead))
-
-    @translate_redis_errors
     async def read_events(self, *, after: str | None, count: int) -> list[EventRecord]:
         start = f"({after}" if after else "-"
         entries = cast(

@@ -68,7 +68,3 @@ class KeySchema:
 
     def queue_minute(self, queue: str, minute: int) -> str:
         return f"{self.queue_minutes_prefix}{queue}:{minute}"
-
-    def pattern(self) -> str:
-        """Glob matching every key of this schema (for resets and diagnostics)."""
-        return self.prefix + "*"

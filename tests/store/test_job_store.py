@@ -211,7 +211,7 @@ async def test_exhausted_attempts_discard(store: JobStore) -> None:
     failed = await store.nack(job.id, failure(), worker_id="w1", now_ms=now_ms())
     assert failed.state is JobState.DISCARDED
     assert failed.discarded_at_ms is not None
-    assert await store.dead_letter_count() == 0
+    assert await store.dead_letter_ids() == []
 
 
 async def test_dead_letter_policy_records_the_job(store: JobStore) -> None:
@@ -219,7 +219,7 @@ async def test_dead_letter_policy_records_the_job(store: JobStore) -> None:
     await store.enqueue(job)
     await fetch(store)
     await store.nack(job.id, failure(), worker_id="w1", now_ms=now_ms())
-    assert await store.dead_letter_count() == 1
+    assert await store.dead_letter_ids() == [job.id]
 
 
 @pytest.mark.parametrize(
