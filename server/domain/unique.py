@@ -67,7 +67,8 @@ def parse_unique_policy(raw: Any) -> UniquePolicy:
         if not period_ms:
             raise invalid("unique.period must be a positive ISO 8601 duration", field="options.unique.period")
     action = raw.get("on_conflict", "reject")
-    action = _ACTION_ALIASES.get(action, action)
+    if isinstance(action, str):
+        action = _ACTION_ALIASES.get(action, action)
     if action not in CONFLICT_ACTIONS:
         raise invalid(
             f"unique.on_conflict must be one of {', '.join(CONFLICT_ACTIONS)}", field="options.unique.on_conflict"
@@ -87,13 +88,16 @@ def parse_unique_policy(raw: Any) -> UniquePolicy:
     )
 
 
-def _nfc(value: Any) -> Any:
+def _canonical(value: Any) -> Any:
+    """NFC strings, and numbers as RFC 8785 writes them: 1.0 and 1 alike, -0.0 as 0."""
     if isinstance(value, str):
         return unicodedata.normalize("NFC", value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, list):
-        return [_nfc(v) for v in value]
+        return [_canonical(v) for v in value]
     if isinstance(value, dict):
-        return {unicodedata.normalize("NFC", k): _nfc(v) for k, v in value.items()}
+        return {unicodedata.normalize("NFC", k): _canonical(v) for k, v in value.items()}
     return value
 
 
@@ -128,5 +132,5 @@ def fingerprint(
             parts["args"] = _filter_args(args, policy.args_keys) if policy.args_keys else list(args)
         elif key == "meta":
             parts["meta"] = {k: meta[k] for k in policy.meta_keys if k in meta}
-    canonical = json.dumps(_nfc(parts), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(_canonical(parts), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

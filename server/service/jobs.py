@@ -74,14 +74,15 @@ class JobService:
         for index, entry in enumerate(entries):
             try:
                 if isinstance(entry, Mapping) and defaults:
-                    entry = {**entry, "options": {**defaults, **(entry.get("options") or {})}}
+                    entry = _with_defaults(entry, defaults)
                 job = parse_enqueue(entry, now_ms=now)
                 if job.id in seen_ids:
                     raise invalid(f"id '{job.id}' appears twice in the batch", field="id")
-                # Two rejecting jobs with one fingerprint could never both be stored.
-                if job.unique_fingerprint and job.unique_policy and job.unique_policy.on_conflict == "reject":
-                    if job.unique_fingerprint in held_fingerprints:
-                        raise OJSError(ErrorCode.DUPLICATE, "another job of the batch has the same unique key")
+                # A rejecting job meeting an earlier job of the batch with its fingerprint
+                # could only be stored by breaking the all-or-nothing promise.
+                if job.unique_fingerprint and job.unique_policy:
+                    if job.unique_policy.on_conflict == "reject" and job.unique_fingerprint in held_fingerprints:
+                        raise OJSError(ErrorCode.DUPLICATE, "an earlier job of the batch has the same unique key")
                     held_fingerprints.add(job.unique_fingerprint)
             except OJSError as exc:
                 error: dict[str, Any] = {"index": index, "code": exc.code.value, "message": exc.message}
@@ -186,6 +187,15 @@ class JobService:
         return await self._store.list_queues()
 
 
+def _with_defaults(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The job with the batch's default options where it sets none itself (in options or at top level)."""
+    options = dict(entry.get("options") or {})
+    for name, value in defaults.items():
+        if name not in options and entry.get(name) is None:
+            options[name] = value
+    return {**entry, "options": options}
+
+
 def _stored(job: NewJob, outcome: EnqueueOutcome) -> StoredJob:
     """The stored form of a job just inserted, without reading it back."""
     return StoredJob(
@@ -201,7 +211,7 @@ def _stored(job: NewJob, outcome: EnqueueOutcome) -> StoredJob:
         retry=job.retry,
         created_at_ms=job.created_at_ms,
         enqueued_at_ms=outcome.enqueued_at_ms,
-        scheduled_at_ms=job.scheduled_at_ms,
+        scheduled_at_ms=outcome.scheduled_at_ms or job.scheduled_at_ms,
         expires_at_ms=job.expires_at_ms,
         timeout_ms=job.timeout_ms,
         visibility_timeout_ms=job.visibility_timeout_ms,

@@ -90,6 +90,8 @@ class EnqueueOutcome:
     enqueued_at_ms: int | None
     # Set when a unique policy with on_conflict=ignore kept an existing job instead.
     existing: StoredJob | None = None
+    # When scheduled: the due time (a replace_except_schedule keeps the replaced job's).
+    scheduled_at_ms: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +249,7 @@ class JobStore:
             flat, history = reply[2]
             existing = codec.decode_job(flat, history)
             return EnqueueOutcome(state=existing.state, enqueued_at_ms=existing.enqueued_at_ms, existing=existing)
-        return EnqueueOutcome(state=JobState(reply[2].decode()), enqueued_at_ms=int(reply[1]) if reply[1] else None)
+        return _inserted(reply)
 
     @translate_redis_errors
     async def enqueue_batch(self, jobs: Sequence[NewJob], *, now_ms: int) -> list[EnqueueOutcome]:
@@ -906,3 +908,12 @@ def _unique_args(job: NewJob) -> list[str | int]:
         ",".join(state.value for state in policy.states),
         "" if policy.period_ms is None else policy.period_ms,
     ]
+
+
+def _inserted(reply: list[bytes]) -> EnqueueOutcome:
+    """{'ok', enqueued_at, state, due} of a job the script inserted."""
+    return EnqueueOutcome(
+        state=JobState(reply[2].decode()),
+        enqueued_at_ms=int(reply[1]) if reply[1] else None,
+        scheduled_at_ms=int(reply[3]) if len(reply) > 3 and reply[3] else None,
+    )

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ojs/v1/events.proto\x12\x06ojs.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\x64 \x01(\x0c\x12\r\n\x05state\x18\x65 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x66 \x01(\t\"_\n\x13StreamEventsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\"s\n\x11ListEventsRequest\x12\r\n\x05types\x18\x01 \x03(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x11\n\tjob_types\x18\x03 \x03(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06job_id\x18\x06 \x01(\t\"U\n\x12ListEventsResponse\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.ojs.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ojs/v1/events.proto\x12\x06ojs.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\x64 \x01(\x0c\x12\r\n\x05state\x18\x65 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x66 \x01(\t\"\x81\x01\n\x13StreamEventsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x64 \x01(\t\x12\x11\n\tjob_types\x18\x65 \x03(\t\"s\n\x11ListEventsRequest\x12\r\n\x05types\x18\x01 \x03(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x11\n\tjob_types\x18\x03 \x03(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06job_id\x18\x06 \x01(\t\"U\n\x12ListEventsResponse\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.ojs.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.openjobspec.ojs.v1P\001Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1'
   _globals['_EVENT']._serialized_start=95
   _globals['_EVENT']._serialized_end=334
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=336
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=431
-  _globals['_LISTEVENTSREQUEST']._serialized_start=433
-  _globals['_LISTEVENTSREQUEST']._serialized_end=548
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=550
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=635
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=337
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=466
+  _globals['_LISTEVENTSREQUEST']._serialized_start=468
+  _globals['_LISTEVENTSREQUEST']._serialized_end=583
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=585
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=670
 # @@protoc_insertion_point(module_scope)

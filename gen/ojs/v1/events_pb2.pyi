@@ -87,12 +87,21 @@ class StreamEventsRequest(_message.Message):
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    JOB_TYPES_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     workflow_id: _builtins.str
+    after: _builtins.str
+    """---- Additions ----
+
+    Replay the events after this cursor (an Event.cursor) before the live ones.
+    """
     @_builtins.property
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def job_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -100,10 +109,12 @@ class StreamEventsRequest(_message.Message):
         event_types: _abc.Iterable[_builtins.str] | None = ...,
         job_id: _builtins.str = ...,
         workflow_id: _builtins.str = ...,
+        after: _builtins.str = ...,
+        job_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "job_id", b"job_id", "queues", b"queues", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "event_types", b"event_types", "job_id", b"job_id", "job_types", b"job_types", "queues", b"queues", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,6 +50,7 @@ class FetchRequest(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     """Maximum number of jobs to return. Default: 1."""
     worker_id: _builtins.str
@@ -58,6 +59,8 @@ class FetchRequest(_message.Message):
 
     Lease length for the fetched jobs; default: each job's own visibility timeout.
     """
+    wait_ms: _builtins.int
+    """Long poll: when no job is ready, wait up to this long for one (0: answer at once)."""
     @_builtins.property
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Queues to fetch from, checked in this order."""
@@ -69,10 +72,11 @@ class FetchRequest(_message.Message):
         count: _builtins.int = ...,
         worker_id: _builtins.str = ...,
         visibility_timeout_ms: _builtins.int | None = ...,
+        wait_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "visibility_timeout_ms", b"visibility_timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "count", b"count", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "count", b"count", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__visibility_timeout_ms: _TypeAlias = _typing.Literal["visibility_timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__visibility_timeout_ms: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms"]  # noqa: Y015
@@ -354,9 +358,15 @@ class StreamJobsRequest(_message.Message):
     QUEUES_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENT_FIELD_NUMBER: _builtins.int
+    VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     max_concurrent: _builtins.int
     """Maximum unacknowledged jobs on this stream. Default: 1."""
+    visibility_timeout_ms: _builtins.int
+    """---- Additions ----
+
+    Lease length of the streamed jobs; default: each job's own visibility timeout.
+    """
     @_builtins.property
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -365,12 +375,15 @@ class StreamJobsRequest(_message.Message):
         queues: _abc.Iterable[_builtins.str] | None = ...,
         worker_id: _builtins.str = ...,
         max_concurrent: _builtins.int = ...,
+        visibility_timeout_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "visibility_timeout_ms", b"visibility_timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrent", b"max_concurrent", "queues", b"queues", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "max_concurrent", b"max_concurrent", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__visibility_timeout_ms: _TypeAlias = _typing.Literal["visibility_timeout_ms"]  # noqa: Y015
+    _WhichOneofArgType__visibility_timeout_ms: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visibility_timeout_ms) -> _WhichOneofReturnType__visibility_timeout_ms | None: ...
 
 Global___StreamJobsRequest: _TypeAlias = StreamJobsRequest  # noqa: Y015
 

@@ -9,7 +9,7 @@
 -- Post: hash written with state; available -> ranked in its queue, scheduled -> in the
 --       delayed set; with an expiry -> in the expiring set; queue registered and counted;
 --       uniqueness lock taken; job.enqueued emitted (plus job.scheduled when scheduled).
--- Returns {'ok', enqueued_at or ''} | {'duplicate', existing state}
+-- Returns {'ok', enqueued_at or '', state, due or ''} | {'duplicate', existing state}
 --       | {'unique_conflict', existing id, state} | {'unique_existing', existing id, job}.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'duplicate', redis.call('HGET', KEYS[1], 'state') or ''}
@@ -28,4 +28,4 @@ local enqueued_at = insert_job(
   {job = KEYS[1], available = KEYS[2], delayed = KEYS[3], queues = KEYS[4], sequence = KEYS[5],
    events = KEYS[6], expiring = KEYS[7]}, job)
 unique_lock(ctx, job)
-return {'ok', enqueued_at, job.state}
+return {'ok', enqueued_at, job.state, job.due}

@@ -7,7 +7,7 @@
 -- Pre:  no job id exists yet and no job meets a "reject" uniqueness conflict; both are
 --       checked for every job before anything is written.
 -- Post: as enqueue, job by job, in order.
--- Returns {'ok', {per job: {'ok', enqueued_at, state} | {'unique_existing', existing id}}}
+-- Returns {'ok', {per job: {'ok', enqueued_at, state, due} | {'unique_existing', existing id}}}
 --       | {'duplicate', index, id} | {'unique_conflict', index, existing id, state}.
 local ctx = cjson.decode(ARGV[3])
 ctx.active, ctx.expiring = KEYS[5], KEYS[4]
@@ -41,7 +41,7 @@ for _, job in ipairs(jobs) do
       {job = ctx.job .. job.id, available = ctx.available .. job.queue, delayed = ctx.delayed .. job.queue,
        queues = KEYS[1], sequence = KEYS[2], events = KEYS[3], expiring = KEYS[4]}, job)
     unique_lock(ctx, job)
-    results[#results + 1] = {'ok', enqueued_at, job.state}
+    results[#results + 1] = {'ok', enqueued_at, job.state, job.due}
   end
 end
 return {'ok', results}
