@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 # Re-installs only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run gen gen-check lint buf test clean
+.PHONY: help venv run gen gen-check lint buf test bench clean
 
 help:
 	@echo "make run        set up the venv and run ojs-server (embedded Redis unless REDIS_URL is set)"
 	@echo "make test       set up the venv, then lint, gen-check, buf and pytest"
+	@echo "make bench      start a server and measure it (python -m bench --help)"
 	@echo "make venv | gen | gen-check | lint | buf | clean"
 
 venv: $(STAMP)
@@ -38,6 +39,9 @@ gen-check: gen
 	  echo "gen-check: generated files not committed:" >&2; echo "$$untracked" >&2; exit 1; \
 	fi
 	@echo "gen-check: gen/ is up to date"
+
+bench: venv
+	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench pickup --json bench-pickup.json
 
 lint: venv
 	$(BIN)/ruff check .

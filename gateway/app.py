@@ -1,9 +1,11 @@
 """The aiohttp application: routes plus the cross-cutting HTTP rules of the binding.
 
-Every response, whatever produced it (a route, an error, aiohttp's own 404,
-405 or 413, a CORS preflight), leaves through one middleware that sets
-`Content-Type: application/openjobspec+json`, `OJS-Version: 1.0` and
-`X-Request-Id`, and turns failures into the `{"error": {...}}` envelope.
+Every request passes one middleware that checks auth, version and content
+type and turns failures (a route's, or aiohttp's own 404, 405 or 413) into the
+`{"error": {...}}` envelope. Every response it answers with, including an event
+stream a route starts itself, gets `Content-Type: application/openjobspec+json`
+(event streams keep `text/event-stream`), `OJS-Version: 1.0`, `X-Request-Id`
+and the CORS headers as it is prepared.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gateway.errors import (
     unauthenticated,
     unsupported,
 )
-from gateway.routes import MEDIA_TYPE, REQUEST_ID, Routes, json_response
+from gateway.routes import EVENT_STREAM, MEDIA_TYPE, REQUEST_ID, Routes, json_response
 
 __all__ = ["create_app", "new_request_id"]
 
@@ -55,6 +57,7 @@ _CORS_EXPOSE_HEADERS = (
 _CORS_MAX_AGE = "86400"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PrepareHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
 def new_request_id() -> str:
@@ -152,7 +155,8 @@ class _Policy:
 
 def _finish(response: web.StreamResponse, request_id: str, origin: str | None) -> None:
     headers = response.headers
-    headers["Content-Type"] = MEDIA_TYPE
+    if headers.get("Content-Type") != EVENT_STREAM:
+        headers["Content-Type"] = MEDIA_TYPE
     headers["OJS-Version"] = OJS_VERSION
     headers["X-Request-Id"] = request_id
     if origin is not None:
@@ -185,11 +189,18 @@ def _middleware(policy: _Policy) -> Middleware:
         except Exception:
             logger.exception("unhandled error in %s %s (request_id=%s)", request.method, request.path, request_id)
             response = _error_response(backend_error(), request_id)
-        if not response.prepared:
-            _finish(response, request_id, policy.allowed_origin(request))
         return response
 
     return ojs_http
+
+
+def _on_prepare(policy: _Policy) -> _PrepareHook:
+    async def ojs_headers(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = request.get(REQUEST_ID)
+        if request_id is not None:
+            _finish(response, request_id, policy.allowed_origin(request))
+
+    return ojs_headers
 
 
 def _error_response(error: ApiError, request_id: str) -> web.Response:
@@ -211,5 +222,7 @@ def create_app(
     """
     policy = _Policy(api_key, max_body_bytes, cors_origins)
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
+    # Headers go on when a response is prepared, so a stream a route prepares itself gets them too.
+    app.on_response_prepare.append(_on_prepare(policy))
     Routes(client).add_to(app)
     return app

@@ -176,7 +176,8 @@ class ChannelClient:
 
     `metadata` is sent with every call before the per-call metadata (e.g. the
     API key as `authorization`); `timeout_s` bounds each unary call so a hung
-    server turns into DEADLINE_EXCEEDED instead of a request that never ends.
+    server turns into DEADLINE_EXCEEDED instead of a request that never ends
+    (a long-poll Fetch gets its `wait_ms` on top; streams have no deadline).
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, metadata: Metadata = (), timeout_s: float | None = 30.0) -> None:
@@ -240,8 +241,12 @@ class ChannelClient:
         return response
 
     async def Fetch(self, request: worker_pb2.FetchRequest, *, metadata: Metadata = ()) -> worker_pb2.FetchResponse:
+        # A long poll may legitimately take `wait_ms`; the deadline only guards the work after it.
+        timeout = self._timeout_s
+        if timeout is not None and request.wait_ms > 0:
+            timeout += request.wait_ms / 1000
         response: worker_pb2.FetchResponse = await self._stub.Fetch(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
+            request, metadata=self._md(metadata), timeout=timeout
         )
         return response
 

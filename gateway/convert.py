@@ -50,6 +50,8 @@ __all__ = [
     "render_queue_stats",
     "render_queues",
     "render_workers",
+    "sse_frame",
+    "stream_events_request",
     "timestamp",
     "worker_state",
     "worker_to_json",
@@ -444,6 +446,9 @@ def fetch_request(body: Mapping[str, Any]) -> worker_pb2.FetchRequest:
     visibility_timeout_ms = _optional_integer(body, "visibility_timeout_ms", _INT64)
     if visibility_timeout_ms is not None:
         request.visibility_timeout_ms = visibility_timeout_ms
+    wait_ms = _optional_integer(body, "wait_ms", _INT32)
+    if wait_ms is not None:
+        request.wait_ms = wait_ms
     return request
 
 
@@ -560,6 +565,19 @@ def list_events_request(query: MultiMapping[str]) -> events_pb2.ListEventsReques
     if limit is not None:
         request.limit = limit
     return request
+
+
+def stream_events_request(
+    query: MultiMapping[str], last_event_id: str | None, *, job_id: str = "", queue: str = ""
+) -> events_pb2.StreamEventsRequest:
+    """The subscription of an SSE route; a reconnecting client's Last-Event-ID wins over `?after=`."""
+    after = last_event_id.strip() if last_event_id is not None else ""
+    return events_pb2.StreamEventsRequest(
+        job_id=job_id,
+        queues=[queue] if queue else [],
+        event_types=_query_values(query, "types"),
+        after=after or query.get("after", ""),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -752,6 +770,45 @@ def event_to_json(event: events_pb2.Event) -> dict[str, Any]:
     else:
         out["data"] = struct_to_py(event.data) if event.HasField("data") else {}
     return out
+
+
+KEEPALIVE_EVENT = "stream.keepalive"
+DROPPED_EVENT = "system.events_dropped"
+_KEEPALIVE_FRAME = b": keepalive\n\n"
+
+
+def _dropped_count(event: events_pb2.Event) -> int:
+    data: Any = None
+    if event.data_json:
+        try:
+            data = orjson.loads(event.data_json)
+        except orjson.JSONDecodeError:
+            data = None
+    elif event.HasField("data"):
+        data = struct_to_py(event.data)
+    value = data.get("dropped") if isinstance(data, dict) else None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _data_lines(payload: bytes) -> bytes:
+    if b"\n" not in payload and b"\r" not in payload:
+        return b"data: " + payload + b"\n"
+    # A line break inside JSON is whitespace; SSE joins the data lines back with one.
+    return b"".join(b"data: " + line + b"\n" for line in payload.splitlines())
+
+
+def sse_frame(event: events_pb2.Event) -> bytes:
+    """One event of a text/event-stream: the object GET /ojs/v1/events lists, keyed by its cursor."""
+    if event.type == KEEPALIVE_EVENT:
+        return _KEEPALIVE_FRAME
+    if event.type == DROPPED_EVENT:
+        payload = orjson.dumps({"dropped": _dropped_count(event)})
+        return b"event: " + DROPPED_EVENT.encode() + b"\n" + _data_lines(payload) + b"\n"
+    # Without a cursor, no id line: an empty one would reset the client's Last-Event-ID.
+    frame = b"id: " + event.cursor.encode() + b"\n" if event.cursor else b""
+    if event.type:
+        frame += b"event: " + event.type.encode() + b"\n"
+    return frame + _data_lines(orjson.dumps(event_to_json(event))) + b"\n"
 
 
 def render_events(response: events_pb2.ListEventsResponse) -> dict[str, Any]:

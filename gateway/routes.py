@@ -6,7 +6,10 @@ is turned into the error envelope by the middleware in `gateway.app`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -18,9 +21,13 @@ from gateway import convert
 from gateway.client import OJSClient
 from gateway.errors import from_rpc_error
 
-__all__ = ["MEDIA_TYPE", "REQUEST_ID", "Routes", "json_response", "rpc_metadata"]
+__all__ = ["EVENT_STREAM", "MEDIA_TYPE", "REQUEST_ID", "Routes", "json_response", "rpc_metadata"]
+
+logger = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/openjobspec+json"
+# The one other content type: the Server-Sent Events routes.
+EVENT_STREAM = "text/event-stream"
 
 REQUEST_ID = web.RequestKey("ojs_request_id", str)
 
@@ -30,6 +37,12 @@ _LIST_DEAD_LETTER_DEFAULT_LIMIT = 50
 _LIST_WORKERS_DEFAULT_LIMIT = 100  # worker.proto
 
 _FORWARDED_HEADERS = (("traceparent", "traceparent"), ("tracestate", "tracestate"))
+
+# An event stream sends its headers once the first event arrives or after this long, whichever is first;
+# a subscription the service rejects within it (a bad cursor) still gets the JSON error envelope.
+_SSE_OPEN_WAIT_S = 0.25
+# How often an event stream with nothing to send checks that its client is still there.
+_SSE_IDLE_CHECK_S = 1.0
 
 
 def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -58,8 +71,17 @@ def rpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
 class Routes:
     """The handlers, bound to one `OJSClient`."""
 
-    def __init__(self, client: OJSClient) -> None:
+    def __init__(
+        self,
+        client: OJSClient,
+        *,
+        sse_open_wait_s: float = _SSE_OPEN_WAIT_S,
+        sse_idle_check_s: float = _SSE_IDLE_CHECK_S,
+    ) -> None:
         self._client = client
+        self._sse_open_wait_s = sse_open_wait_s
+        self._sse_idle_check_s = sse_idle_check_s
+        self._closing = False
 
     def add_to(self, app: web.Application) -> None:
         router = app.router
@@ -68,6 +90,7 @@ class Routes:
         router.add_post("/ojs/v1/jobs", self.enqueue)
         router.add_post("/ojs/v1/jobs/batch", self.enqueue_batch)
         router.add_get("/ojs/v1/jobs/{id}", self.get_job)
+        router.add_get("/ojs/v1/jobs/{id}/events", self.job_events, allow_head=False)
         router.add_delete("/ojs/v1/jobs/{id}", self.cancel_job)
         router.add_post("/ojs/v1/jobs/{id}/activate", self.activate_job)
         router.add_post("/ojs/v1/workers/fetch", self.fetch)
@@ -76,6 +99,7 @@ class Routes:
         router.add_post("/ojs/v1/workers/heartbeat", self.heartbeat)
         router.add_get("/ojs/v1/queues", self.list_queues)
         router.add_get("/ojs/v1/queues/{name}/stats", self.queue_stats)
+        router.add_get("/ojs/v1/queues/{name}/events", self.queue_events, allow_head=False)
         router.add_post("/ojs/v1/queues/{name}/pause", self.pause_queue)
         router.add_post("/ojs/v1/queues/{name}/resume", self.resume_queue)
         router.add_get("/ojs/v1/dead-letter", self.list_dead_letter)
@@ -93,6 +117,11 @@ class Routes:
         router.add_post("/ojs/v1/admin/workers/{id}/quiet", self.quiet_worker)
         router.add_post("/ojs/v1/admin/workers/{id}/terminate", self.terminate_worker)
         router.add_post("/ojs/v1/admin/workers/{id}/resume", self.resume_worker)
+        app.on_shutdown.append(self._on_shutdown)
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        # Event streams never end on their own; let them finish instead of waiting out the grace period.
+        self._closing = True
 
     # ---- System ----
 
@@ -290,6 +319,62 @@ class Routes:
         response = await self._client.ListEvents(rpc, metadata=rpc_metadata(request))
         return json_response(convert.render_events(response))
 
+    async def job_events(self, request: web.Request) -> web.StreamResponse:
+        rpc = convert.stream_events_request(
+            request.query, request.headers.get("Last-Event-ID"), job_id=request.match_info["id"]
+        )
+        return await self._event_stream(request, rpc)
+
+    async def queue_events(self, request: web.Request) -> web.StreamResponse:
+        rpc = convert.stream_events_request(
+            request.query, request.headers.get("Last-Event-ID"), queue=request.match_info["name"]
+        )
+        return await self._event_stream(request, rpc)
+
+    async def _event_stream(self, request: web.Request, rpc: events_pb2.StreamEventsRequest) -> web.StreamResponse:
+        """StreamEvents as Server-Sent Events, until the client leaves or the stream ends."""
+        stream = self._client.StreamEvents(rpc, metadata=rpc_metadata(request))
+        first = asyncio.ensure_future(_next_event(stream))
+        pending: asyncio.Task[events_pb2.Event | None] | None = first
+        try:
+            await asyncio.wait((first,), timeout=self._sse_open_wait_s)
+            if first.done():
+                # Raising here, before any byte is sent, gives the usual error envelope.
+                first.result()
+            response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, "Cache-Control": "no-cache"})
+            await response.prepare(request)
+            # From here on a failure can only end the stream: the status line is gone.
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(_next_event(stream))
+                if not await self._until_done(request, pending):
+                    break
+                event = _outcome(pending)
+                pending = None
+                if event is None:
+                    break
+                try:
+                    await response.write(convert.sse_frame(event))
+                except ConnectionError:
+                    break
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+            return response
+        finally:
+            await _discard(pending)
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
+
+    async def _until_done(self, request: web.Request, pending: asyncio.Task[Any]) -> bool:
+        """Wait for `pending`; False if the client disconnects or the app shuts down first."""
+        while True:
+            done, _ = await asyncio.wait((pending,), timeout=self._sse_idle_check_s)
+            if done:
+                return True
+            transport = request.transport
+            if self._closing or transport is None or transport.is_closing():
+                return False
+
     # ---- Worker registry ----
 
     async def list_workers(self, request: web.Request) -> web.Response:
@@ -312,6 +397,36 @@ class Routes:
         rpc = worker_pb2.SetWorkerDirectiveRequest(worker_id=request.match_info["id"], directive=directive)
         response = await self._client.SetWorkerDirective(rpc, metadata=rpc_metadata(request))
         return json_response({"worker": convert.worker_to_json(response.worker)})
+
+
+async def _next_event(stream: AsyncIterator[events_pb2.Event]) -> events_pb2.Event | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+def _outcome(task: asyncio.Task[events_pb2.Event | None]) -> events_pb2.Event | None:
+    """The next event of a started stream; None once it ended, normally or not."""
+    try:
+        return task.result()
+    except grpc.RpcError as exc:
+        # The service ends every stream with a status (UNAVAILABLE when shutting down).
+        logger.debug("event stream ended: %s", exc)
+    except Exception:
+        logger.exception("event stream failed")
+    return None
+
+
+async def _discard(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` if it still runs and wait until it has unwound."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+    if not task.cancelled():
+        task.exception()
 
 
 async def _optional_body(request: web.Request) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -25,8 +26,10 @@ from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
+from server.store.event_feed import EventFeed
 from server.store.job_store import JobStore, Retention
 from server.store.keys import KeySchema
+from server.store.notifications import JobNotifier
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,9 @@ STOP_GRACE_S = 5.0
 RETENTION_INTERVAL_S = 60.0
 
 
-def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
+def build_servicer(
+    store: JobStore, settings: Settings, *, notifier: JobNotifier | None = None, feed: EventFeed | None = None
+) -> OJSServicer:
     """The service layer over one store, behind the gRPC servicer."""
     lease_ms = settings.default_visibility_timeout_ms
     return OJSServicer(
@@ -47,8 +52,9 @@ def build_servicer(store: JobStore, settings: Settings) -> OJSServicer:
             default_visibility_timeout_ms=lease_ms,
             default_timeout_ms=settings.default_timeout_ms,
             max_batch=settings.max_batch_jobs,
+            notifier=notifier,
         ),
-        EventService(store),
+        EventService(store, feed),
         SystemService(store),
         WorkerService(store, default_visibility_timeout_ms=lease_ms),
         DeadLetterService(store),
@@ -69,6 +75,9 @@ class Application:
         self._grpc: GrpcServer | None = None
         self._http: web.AppRunner | None = None
         self._loops: LoopRunner | None = None
+        self._notifier: JobNotifier | None = None
+        self._feed: EventFeed | None = None
+        self._servicer: OJSServicer | None = None
 
     async def wait_failure(self) -> BaseException:
         """Resolves when a background loop crashed; the process should then exit."""
@@ -97,7 +106,12 @@ class Application:
             )
             await self._wait_for_redis(store)
 
-            servicer = build_servicer(store, settings)
+            self._notifier = JobNotifier(self._redis, store.keys)
+            self._notifier.start()
+            self._feed = EventFeed(self._redis, store.keys)
+            self._feed.start()
+            servicer = build_servicer(store, settings, notifier=self._notifier, feed=self._feed)
+            self._servicer = servicer
             self._grpc = GrpcServer(servicer, api_key=settings.api_key)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
             await self._grpc.start()
@@ -105,7 +119,7 @@ class Application:
             gateway = create_app(
                 InProcessClient(servicer), api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
             )
-            self._http = web.AppRunner(gateway, access_log=None, handle_signals=False)
+            self._http = web.AppRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
             await self._http.setup()
             site = web.TCPSite(self._http, settings.host, settings.http_port)
             await site.start()
@@ -140,20 +154,33 @@ class Application:
 
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call more than once."""
+        started = time.monotonic()
         if self._loops is not None:
             await self._loops.stop()
             self._loops = None
         if self._grpc is not None:
             await self._grpc.set_serving(False)
+        # Long polls and job streams end first, so the servers can finish within the grace period.
+        if self._servicer is not None:
+            self._servicer.stop_waiting()
+        if self._feed is not None:
+            await self._feed.stop()
+            self._feed = None
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
+        log.debug("stop: HTTP closed after %.2fs", time.monotonic() - started)
         if self._grpc is not None:
             await self._grpc.stop(STOP_GRACE_S)
             self._grpc = None
+        log.debug("stop: gRPC closed after %.2fs", time.monotonic() - started)
+        if self._notifier is not None:
+            await self._notifier.stop()
+            self._notifier = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
         if self._embedded is not None:
             await self._embedded.stop()
             self._embedded = None
+        log.debug("stop: done after %.2fs", time.monotonic() - started)

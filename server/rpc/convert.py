@@ -9,13 +9,14 @@ import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from ojs.v1 import events_pb2, job_pb2, service_pb2, workflow_pb2
 
-from server.domain.clock import format_rfc3339_ms
+from server.domain.clock import format_rfc3339_ms, now_ms
 from server.domain.cron_entry import CronEntry
 from server.domain.durations import format_duration_ms
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
+from server.service.events import StreamSignal
 from server.service.workflows import WorkflowView
 from server.store.job_store import EventRecord
 
@@ -430,6 +431,18 @@ def job(stored: StoredJob) -> job_pb2.Job:
     if stored.lease_token:
         message.lease_token = stored.lease_token
     return message
+
+
+def stream_signal(signal: StreamSignal) -> events_pb2.Event:
+    """Keepalives and drop reports travel as events of their own types."""
+    now = timestamp(now_ms())
+    if signal.kind == "dropped":
+        data = struct_pb2.Struct()
+        data.update({"dropped": signal.dropped})
+        return events_pb2.Event(
+            type="system.events_dropped", timestamp=now, data=data, data_json=orjson.dumps({"dropped": signal.dropped})
+        )
+    return events_pb2.Event(type="stream.keepalive", timestamp=now, data_json=b"{}")
 
 
 def event(record: EventRecord) -> events_pb2.Event:

@@ -21,6 +21,11 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # HTTP/2 pings keep idle streams (StreamJobs, StreamEvents) alive through proxies.
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
         service_pb2_grpc.add_OJSServiceServicer_to_server(servicer, self.server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -19,7 +19,7 @@ from server.rpc import convert
 from server.rpc.errors import to_status
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
-from server.service.events import EventFilter, EventService
+from server.service.events import EventFilter, EventService, StreamSignal
 from server.service.jobs import JobService
 from server.service.queues import QueueService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
@@ -83,17 +83,6 @@ def _limit(requested: int, *, default: int, maximum: int = 1000) -> int:
     return limit
 
 
-def _unimplemented(name: str, level: int | None) -> Callable[..., Any]:
-    where = f"conformance level {level}" if level is not None else "an optional capability"
-    message = f"{name} belongs to {where}, which this server does not implement yet"
-
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort_with(context, OJSError(ErrorCode.UNIMPLEMENTED, message, details={"rpc": name}))
-
-    handler.__name__ = name
-    return handler
-
-
 _WORKER_STATE_NAMES = {
     worker_pb2.WORKER_STATE_RUNNING: "running",
     worker_pb2.WORKER_STATE_QUIET: "quiet",
@@ -149,6 +138,10 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._cron = cron
         self._workflows = workflows
         self._queues = queues
+
+    def stop_waiting(self) -> None:
+        """Shutdown: end long polls and job streams promptly."""
+        self._jobs.stop_waiting()
 
     # ---- System ----
 
@@ -221,6 +214,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             visibility_timeout_ms=(
                 request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
             ),
+            wait_ms=request.wait_ms,
         )
         return worker_pb2.FetchResponse(jobs=[convert.job(j) for j in jobs])
 
@@ -473,5 +467,42 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     # ---- Not yet implemented, by the level they belong to ----
 
-    StreamJobs = _unimplemented("StreamJobs", None)
-    StreamEvents = _unimplemented("StreamEvents", None)
+    # ---- Streaming ----
+
+    async def StreamJobs(
+        self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[job_pb2.Job]:
+        try:
+            async for stored in self._jobs.stream(
+                list(request.queues),
+                worker_id=request.worker_id,
+                max_concurrent=request.max_concurrent,
+                visibility_timeout_ms=(
+                    request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
+                ),
+            ):
+                yield convert.job(stored)
+        except OJSError as exc:
+            await abort_with(context, exc)
+        if self._jobs.stopping.is_set():
+            await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))
+
+    async def StreamEvents(
+        self, request: events_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[events_pb2.Event]:
+        event_filter = EventFilter(
+            types=list(request.event_types),
+            queues=list(request.queues),
+            job_types=list(request.job_types),
+            job_id=request.job_id,
+            workflow_id=request.workflow_id,
+        )
+        try:
+            async for item in self._events.stream(event_filter, after=request.after):
+                if isinstance(item, StreamSignal):
+                    yield convert.stream_signal(item)
+                else:
+                    yield convert.event(item)
+        except OJSError as exc:
+            await abort_with(context, exc)
+        await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from server.domain.errors import invalid
+import orjson
+
+from server.domain.errors import ErrorCode, OJSError, invalid
+from server.store.event_feed import EventFeed
 from server.store.job_store import EventRecord, JobStore
 
 DEFAULT_LIMIT = 100
+# An idle event stream sends a keepalive this often.
+KEEPALIVE_S = 15.0
 MAX_LIMIT = 1000
 # Entries examined per request at most, so a rare filter cannot scan the whole log.
 MAX_SCANNED = 20_000
@@ -21,6 +26,7 @@ class EventFilter:
     queues: Sequence[str] = ()
     job_types: Sequence[str] = ()
     job_id: str = ""
+    workflow_id: str = ""
 
     def matches(self, event: EventRecord) -> bool:
         if self.types and not any(_type_matches(pattern, event.type) for pattern in self.types):
@@ -29,7 +35,9 @@ class EventFilter:
             return False
         if self.job_types and event.job_type not in self.job_types:
             return False
-        return not (self.job_id and event.job_id != self.job_id)
+        if self.job_id and event.job_id != self.job_id:
+            return False
+        return not self.workflow_id or orjson.loads(event.data_json).get("workflow_id") == self.workflow_id
 
 
 def _type_matches(pattern: str, event_type: str) -> bool:
@@ -45,9 +53,52 @@ class EventPage:
     has_more: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamSignal:
+    """Not an event of the log: a keepalive, or how many events a slow subscriber missed."""
+
+    kind: str  # "keepalive" | "dropped"
+    dropped: int = 0
+
+
 class EventService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, feed: EventFeed | None = None) -> None:
         self._store = store
+        self._feed = feed
+
+    async def stream(
+        self, event_filter: EventFilter, *, after: str = "", keepalive_s: float = KEEPALIVE_S
+    ) -> AsyncIterator[EventRecord | StreamSignal]:
+        """Matching events as they happen; with `after`, the logged ones after that cursor first."""
+        if self._feed is None:
+            raise OJSError(ErrorCode.UNSUPPORTED, "event streams are not available on this server")
+        if after and not _is_cursor(after):
+            raise invalid("after must be a cursor returned by a previous call", field="after")
+        with self._feed.subscribe() as subscription:
+            # Subscribed first, so nothing falls between the replay and the live events.
+            last = _cursor_key(after) if after else (0, 0)
+            cursor = after
+            while after:
+                batch = await self._store.read_events(after=cursor, count=_SCAN_BATCH)
+                for event in batch:
+                    last = _cursor_key(event.cursor)
+                    if event_filter.matches(event):
+                        yield event
+                if len(batch) < _SCAN_BATCH:
+                    break
+                cursor = batch[-1].cursor
+            reported = 0
+            while not self._feed.closed:
+                live = await subscription.next(keepalive_s)
+                if subscription.dropped > reported:
+                    yield StreamSignal("dropped", subscription.dropped - reported)
+                    reported = subscription.dropped
+                if live is None:
+                    if not self._feed.closed:
+                        yield StreamSignal("keepalive")
+                    continue
+                if _cursor_key(live.cursor) > last and event_filter.matches(live):
+                    yield live
 
     async def list(self, event_filter: EventFilter, *, after: str, limit: int) -> EventPage:
         if limit == 0:
@@ -76,6 +127,11 @@ class EventService:
                 exhausted = True
                 break
         return EventPage(events=found, cursor=cursor, has_more=not exhausted)
+
+
+def _cursor_key(cursor: str) -> tuple[int, int]:
+    millis, _, sequence = cursor.partition("-")
+    return int(millis or 0), int(sequence or 0)
 
 
 def _is_cursor(text: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -14,8 +16,15 @@ from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
 from server.store.job_store import EnqueueOutcome, FailureReport, JobStore, QueueRow
+from server.store.notifications import JobNotifier
 
 MAX_FETCH_COUNT = 1000
+# Longest long poll a fetch may ask for.
+MAX_WAIT_MS = 60_000
+# Waiters look again this often even without a wake-up, in case one was lost.
+RECHECK_S = 15.0
+# A full stream re-checks its jobs this often, for acks served by other processes.
+SETTLE_RECHECK_S = 0.25
 
 
 def _job_id(job_id: str) -> str:
@@ -32,9 +41,14 @@ class JobService:
         default_visibility_timeout_ms: int,
         default_timeout_ms: int = 0,
         max_batch: int = 10_000,
+        notifier: JobNotifier | None = None,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._notifier = notifier
+        # Streams waiting for their jobs to be acked or nacked through this process.
+        self._settle_watchers: dict[str, set[asyncio.Event]] = {}
+        self.stopping = asyncio.Event()
         self._default_lease_ms = default_visibility_timeout_ms
         self._default_timeout_ms = default_timeout_ms
 
@@ -119,23 +133,26 @@ class JobService:
     async def activate(self, job_id: str) -> StoredJob:
         return await self._store.activate(_job_id(job_id), now_ms=now_ms())
 
-    async def fetch(
-        self, queues: Sequence[str], *, count: int, worker_id: str, visibility_timeout_ms: int | None
-    ) -> list[StoredJob]:
+    def _fetch_args(
+        self, queues: Sequence[str], count: int, visibility_timeout_ms: int | None, *, maximum: int = MAX_FETCH_COUNT
+    ) -> tuple[list[str], int]:
         if not queues:
             raise invalid("queues must name at least one queue", field="queues")
         for index, queue in enumerate(queues):
             validate_name(queue, field=f"queues[{index}]", pattern=QUEUE_PATTERN)
-        if count == 0:
-            count = 1
-        if not 1 <= count <= MAX_FETCH_COUNT:
-            raise invalid(f"count must be between 1 and {MAX_FETCH_COUNT}", field="count")
+        count = count or 1
+        if not 1 <= count <= maximum:
+            raise invalid(f"count must be between 1 and {maximum}", field="count")
         if visibility_timeout_ms is not None and visibility_timeout_ms <= 0:
             raise invalid("visibility_timeout_ms must be positive", field="visibility_timeout_ms")
         # A queue named twice would be scanned twice for nothing.
-        ordered = list(dict.fromkeys(queues))
+        return list(dict.fromkeys(queues)), count
+
+    async def _claim(
+        self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
+    ) -> list[StoredJob]:
         return await self._store.fetch(
-            ordered,
+            queues,
             count=count,
             worker_id=worker_id,
             lease_ms=visibility_timeout_ms,
@@ -144,12 +161,104 @@ class JobService:
             default_timeout_ms=self._default_timeout_ms,
         )
 
+    async def fetch(
+        self,
+        queues: Sequence[str],
+        *,
+        count: int,
+        worker_id: str,
+        visibility_timeout_ms: int | None,
+        wait_ms: int = 0,
+    ) -> list[StoredJob]:
+        """Claim jobs now; with `wait_ms`, wait that long for one when none is ready (a long poll)."""
+        ordered, count = self._fetch_args(queues, count, visibility_timeout_ms)
+        if not 0 <= wait_ms <= MAX_WAIT_MS:
+            raise invalid(f"wait_ms must be between 0 and {MAX_WAIT_MS}", field="wait_ms")
+        jobs = await self._claim(ordered, count, worker_id, visibility_timeout_ms)
+        if jobs or wait_ms == 0 or self._notifier is None:
+            return jobs
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        with self._notifier.watch(ordered) as watch:
+            while not self.stopping.is_set():
+                # Registered before this check, so a job arriving now still wakes the wait below.
+                jobs = await self._claim(ordered, count, worker_id, visibility_timeout_ms)
+                remaining = deadline - loop.time()
+                if jobs or remaining <= 0:
+                    return jobs
+                await watch.wait(min(remaining, RECHECK_S))
+        return []
+
+    async def stream(
+        self, queues: Sequence[str], *, worker_id: str, max_concurrent: int, visibility_timeout_ms: int | None
+    ) -> AsyncIterator[StoredJob]:
+        """Jobs pushed as they become available, never more than `max_concurrent` unsettled at once.
+
+        A job stops counting once it is no longer active under the lease it was
+        streamed with (acked, nacked, cancelled or re-leased). Acks served by this
+        process wake the stream at once; acks elsewhere are noticed by a short re-check.
+        """
+        ordered, window = self._fetch_args(queues, max_concurrent, visibility_timeout_ms)
+        if self._notifier is None:
+            raise OJSError(ErrorCode.UNSUPPORTED, "job streams are not available on this server")
+        held: dict[str, int] = {}
+        settled = asyncio.Event()
+        try:
+            with self._notifier.watch(ordered) as watch:
+                while not self.stopping.is_set():
+                    if held:
+                        states = await self._store.lease_tokens(list(held))
+                        for (job_id, token), (state, current) in zip(list(held.items()), states, strict=True):
+                            if state != JobState.ACTIVE.value or current != token:
+                                self._unwatch_settle(job_id, settled)
+                                del held[job_id]
+                    free = window - len(held)
+                    if free > 0:
+                        jobs = await self._claim(ordered, free, worker_id, visibility_timeout_ms)
+                        for job in jobs:
+                            held[job.id] = job.lease_token
+                            self._settle_watchers.setdefault(job.id, set()).add(settled)
+                            yield job
+                        if len(jobs) == free:
+                            continue
+                    if len(held) >= window:
+                        settled.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(settled.wait(), SETTLE_RECHECK_S)
+                    else:
+                        await watch.wait(RECHECK_S)
+        finally:
+            for job_id in held:
+                self._unwatch_settle(job_id, settled)
+
+    def _unwatch_settle(self, job_id: str, event: asyncio.Event) -> None:
+        watchers = self._settle_watchers.get(job_id)
+        if watchers is not None:
+            watchers.discard(event)
+            if not watchers:
+                del self._settle_watchers[job_id]
+
+    def _settled(self, job_id: str) -> None:
+        for event in self._settle_watchers.pop(job_id, ()):
+            event.set()
+
+    def stop_waiting(self) -> None:
+        """Shutdown: end long polls and streams promptly."""
+        self.stopping.set()
+        for watchers in self._settle_watchers.values():
+            for event in watchers:
+                event.set()
+        if self._notifier is not None:
+            self._notifier.wake_all()
+
     async def ack(
         self, job_id: str, *, result_json: bytes | None, worker_id: str, lease_token: int | None = None
     ) -> StoredJob:
-        return await self._store.ack(
+        job = await self._store.ack(
             _job_id(job_id), result_json=result_json, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
         )
+        self._settled(job.id)
+        return job
 
     async def nack(
         self,
@@ -179,9 +288,11 @@ class JobService:
             retryable=retryable,
             requeue=requeue,
         )
-        return await self._store.nack(
+        job = await self._store.nack(
             _job_id(job_id), failure, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
         )
+        self._settled(job.id)
+        return job
 
     async def list_queues(self) -> list[QueueRow]:
         return await self._store.list_queues()

@@ -182,6 +182,7 @@ class JobStore:
                 "qconf": keys.queue_limits_prefix,
                 "rate": keys.queue_rate_prefix,
                 "unique": keys.unique_prefix,
+                "notify": keys.notify_channel,
             }
         )
         self._scripts = Scripts(redis)
@@ -494,7 +495,9 @@ class JobStore:
     async def set_paused(self, queue: str, *, paused: bool, now_ms: int) -> QueueRow:
         k = self._keys
         since = await self._scripts.call(
-            "queue_pause", [k.paused, k.queues, k.events], [now_ms, self._events_maxlen, queue, "1" if paused else "0"]
+            "queue_pause",
+            [k.paused, k.queues, k.events],
+            [now_ms, self._events_maxlen, queue, "1" if paused else "0", self._workflow_context, k.available(queue)],
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(k.queues, queue)
@@ -558,20 +561,7 @@ class JobStore:
             list[tuple[bytes, dict[bytes, bytes]]],
             await self._redis.xrange(self._keys.events, min=start, max="+", count=count),
         )
-        records = []
-        for entry_id, fields in entries:
-            records.append(
-                EventRecord(
-                    cursor=entry_id.decode(),
-                    type=fields.get(b"type", b"").decode(),
-                    job_id=fields.get(b"job_id", b"").decode(),
-                    queue=fields.get(b"queue", b"").decode(),
-                    job_type=fields.get(b"job_type", b"").decode(),
-                    state=fields.get(b"state", b"").decode(),
-                    time_ms=int(fields.get(b"time", b"0")),
-                    data_json=fields.get(b"data", b"{}"),
-                )
-            )
+        records = [decode_event(entry_id, fields) for entry_id, fields in entries]
         return records
 
     # ---- leases, heartbeats and workers ----
@@ -664,6 +654,15 @@ class JobStore:
         return int(await self._scripts.call("prune_workers", [k.workers], [cutoff_ms, k.worker_prefix, batch]))
 
     # ---- scheduled and retrying jobs ----
+
+    @translate_redis_errors
+    async def lease_tokens(self, job_ids: Sequence[str]) -> list[tuple[str, int]]:
+        """(state, lease token) of each job; ("", 0) for a job that is gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._keys.job(job_id), "state", "lease_token")
+            rows = await pipe.execute()
+        return [((state or b"").decode(), int(token or 0)) for state, token in rows]
 
     @translate_redis_errors
     async def queue_names(self) -> list[str]:
@@ -916,4 +915,17 @@ def _inserted(reply: list[bytes]) -> EnqueueOutcome:
         state=JobState(reply[2].decode()),
         enqueued_at_ms=int(reply[1]) if reply[1] else None,
         scheduled_at_ms=int(reply[3]) if len(reply) > 3 and reply[3] else None,
+    )
+
+
+def decode_event(entry_id: bytes, fields: dict[bytes, bytes]) -> EventRecord:
+    return EventRecord(
+        cursor=entry_id.decode(),
+        type=fields.get(b"type", b"").decode(),
+        job_id=fields.get(b"job_id", b"").decode(),
+        queue=fields.get(b"queue", b"").decode(),
+        job_type=fields.get(b"job_type", b"").decode(),
+        state=fields.get(b"state", b"").decode(),
+        time_ms=int(fields.get(b"time", b"0")),
+        data_json=fields.get(b"data", b"{}"),
     )

@@ -38,6 +38,8 @@ class KeySchema:
         self.cron_names = f"{p}cron_names"  # zset: cron entry name -> created_at (ms)
         self.cron_due = f"{p}cron_due"  # zset: enabled cron entry name -> next run (ms)
         self.paused = f"{p}paused"  # hash: paused queue name -> paused since (ms)
+        # Pub/sub channel (not a key): the available set of a queue that just got jobs.
+        self.notify_channel = f"{p}notify"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

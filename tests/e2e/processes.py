@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 30.0
 # Requests go to this machine only; a proxy from the environment must not intercept them.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

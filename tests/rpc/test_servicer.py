@@ -845,28 +845,6 @@ async def test_cancel_unknown_job_is_not_found(stub: Any) -> None:
     assert error_info(error).reason == "not_found"
 
 
-# --------------------------------------------------------------------------- not implemented yet
-
-
-@pytest.mark.parametrize(
-    ("method", "request_message"),
-    [
-        ("StreamJobs", worker_pb2.StreamJobsRequest(queues=["default"])),
-        ("StreamEvents", events_pb2.StreamEventsRequest()),
-    ],
-)
-async def test_unimplemented_streams(stub: Any, method: str, request_message: Any) -> None:
-    call = getattr(stub, method)(request_message)
-
-    async def drain() -> None:
-        async for _ in call:
-            pass
-
-    error = await failure(drain())
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert error_info(error).reason == "unimplemented"
-
-
 # --------------------------------------------------------------------------- queues and events
 
 

@@ -26,12 +26,23 @@ local function emit(events_key, maxlen, event_type, job_id, queue, job_type, sta
     'state', state, 'time', now, 'data', cjson.encode(data))
 end
 
+-- Wake waiting workers (long polls, job streams): one message per queue and script
+-- call, naming the queue's available set, on the ctx.notify channel.
+local notified = {}
+local function notify(ctx, available_key)
+  if ctx and ctx.notify and not notified[available_key] then
+    notified[available_key] = true
+    redis.call('PUBLISH', ctx.notify, available_key)
+  end
+end
+
 -- Put a job at the back of its priority in its queue.
-local function make_available(job_key, id, available_key, sequence_key, priority, now)
+local function make_available(job_key, id, available_key, sequence_key, priority, now, ctx)
   local sequence = redis.call('INCR', sequence_key)
   redis.call('ZADD', available_key, rank_score(priority or 0, sequence), id)
   redis.call('HSET', job_key, 'state', 'available', 'enqueued_at', now)
   redis.call('HDEL', job_key, 'next_attempt_at', 'lease_expires_at', 'exec_deadline')
+  notify(ctx, available_key)
 end
 
 -- Move due scheduled/retryable jobs of one queue to available.
@@ -102,7 +113,7 @@ local function promote_due(ctx, available_key, delayed_key, sequence_key, now, l
     local job_key = ctx.job .. id
     local f = redis.call('HMGET', job_key, 'state', 'priority', 'queue')
     if f[1] == 'scheduled' or f[1] == 'retryable' then
-      make_available(job_key, id, available_key, sequence_key, f[2], now)
+      make_available(job_key, id, available_key, sequence_key, f[2], now, ctx)
       qcount(ctx, f[3], f[1], 'available')
     end
   end
@@ -169,7 +180,7 @@ local function wf_release(ctx, nodes_key, node, now, events, maxlen, sequence_ke
     qcount(ctx, f[3], 'pending', 'scheduled')
     return
   end
-  make_available(job_key, job_id, ctx.available .. f[3], sequence_key, f[4], now)
+  make_available(job_key, job_id, ctx.available .. f[3], sequence_key, f[4], now, ctx)
   qcount(ctx, f[3], 'pending', 'available')
   emit(events, maxlen, 'job.enqueued', job_id, f[3], f[2], 'available', now, {priority = tonumber(f[4]) or 0})
 end
@@ -404,6 +415,7 @@ local function insert_job(k, a)
   if a.state == 'available' then
     local sequence = redis.call('INCR', k.sequence)
     redis.call('ZADD', k.available, rank_score(a.priority, sequence), a.id)
+    notify(a.ctx, k.available)
   elseif a.state == 'scheduled' then
     redis.call('ZADD', k.delayed, a.due, a.id)
   end

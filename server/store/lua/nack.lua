@@ -26,7 +26,7 @@ local wfctx = cjson.decode(ARGV[18])
 wfctx.active, wfctx.expiring = KEYS[3], KEYS[7]
 
 if ARGV[7] == '1' then
-  make_available(job_key, id, ARGV[10] .. f[5], KEYS[5], f[6], ARGV[1])
+  make_available(job_key, id, ARGV[10] .. f[5], KEYS[5], f[6], ARGV[1], wfctx)
   qcount(wfctx, f[5], 'active', 'available')
   redis.call('HDEL', job_key, 'retry_delay_ms')
   emit(KEYS[4], ARGV[2], 'job.requeued', id, f[5], f[4], 'available', ARGV[1],

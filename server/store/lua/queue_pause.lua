@@ -1,6 +1,7 @@
 -- queue_pause: pause or resume delivery from a queue.
 -- KEYS[1] paused queues hash  KEYS[2] queue registry hash  KEYS[3] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] queue  ARGV[4] '1' pause | '0' resume
+-- ARGV[5] script context (JSON, see lib.lua)  ARGV[6] the queue's available set (named in the wake-up)
 -- Post: paused -> the queue is in the paused hash (since its first pause) and fetch skips
 --       it; enqueue still accepts jobs. Resumed -> delivery restarts. The queue is
 --       registered; queue.paused / queue.resumed emitted when the state changed.
@@ -14,5 +15,6 @@ if ARGV[4] == '1' then
 end
 if redis.call('HDEL', KEYS[1], ARGV[3]) == 1 then
   emit(KEYS[3], ARGV[2], 'queue.resumed', '', ARGV[3], '', 'active', ARGV[1], {})
+  notify(cjson.decode(ARGV[5]), ARGV[6])
 end
 return ''

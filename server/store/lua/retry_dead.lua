@@ -13,12 +13,13 @@ if not redis.call('ZSCORE', KEYS[3], ARGV[3]) or f[1] ~= 'discarded' then
   return {'not_found'}
 end
 redis.call('ZREM', KEYS[3], ARGV[3])
-qcount(cjson.decode(ARGV[5]), f[3], 'dead', nil)
+local ctx = cjson.decode(ARGV[5])
+qcount(ctx, f[3], 'dead', nil)
 redis.call('PERSIST', job_key)
 redis.call('PERSIST', KEYS[2])
 redis.call('HSET', job_key, 'attempt', 0)
 redis.call('HDEL', job_key, 'discarded_at', 'completed_at', 'retry_delay_ms', 'worker_id')
-make_available(job_key, ARGV[3], ARGV[4] .. f[3], KEYS[4], f[4], ARGV[1])
+make_available(job_key, ARGV[3], ARGV[4] .. f[3], KEYS[4], f[4], ARGV[1], ctx)
 emit(KEYS[5], ARGV[2], 'job.enqueued', ARGV[3], f[3], f[2], 'available', ARGV[1],
   {priority = tonumber(f[4]) or 0, from_dead_letter = true})
 return {'ok', read_job(job_key, KEYS[2])}

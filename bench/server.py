@@ -1,0 +1,74 @@
+"""Start a real `ojs-server` process on free ports with its own private Redis, for measuring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    grpc_target: str
+    http_url: str
+    redis_url: str
+
+
+@contextlib.asynccontextmanager
+async def ojs_server() -> AsyncIterator[RunningServer]:
+    """The server runs as a separate process, so the load generator's CPU is not its CPU."""
+    with tempfile.TemporaryDirectory(prefix="ojs-bench-") as data_dir:
+        grpc_port, http_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OJS_")}
+        env.update(
+            PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "gen")]),
+            OJS_DATA_DIR=data_dir,
+            OJS_PORT=str(http_port),
+            OJS_GRPC_PORT=str(grpc_port),
+            OJS_LOG_LEVEL="WARNING",
+        )
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", env=env, cwd=data_dir)
+        try:
+            target = f"127.0.0.1:{grpc_port}"
+            await _wait_serving(target, process)
+            redis_url = env.get("REDIS_URL") or f"unix://{data_dir}/redis.sock"
+            yield RunningServer(grpc_target=target, http_url=f"http://127.0.0.1:{http_port}", redis_url=redis_url)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+
+
+async def _wait_serving(target: str, process: asyncio.subprocess.Process) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            if process.returncode is not None:
+                raise RuntimeError(f"ojs-server exited with {process.returncode}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("ojs-server did not start within 60 s")

@@ -1,0 +1,114 @@
+"""Live events: one reader of the event log per process, fanned out to subscribers in memory.
+
+Every subscriber gets a bounded buffer; a subscriber that falls behind loses
+events (counted, and reported to it) instead of slowing the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any, cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from server.store.job_store import EventRecord, decode_event
+from server.store.keys import KeySchema
+
+log = logging.getLogger(__name__)
+
+BUFFER_SIZE = 1000
+# Below the client's socket timeout (5 s by default), or an idle read would count as a failure.
+_BLOCK_MS = 2000
+_READ_COUNT = 500
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[EventRecord | None] = asyncio.Queue(maxsize=BUFFER_SIZE)
+        self.dropped = 0
+
+    def offer(self, event: EventRecord | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def next(self, timeout_s: float) -> EventRecord | None:
+        """The next event; None on timeout or when the feed closes."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
+class EventFeed:
+    def __init__(self, redis: Redis, keys: KeySchema) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._subscribers: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._read(), name="event-feed")
+
+    async def stop(self) -> None:
+        self.closed = True
+        for subscriber in self._subscribers:
+            subscriber.offer(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = Subscription()
+        self._subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers.discard(subscription)
+
+    async def _last_id(self) -> str:
+        """The id new entries follow; "0-0" when the log is empty or was deleted (e.g. flushed)."""
+        try:
+            info: dict[Any, Any] = await self._redis.xinfo_stream(self._keys.events)
+        except redis_errors.ResponseError:
+            return "0-0"
+        last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    async def _read(self) -> None:
+        last_id: str | None = None
+        while True:
+            try:
+                if last_id is None:
+                    last_id = await self._last_id()
+                reply = await self._redis.xread({self._keys.events: last_id}, count=_READ_COUNT, block=_BLOCK_MS)
+                if not reply:
+                    # Idle: make sure the log was not reset underneath (its ids would restart lower).
+                    current = await self._last_id()
+                    if _id_key(current) < _id_key(last_id):
+                        last_id = "0-0"
+                    continue
+                # RESP2 shape: [[stream name, [(id, fields), ...]]].
+                entries = cast(list[tuple[bytes, dict[bytes, bytes]]], cast(Any, reply)[0][1])
+                for entry_id, fields in entries:
+                    event = decode_event(entry_id, fields)
+                    last_id = event.cursor
+                    for subscriber in self._subscribers:
+                        subscriber.offer(event)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                log.warning("event feed interrupted (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis or 0), int(sequence or 0)
