@@ -32,7 +32,7 @@ async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
 
 async def test_stream_never_holds_more_than_max_concurrent(stub: Any) -> None:
     queue = new_queue()
-    await enqueue(stub, queue, 200)
+    await enqueue(stub, queue, 1000)
     call = stub.StreamJobs(worker_pb2.StreamJobsRequest(queues=[queue], worker_id="streamer", max_concurrent=5))
     delivered = 0
     acks_sent = 0
@@ -50,11 +50,11 @@ async def test_stream_never_holds_more_than_max_concurrent(stub: Any) -> None:
         # The server cannot have seen more acks than were sent, so this bounds what it holds.
         excess = max(excess, delivered - acks_sent - 5)
         acks.append(asyncio.ensure_future(ack_later(job.id)))
-        if delivered == 200:
+        if delivered == 1000:
             break
     call.cancel()
     await asyncio.gather(*acks)
-    assert delivered == 200
+    assert delivered == 1000
     assert excess <= 0, f"{excess} jobs beyond max_concurrent were in flight"
 
 
@@ -120,3 +120,22 @@ async def test_paused_queue_stream_resumes(stub: Any) -> None:
     job = await asyncio.wait_for(first, 5)
     assert job.queue == queue
     call.cancel()
+
+
+async def test_a_dropped_streams_jobs_come_back_after_their_lease(stub: Any) -> None:
+    queue = new_queue()
+    [job_id] = await enqueue(stub, queue, 1)
+    call = stub.StreamJobs(
+        worker_pb2.StreamJobsRequest(queues=[queue], worker_id="gone", max_concurrent=1, visibility_timeout_ms=1000)
+    )
+    job = await asyncio.wait_for(call.read(), 5)
+    assert job.id == job_id
+    call.cancel()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        response = await stub.Fetch(worker_pb2.FetchRequest(queues=[queue], worker_id="rescuer"))
+        if response.jobs:
+            break
+        await asyncio.sleep(0.2)
+    [again] = response.jobs
+    assert again.id == job_id and again.attempt == 2 and again.worker_id == "rescuer"
