@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
 import orjson
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from ojs.v1 import job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2
+from ojs.v1 import job_pb2, queue_pb2, service_pb2, worker_pb2
 
 from server.domain.ids import is_uuid7, new_uuid7
+from tests.rpc.rich_status import error_info, failure
 
 S = job_pb2
 Q = queue_pb2
@@ -23,12 +21,6 @@ W = worker_pb2
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-async def stub(grpc_target: str) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        yield service_pb2_grpc.OJSServiceStub(channel)
 
 
 def new_queue(prefix: str = "l4") -> str:
@@ -43,24 +35,6 @@ def value_list(items: list[Any]) -> list[struct_pb2.Value]:
     values = struct_pb2.ListValue()
     values.extend(items)
     return list(values.values)
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def error_info(error: grpc.aio.AioRpcError) -> Any:
-    status = rpc_status.from_call(error)
-    assert status is not None, f"no rich status on {error.code()}: {error.details()}"
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            assert info.domain == "openjobspec.org"
-            return info
-    raise AssertionError("rich status without ErrorInfo")
 
 
 async def enqueue_json(stub: Any, body: dict[str, Any]) -> Any:

@@ -6,17 +6,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import orjson
 import pytest
 from google.protobuf import duration_pb2, json_format, struct_pb2
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2
 from redis.asyncio import Redis
 
@@ -26,17 +24,12 @@ from server.domain.ids import is_uuid7, new_uuid7
 from server.rpc.server import GrpcServer
 from server.store.job_store import JobStore
 from server.store.keys import KeySchema
+from tests.rpc.rich_status import error_details, error_info, failure
 
 S = job_pb2
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-async def stub(grpc_target: str) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        yield service_pb2_grpc.OJSServiceStub(channel)
 
 
 def new_queue(prefix: str = "rpc") -> str:
@@ -59,34 +52,6 @@ def canonical(raw: bytes) -> bytes:
 
 def values_to_python(values: Any) -> Any:
     return json_format.MessageToDict(struct_pb2.ListValue(values=list(values)))
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def error_details(error: grpc.aio.AioRpcError) -> tuple[Any, Any]:
-    """ErrorInfo and BadRequest (or None) of a failed call's rich status."""
-    status = rpc_status.from_call(error)
-    assert status is not None, f"no rich status on {error.code()}: {error.details()}"
-    assert status.code == error.code().value[0]
-    info = bad_request = None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-    assert info is not None, "rich status without ErrorInfo"
-    assert info.domain == "openjobspec.org"
-    return info, bad_request
-
-
-def error_info(error: grpc.aio.AioRpcError) -> Any:
-    return error_details(error)[0]
 
 
 async def enqueue_json(stub: Any, body: dict[str, Any]) -> Any:

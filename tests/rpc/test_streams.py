@@ -5,19 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import orjson
-import pytest
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2_grpc, worker_pb2
-
-
-@pytest.fixture
-async def stub(grpc_target: str) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        yield service_pb2_grpc.OJSServiceStub(channel)
+from ojs.v1 import events_pb2, job_pb2, queue_pb2, worker_pb2
 
 
 def new_queue() -> str:

@@ -3,48 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
 import orjson
-import pytest
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from ojs.v1 import job_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
+from ojs.v1 import job_pb2, worker_pb2, workflow_pb2
 
 from server.domain.ids import new_uuid7
+from tests.rpc.rich_status import error_info, failure
 
 WF = workflow_pb2
 W = worker_pb2
 
 
-@pytest.fixture
-async def stub(grpc_target: str) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        yield service_pb2_grpc.OJSServiceStub(channel)
-
-
 def new_queue() -> str:
     return f"wf-{uuid.uuid4().hex[:12]}"
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def error_info(error: grpc.aio.AioRpcError) -> Any:
-    status = rpc_status.from_call(error)
-    assert status is not None, f"no rich status on {error.code()}: {error.details()}"
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError("rich status without ErrorInfo")
 
 
 def string(value: str) -> struct_pb2.Value:
