@@ -436,7 +436,8 @@ def _string_list(value: Any, name: str) -> list[str]:
 def fetch_request(body: Mapping[str, Any]) -> worker_pb2.FetchRequest:
     if "queues" not in body:
         raise invalid_request("'queues' is required: an array of queue names", field="queues")
-    request = worker_pb2.FetchRequest(queues=_string_list(body["queues"], "queues"))
+    # The gateway renders jobs from their JSON byte fields, so it skips the Value copies.
+    request = worker_pb2.FetchRequest(queues=_string_list(body["queues"], "queues"), json_only=True)
     count = _optional_integer(body, "count", _INT32)
     if count is not None:
         request.count = count
@@ -453,7 +454,7 @@ def fetch_request(body: Mapping[str, Any]) -> worker_pb2.FetchRequest:
 
 
 def ack_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckRequest:
-    request = worker_pb2.AckRequest(job_id=_string(body, "job_id") or "")
+    request = worker_pb2.AckRequest(job_id=_string(body, "job_id") or "", json_only=True)
     worker_id = _string(body, "worker_id")
     if worker_id is not None:
         request.worker_id = worker_id
@@ -466,7 +467,7 @@ def ack_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckReque
 
 
 def nack_request(body: Mapping[str, Any]) -> worker_pb2.NackRequest:
-    request = worker_pb2.NackRequest(job_id=_string(body, "job_id") or "")
+    request = worker_pb2.NackRequest(job_id=_string(body, "job_id") or "", json_only=True)
     worker_id = _string(body, "worker_id")
     if worker_id is not None:
         request.worker_id = worker_id

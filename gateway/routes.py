@@ -149,7 +149,7 @@ class Routes:
         raw = await request.read()
         # Only checked for shape; the server parses and validates the envelope itself.
         convert.json_object(raw)
-        response = await self._client.Enqueue(job_pb2.EnqueueRequest(job_json=raw), metadata=rpc_metadata(request))
+        response = await self._client.Enqueue(job_pb2.EnqueueRequest(job_json=raw, json_only=True), metadata=rpc_metadata(request))
         job = convert.job_to_json(response.job)
         if response.deduplicated:
             return json_response({"job": job, "deduplicated": True})
@@ -159,7 +159,7 @@ class Routes:
         raw = await request.read()
         # Only checked for shape; the server parses every job and validates the batch as a whole.
         convert.json_object(raw)
-        rpc = job_pb2.EnqueueBatchRequest(batch_json=raw)
+        rpc = job_pb2.EnqueueBatchRequest(batch_json=raw, json_only=True)
         response = await self._client.EnqueueBatch(rpc, metadata=rpc_metadata(request))
         return json_response(convert.render_batch(response), status=201)
 

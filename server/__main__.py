@@ -9,11 +9,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from server.config import Settings, SettingsError
+from server.config import MAX_WORKERS, Settings, SettingsError
 from server.embedded_redis import EmbeddedRedisError
+from server.runtime import RuntimeSetupError, check_protobuf_backend, event_loop_factory
+from server.supervisor import SupervisorError
 
 log = logging.getLogger("server")
 
@@ -51,6 +53,9 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("OJS_REAPER_INTERVAL_MS", "reaper_interval_ms", "period of the expired-lease and timeout reaper"),
     ("OJS_PROMOTE_INTERVAL_MS", "promote_interval_ms", "period of the scheduled/retry promoter"),
     ("OJS_LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    ("OJS_WORKERS", "workers", "server processes sharing both ports (SO_REUSEPORT); 1: a single process"),
+    ("OJS_EVENT_LOOP", "event_loop", "auto (uvloop when installed), asyncio or uvloop"),
+    ("OJS_ALLOW_SLOW_PROTOBUF", "allow_slow_protobuf", "start even if the protobuf runtime is not upb"),
 )
 
 
@@ -73,6 +78,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"workers must be in 1..{MAX_WORKERS}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     width = max(len(name) for name, _, _ in ENV_VARS)
     rows = "\n".join(
@@ -89,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-port", type=_port, help="gRPC port (OJS_GRPC_PORT)")
     parser.add_argument("--redis-url", help="Redis URL; empty for the private redis-server (REDIS_URL)")
     parser.add_argument("--data-dir", type=Path, help="data directory of the private redis-server (OJS_DATA_DIR)")
+    parser.add_argument("--workers", type=_workers, help="server processes sharing the ports (OJS_WORKERS)")
+    # Set by the supervisor of `--workers N` on the processes it starts (1..N).
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     return parser
 
 
@@ -102,6 +120,8 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         grpc_port=settings.grpc_port if args.grpc_port is None else args.grpc_port,
         redis_url=redis_url,
         data_dir=settings.data_dir if args.data_dir is None else args.data_dir,
+        # A worker of the supervisor is one process, whatever the environment says.
+        workers=1 if args.worker_index is not None else (settings.workers if args.workers is None else args.workers),
     )
     if settings.log_level not in logging.getLevelNamesMapping():
         raise SettingsError(f"OJS_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got {settings.log_level!r}")
@@ -116,63 +136,136 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", "\\n")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, tag: str = "") -> None:
+    """`tag` (e.g. "worker 2") tells apart the processes of `--workers N`, which share one stderr."""
+    prefix = f"[{tag}] " if tag else ""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
 
 
-async def serve(settings: Settings) -> int:
-    """Run until a signal (exit code 0) or a crashed background loop (exit code 1)."""
-    # Imported here so `--help` and configuration errors answer without loading grpc and the rest.
-    from server.app import Application
+class _Signals:
+    """SIGINT/SIGTERM: the first calls `on_stop`, the second `on_again`, a third takes the default action."""
 
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    stop_requested = asyncio.Event()
+    def __init__(self, on_stop: Callable[[], None], on_again: Callable[[signal.Signals], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_stop = on_stop
+        self._on_again = on_again
+        self._received = False
 
-    def on_signal(sig: signal.Signals) -> None:
-        if not stop_requested.is_set():
+    def __enter__(self) -> _Signals:
+        for sig in _SIGNALS:
+            self._loop.add_signal_handler(sig, self._handle, sig)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig in _SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        if not self._received:
+            self._received = True
             log.info("received %s; shutting down (send it again to exit at once)", sig.name)
-            stop_requested.set()
+            self._on_stop()
             return
         log.warning("received %s again; exiting without waiting for the shutdown to finish", sig.name)
         # A third signal takes the default action and kills the process even if cancellation hangs.
         for s in _SIGNALS:
-            loop.remove_signal_handler(s)
+            self._loop.remove_signal_handler(s)
             signal.signal(s, signal.SIG_DFL)
+        self._on_again(sig)
+
+
+def _watch_supervisor(stop_requested: asyncio.Event) -> Callable[[], None]:
+    """A worker's stdin is a pipe the supervisor never writes to: end-of-file means the supervisor is gone.
+
+    Returns the function that stops watching.
+    """
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            if not stop_requested.is_set():
+                log.warning("the supervisor process is gone; shutting down")
+                stop_requested.set()
+
+    def unwatch() -> None:
+        loop.remove_reader(fd)
+
+    loop.add_reader(fd, on_readable)
+    return unwatch
+
+
+async def serve(settings: Settings, *, event_loop: str = "", worker_index: int | None = None) -> int:
+    """Run until a signal (exit code 0) or a crashed background loop (exit code 1).
+
+    `worker_index`: this process is one of the workers of `--workers N`: it binds the ports with SO_REUSEPORT and
+    stops when its supervisor goes away.
+    """
+    # Imported here so `--help` and configuration errors answer without loading grpc and the rest.
+    from server.app import Application
+
+    main_task = asyncio.current_task()
+    stop_requested = asyncio.Event()
+
+    def on_again(sig: signal.Signals) -> None:
         if main_task is not None:
             main_task.cancel()
 
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
     exit_code = 0
-    try:
-        app = Application(settings)
+    with _Signals(stop_requested.set, on_again):
+        unwatch = _watch_supervisor(stop_requested) if worker_index is not None else None
         try:
-            await app.start()
-            log.info(
-                "listening: gRPC %s:%d, HTTP http://%s:%d",
-                settings.host,
-                app.grpc_port,
-                settings.host,
-                app.http_port,
-            )
-            stop = asyncio.ensure_future(stop_requested.wait())
-            crash = asyncio.ensure_future(app.wait_failure())
-            await asyncio.wait((stop, crash), return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (stop, crash):
-                waiter.cancel()
-            if crash.done() and not crash.cancelled():
-                exit_code = 1
+            if event_loop:
+                log.info("event loop: %s", event_loop)
+            app = Application(settings, reuse_port=worker_index is not None)
+            try:
+                await app.start()
+                log.info(
+                    "listening: gRPC %s:%d, HTTP http://%s:%d",
+                    settings.host,
+                    app.grpc_port,
+                    settings.host,
+                    app.http_port,
+                )
+                stop = asyncio.ensure_future(stop_requested.wait())
+                crash = asyncio.ensure_future(app.wait_failure())
+                await asyncio.wait((stop, crash), return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (stop, crash):
+                    waiter.cancel()
+                if crash.done() and not crash.cancelled():
+                    exit_code = 1
+            finally:
+                await app.stop()
+            log.info("stopped")
         finally:
-            await app.stop()
-        log.info("stopped")
-    finally:
-        for sig in _SIGNALS:
-            loop.remove_signal_handler(sig)
+            if unwatch is not None:
+                unwatch()
+    return exit_code
+
+
+async def supervise(settings: Settings, *, event_loop: str = "") -> int:
+    """`--workers N` (N > 1): run and supervise N server processes; exit code 0 after a signal, 1 if they kept dying."""
+    from server.supervisor import Supervisor
+
+    supervisor = Supervisor(settings)
+    stop_requested = asyncio.Event()
+    # A second signal is passed on: the workers then exit without waiting; the supervisor still waits for them.
+    with _Signals(stop_requested.set, supervisor.forward):
+        if event_loop:
+            log.info("event loop: %s", event_loop)
+        exit_code = await supervisor.run(stop_requested)
+    log.info("stopped")
     return exit_code
 
 
@@ -184,16 +277,28 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"ojs-server: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    worker_index: int | None = args.worker_index
+    supervising = settings.workers > 1
+    tag = f"worker {worker_index}" if worker_index is not None else ("supervisor" if supervising else "")
+    configure_logging(settings.log_level, tag)
     try:
-        return asyncio.run(serve(settings))
+        check_protobuf_backend(settings)
+        loop_factory, loop_name = event_loop_factory(settings.event_loop)
+    except RuntimeSetupError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            if supervising:
+                return runner.run(supervise(settings, event_loop=loop_name))
+            return runner.run(serve(settings, event_loop=loop_name, worker_index=worker_index))
     except asyncio.CancelledError:
         log.warning("forced exit")
         return 1
     except KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed.
         return 130
-    except EmbeddedRedisError as exc:
+    except (EmbeddedRedisError, SupervisorError) as exc:
         log.error("%s", exc)
         return 1
     except Exception:

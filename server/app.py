@@ -65,8 +65,10 @@ def build_servicer(
 
 
 class Application:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+        """`reuse_port`: bind with SO_REUSEPORT, as one of several worker processes sharing the ports."""
         self.settings = settings
+        self.reuse_port = reuse_port
         self.grpc_port = 0
         self.http_port = 0
         self.redis_url = settings.redis_url or ""
@@ -109,10 +111,9 @@ class Application:
             self._notifier = JobNotifier(self._redis, store.keys)
             self._notifier.start()
             self._feed = EventFeed(self._redis, store.keys)
-            self._feed.start()
             servicer = build_servicer(store, settings, notifier=self._notifier, feed=self._feed)
             self._servicer = servicer
-            self._grpc = GrpcServer(servicer, api_key=settings.api_key)
+            self._grpc = GrpcServer(servicer, api_key=settings.api_key, reuse_port=self.reuse_port)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
             await self._grpc.start()
 
@@ -121,7 +122,7 @@ class Application:
             )
             self._http = web.AppRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
             await self._http.setup()
-            site = web.TCPSite(self._http, settings.host, settings.http_port)
+            site = web.TCPSite(self._http, settings.host, settings.http_port, reuse_port=self.reuse_port or None)
             await site.start()
             self.http_port = int(self._http.addresses[0][1])
 

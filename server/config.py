@@ -13,6 +13,10 @@ from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# OJS_EVENT_LOOP: uvloop when importable (auto), the standard asyncio loop, or uvloop required.
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+# More server processes than this on one machine is a typo, not a plan.
+MAX_WORKERS = 256
 
 
 class SettingsError(ValueError):
@@ -42,6 +46,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     if value < minimum or (maximum is not None and value > maximum):
         upper = "" if maximum is None else f"..{maximum}"
         raise SettingsError(f"{name} must be in {minimum}{upper}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return value
 
 
@@ -88,6 +102,12 @@ class Settings:
     reaper_interval_ms: int = 250
     promote_interval_ms: int = 250
     log_level: str = "INFO"
+    # Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); 1: a single process, no supervisor.
+    workers: int = 1
+    # asyncio event loop: "auto" (uvloop when importable), "asyncio" or "uvloop".
+    event_loop: str = "auto"
+    # Start even when the protobuf runtime is not the upb backend (pure Python is 10-100x slower).
+    allow_slow_protobuf: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -118,6 +138,9 @@ class Settings:
             reaper_interval_ms=_int(env, "OJS_REAPER_INTERVAL_MS", cls.reaper_interval_ms, minimum=10),
             promote_interval_ms=_int(env, "OJS_PROMOTE_INTERVAL_MS", cls.promote_interval_ms, minimum=10),
             log_level=(env.get("OJS_LOG_LEVEL", cls.log_level).strip() or cls.log_level).upper(),
+            workers=_int(env, "OJS_WORKERS", cls.workers, minimum=1, maximum=MAX_WORKERS),
+            event_loop=_choice(env, "OJS_EVENT_LOOP", cls.event_loop, EVENT_LOOPS),
+            allow_slow_protobuf=_bool(env, "OJS_ALLOW_SLOW_PROTOBUF", False),
         )
 
     def check_exposure(self) -> None:

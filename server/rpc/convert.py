@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from ojs.v1 import events_pb2, job_pb2, service_pb2, workflow_pb2
+from ojs.v1 import events_pb2, job_pb2, service_pb2, worker_pb2, workflow_pb2
 
 from server.domain.clock import format_rfc3339_ms, now_ms
 from server.domain.cron_entry import CronEntry
@@ -17,8 +18,9 @@ from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.service.events import StreamSignal
+from server.service.jobs import failure_report
 from server.service.workflows import WorkflowView
-from server.store.job_store import EventRecord
+from server.store.job_store import EventRecord, FailureReport, Settlement, SettleReply
 
 STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
     JobState.SCHEDULED: job_pb2.JOB_STATE_SCHEDULED,
@@ -332,6 +334,11 @@ def _json_struct(raw: bytes) -> struct_pb2.Struct | None:
     return struct
 
 
+@functools.lru_cache(maxsize=1024)
+def _retry_policy_bytes(policy: RetryPolicy) -> bytes:
+    return retry_policy(policy).SerializeToString()
+
+
 def retry_policy(policy: RetryPolicy) -> job_pb2.RetryPolicy:
     return job_pb2.RetryPolicy(
         max_attempts=policy.max_attempts,
@@ -375,7 +382,12 @@ _OPTIONAL_TIMES = (
 )
 
 
-def job(stored: StoredJob) -> job_pb2.Job:
+def job_id_and_state(stored: StoredJob) -> job_pb2.Job:
+    return job_pb2.Job(id=stored.id, state=STATE_TO_PROTO[stored.state])
+
+
+def job(stored: StoredJob, *, json_only: bool = False) -> job_pb2.Job:
+    """The job as a message; `json_only` leaves out the Value copies of the JSON byte fields."""
     message = job_pb2.Job(
         id=stored.id,
         type=stored.type,
@@ -384,32 +396,35 @@ def job(stored: StoredJob) -> job_pb2.Job:
         priority=stored.priority,
         attempt=stored.attempt,
         max_attempts=stored.max_attempts,
-        retry_policy=retry_policy(stored.retry),
-        created_at=timestamp(stored.created_at_ms),
-        tags=list(stored.tags),
+        tags=stored.tags,
         specversion="1.0",
         args_json=stored.args_json,
         meta_json=stored.meta_json,
-        errors=[job_error(e) for e in stored.errors],
     )
-    # Official clients read args/meta/result as protobuf values.
-    args = struct_pb2.ListValue()
-    args.extend(orjson.loads(stored.args_json))
-    message.args.extend(args.values)
-    meta = _json_struct(stored.meta_json)
-    if meta is not None:
-        message.meta.CopyFrom(meta)
+    # Policies repeat across jobs: each is built and serialized once, then merged in.
+    message.retry_policy.MergeFromString(_retry_policy_bytes(stored.retry))
+    message.created_at.FromMilliseconds(stored.created_at_ms)
+    if stored.errors:
+        message.errors.extend(job_error(e) for e in stored.errors)
+    if not json_only:
+        # Official clients read args/meta/result as protobuf values.
+        args = struct_pb2.ListValue()
+        args.extend(orjson.loads(stored.args_json))
+        message.args.extend(args.values)
+        meta = _json_struct(stored.meta_json)
+        if meta is not None:
+            message.meta.CopyFrom(meta)
     for attr, field in _OPTIONAL_TIMES:
         value = getattr(stored, attr)
         if value is not None:
-            getattr(message, field).CopyFrom(timestamp(value))
+            getattr(message, field).FromMilliseconds(value)
     if stored.timeout_ms is not None:
-        message.timeout.CopyFrom(duration(stored.timeout_ms))
+        message.timeout.FromMilliseconds(stored.timeout_ms)
     if stored.visibility_timeout_ms is not None:
-        message.visibility_timeout.CopyFrom(duration(stored.visibility_timeout_ms))
+        message.visibility_timeout.FromMilliseconds(stored.visibility_timeout_ms)
     if stored.result_json is not None:
         message.result_json = stored.result_json
-        result = _json_struct(stored.result_json)
+        result = None if json_only else _json_struct(stored.result_json)
         if result is not None:
             message.result.CopyFrom(result)
     if stored.error is not None:
@@ -461,3 +476,42 @@ def event(record: EventRecord) -> events_pb2.Event:
     if data is not None:
         message.data.CopyFrom(data)
     return message
+
+
+def failure(error: job_pb2.JobError, *, retryable: bool | None, requeue: bool) -> FailureReport:
+    details = struct_to_dict(error.details, field="error.details") if error.HasField("details") else None
+    return failure_report(
+        code=error.code,
+        message=error.message,
+        error_type=error.type,
+        details=details,
+        backtrace=error.backtrace or None,
+        retryable=retryable,
+        requeue=requeue,
+    )
+
+
+def settlement(entry: worker_pb2.SettleEntry, index: int, worker_id: str) -> Settlement:
+    """One AckBatch entry; a nack when its error is set."""
+    token = entry.lease_token if entry.HasField("lease_token") else None
+    if entry.HasField("error"):
+        retryable = entry.retryable if entry.HasField("retryable") else None
+        report = failure(entry.error, retryable=retryable, requeue=entry.requeue)
+        return Settlement(entry.job_id, worker_id=worker_id, lease_token=token, failure=report)
+    result = None
+    if entry.result_json:
+        decode_json(entry.result_json, field=f"entries[{index}].result_json")
+        result = entry.result_json
+    return Settlement(entry.job_id, worker_id=worker_id, lease_token=token, result_json=result)
+
+
+def settle_result(reply: SettleReply, *, json_only: bool) -> worker_pb2.SettleResult:
+    result = worker_pb2.SettleResult(job_id=reply.job_id, ok=reply.error is None)
+    if reply.state:
+        result.state = STATE_TO_PROTO[JobState(reply.state)]
+    if reply.error is not None:
+        result.error_code = reply.error.code.value
+        result.error_message = reply.error.message
+    if reply.job is not None:
+        result.job.CopyFrom(job(reply.job, json_only=json_only))
+    return result

@@ -14,11 +14,14 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
 
 
 class GrpcServer:
-    def __init__(self, servicer: OJSServicer, *, api_key: str | None) -> None:
+    def __init__(self, servicer: OJSServicer, *, api_key: str | None, reuse_port: bool = False) -> None:
         interceptors = [ApiKeyInterceptor(api_key)] if api_key else []
+        # Several processes of `ojs-server --workers N` listen on one port; the kernel spreads connections.
+        shared_port = [("grpc.so_reuseport", 1)] if reuse_port else []
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[
+                *shared_port,
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 # HTTP/2 pings keep idle streams (StreamJobs, StreamEvents) alive through proxies.

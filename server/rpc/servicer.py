@@ -183,12 +183,16 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     @rpc
     async def Enqueue(self, request: job_pb2.EnqueueRequest, context: Any) -> job_pb2.EnqueueResponse:
         stored, deduplicated = await self._jobs.enqueue(convert.enqueue_envelope(request))
-        return job_pb2.EnqueueResponse(job=convert.job(stored), deduplicated=deduplicated)
+        return job_pb2.EnqueueResponse(job=convert.job(stored, json_only=request.json_only), deduplicated=deduplicated)
 
     @rpc
     async def EnqueueBatch(self, request: job_pb2.EnqueueBatchRequest, context: Any) -> job_pb2.EnqueueBatchResponse:
         results = await self._jobs.enqueue_batch(convert.batch_envelope(request))
-        return job_pb2.EnqueueBatchResponse(jobs=[convert.job(stored) for stored, _ in results], count=len(results))
+        if request.ids_only:
+            jobs = [convert.job_id_and_state(stored) for stored, _ in results]
+        else:
+            jobs = [convert.job(stored, json_only=request.json_only) for stored, _ in results]
+        return job_pb2.EnqueueBatchResponse(jobs=jobs, count=len(results))
 
     @rpc
     async def GetJob(self, request: job_pb2.GetJobRequest, context: Any) -> job_pb2.GetJobResponse:
@@ -216,7 +220,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             ),
             wait_ms=request.wait_ms,
         )
-        return worker_pb2.FetchResponse(jobs=[convert.job(j) for j in jobs])
+        return worker_pb2.FetchResponse(jobs=[convert.job(j, json_only=request.json_only) for j in jobs])
 
     @rpc
     async def Ack(self, request: worker_pb2.AckRequest, context: Any) -> worker_pb2.AckResponse:
@@ -233,24 +237,28 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             worker_id=request.worker_id,
             lease_token=request.lease_token if request.HasField("lease_token") else None,
         )
-        return worker_pb2.AckResponse(acknowledged=True, job=convert.job(stored))
+        return worker_pb2.AckResponse(acknowledged=True, job=convert.job(stored, json_only=request.json_only))
+
+    @rpc
+    async def AckBatch(self, request: worker_pb2.AckBatchRequest, context: Any) -> worker_pb2.AckBatchResponse:
+        entries = [convert.settlement(entry, index, request.worker_id) for index, entry in enumerate(request.entries)]
+        replies = await self._jobs.settle_batch(entries, return_jobs=request.return_jobs)
+        results = [convert.settle_result(reply, json_only=request.json_only) for reply in replies]
+        return worker_pb2.AckBatchResponse(results=results, settled=sum(result.ok for result in results))
 
     @rpc
     async def Nack(self, request: worker_pb2.NackRequest, context: Any) -> worker_pb2.NackResponse:
-        error = request.error
         stored = await self._jobs.nack(
             request.job_id,
-            code=error.code,
-            message=error.message,
-            error_type=error.type,
-            details=convert.struct_to_dict(error.details, field="error.details") if error.HasField("details") else None,
-            backtrace=error.backtrace or None,
-            retryable=request.retryable if request.HasField("retryable") else None,
-            requeue=request.requeue,
+            convert.failure(
+                request.error,
+                retryable=request.retryable if request.HasField("retryable") else None,
+                requeue=request.requeue,
+            ),
             worker_id=request.worker_id,
             lease_token=request.lease_token if request.HasField("lease_token") else None,
         )
-        message = convert.job(stored)
+        message = convert.job(stored, json_only=request.json_only)
         response = worker_pb2.NackResponse(state=message.state, job=message)
         if message.HasField("next_attempt_at"):
             response.next_attempt_at.CopyFrom(message.next_attempt_at)
@@ -481,7 +489,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
                     request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
                 ),
             ):
-                yield convert.job(stored)
+                yield convert.job(stored, json_only=request.json_only)
         except OJSError as exc:
             await abort_with(context, exc)
         if self._jobs.stopping.is_set():

@@ -74,7 +74,7 @@ class EventService:
             raise OJSError(ErrorCode.UNSUPPORTED, "event streams are not available on this server")
         if after and not _is_cursor(after):
             raise invalid("after must be a cursor returned by a previous call", field="after")
-        with self._feed.subscribe() as subscription:
+        async with self._feed.subscribe() as subscription:
             # Subscribed first, so nothing falls between the replay and the live events.
             last = _cursor_key(after) if after else (0, 0)
             cursor = after

@@ -15,7 +15,8 @@ from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
-from server.store.job_store import EnqueueOutcome, FailureReport, JobStore, QueueRow
+from server.service.settle import SettleGroup
+from server.store.job_store import EnqueueOutcome, FailureReport, JobStore, QueueRow, Settlement, SettleReply
 from server.store.notifications import JobNotifier
 
 MAX_FETCH_COUNT = 1000
@@ -46,6 +47,7 @@ class JobService:
         self._store = store
         self._max_batch = max_batch
         self._notifier = notifier
+        self._settle_group = SettleGroup(store)
         # Streams waiting for their jobs to be acked or nacked through this process.
         self._settle_watchers: dict[str, set[asyncio.Event]] = {}
         self.stopping = asyncio.Event()
@@ -254,48 +256,75 @@ class JobService:
     async def ack(
         self, job_id: str, *, result_json: bytes | None, worker_id: str, lease_token: int | None = None
     ) -> StoredJob:
-        job = await self._store.ack(
-            _job_id(job_id), result_json=result_json, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
-        )
-        self._settled(job.id)
-        return job
+        entry = Settlement(_job_id(job_id), worker_id=worker_id, lease_token=lease_token, result_json=result_json)
+        return self._settled_job(await self._settle_group.settle(entry))
 
     async def nack(
-        self,
-        job_id: str,
-        *,
-        code: str,
-        message: str,
-        error_type: str,
-        details: dict[str, Any] | None,
-        backtrace: str | None,
-        retryable: bool | None,
-        requeue: bool,
-        worker_id: str,
-        lease_token: int | None = None,
+        self, job_id: str, failure: FailureReport, *, worker_id: str, lease_token: int | None = None
     ) -> StoredJob:
-        code = code or "handler_error"
-        # The type matched against non_retryable_errors (SPEC-GUIDE §0.13).
-        if not error_type:
-            error_class = (details or {}).get("error_class")
-            error_type = error_class if isinstance(error_class, str) and error_class else code
-        failure = FailureReport(
-            code=code,
-            message=message,
-            error_type=error_type,
-            details=details,
-            backtrace=backtrace,
-            retryable=retryable,
-            requeue=requeue,
-        )
-        job = await self._store.nack(
-            _job_id(job_id), failure, worker_id=worker_id, now_ms=now_ms(), lease_token=lease_token
-        )
-        self._settled(job.id)
-        return job
+        entry = Settlement(_job_id(job_id), worker_id=worker_id, lease_token=lease_token, failure=failure)
+        return self._settled_job(await self._settle_group.settle(entry))
+
+    def _settled_job(self, reply: SettleReply) -> StoredJob:
+        if reply.error is not None:
+            raise reply.error
+        assert reply.job is not None
+        self._settled(reply.job_id)
+        return reply.job
+
+    async def settle_batch(self, entries: Sequence[Settlement], *, return_jobs: bool) -> list[SettleReply]:
+        """Ack and nack many jobs in one script call; entries are refused one by one, never the call."""
+        if not entries:
+            raise invalid("entries must list at least one job", field="entries")
+        if len(entries) > self._max_batch:
+            raise OJSError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"a batch holds at most {self._max_batch} entries, got {len(entries)}",
+                details={"max_entries": self._max_batch, "entries": len(entries)},
+            )
+        valid = [entry for entry in entries if entry.job_id]
+        replies = iter(await self._store.settle_batch(valid, now_ms=now_ms(), return_jobs=return_jobs) if valid else [])
+        out: list[SettleReply] = []
+        for index, entry in enumerate(entries):
+            if not entry.job_id:
+                error = invalid(f"entries[{index}].job_id is required", field=f"entries[{index}].job_id")
+                out.append(SettleReply(entry.job_id, state=None, job=None, error=error))
+                continue
+            reply = next(replies)
+            if reply.error is None:
+                self._settled(reply.job_id)
+            out.append(reply)
+        return out
 
     async def list_queues(self) -> list[QueueRow]:
         return await self._store.list_queues()
+
+
+def failure_report(
+    *,
+    code: str,
+    message: str,
+    error_type: str,
+    details: dict[str, Any] | None,
+    backtrace: str | None,
+    retryable: bool | None,
+    requeue: bool,
+) -> FailureReport:
+    """A worker's failure report, with the defaults the spec gives an incomplete one."""
+    code = code or "handler_error"
+    # The type matched against non_retryable_errors (SPEC-GUIDE §0.13).
+    if not error_type:
+        error_class = (details or {}).get("error_class")
+        error_type = error_class if isinstance(error_class, str) and error_class else code
+    return FailureReport(
+        code=code,
+        message=message,
+        error_type=error_type,
+        details=details,
+        backtrace=backtrace,
+        retryable=retryable,
+        requeue=requeue,
+    )
 
 
 def _with_defaults(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ args and results reach clients byte for byte without being decoded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,65 +128,88 @@ def encode_error_without_attempt(
     return dumps(entry)
 
 
+_POLICY_FIELDS = (b"r_max", b"r_init", b"r_coef", b"r_maxi", b"r_jit", b"r_nre", b"r_exh", b"r_strat")
+
+
 def decode_policy(raw: dict[bytes, bytes]) -> RetryPolicy:
-    patterns = raw.get(b"r_nre", b"").decode()
+    # Most jobs share a handful of policies: decode each stored form once.
+    return _policy_from_fields(tuple(raw.get(name) for name in _POLICY_FIELDS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_from_fields(fields: tuple[bytes | None, ...]) -> RetryPolicy:
+    max_attempts, initial, coefficient, max_interval, jitter, patterns, exhaustion, strategy = fields
     return RetryPolicy(
-        max_attempts=_int(raw, b"r_max") or 0,
-        initial_interval_ms=_int(raw, b"r_init") or 1000,
-        backoff_coefficient=float(raw.get(b"r_coef", b"2.0")),
-        max_interval_ms=_int(raw, b"r_maxi") or 300_000,
-        jitter=raw.get(b"r_jit") == b"1",
-        non_retryable_errors=tuple(p for p in patterns.split("\n") if p),
-        on_exhaustion=OnExhaustion(raw.get(b"r_exh", b"discard").decode()),
-        strategy=BackoffStrategy(raw.get(b"r_strat", b"exponential").decode()),
+        max_attempts=int(max_attempts) if max_attempts else 0,
+        initial_interval_ms=int(initial) if initial else 1000,
+        backoff_coefficient=float(coefficient or b"2.0"),
+        max_interval_ms=int(max_interval) if max_interval else 300_000,
+        jitter=jitter == b"1",
+        non_retryable_errors=tuple(p for p in (patterns or b"").decode().split("\n") if p),
+        on_exhaustion=OnExhaustion((exhaustion or b"discard").decode()),
+        strategy=BackoffStrategy((strategy or b"exponential").decode()),
     )
 
 
 def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=True))
+
+
+_STATES = {state.value.encode(): state for state in JobState}
 
 
 def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes]) -> StoredJob:
     raw = pairs_to_dict(flat_hash)
-    error_raw = raw.get(b"error")
-    tags_raw = raw.get(b"tags")
-    unique_raw = raw.get(b"unique")
+    get = raw.get
+
+    def number(key: bytes) -> int | None:
+        value = get(key)
+        return int(value) if value else None
+
+    def text(key: bytes) -> str | None:
+        value = get(key)
+        return value.decode() if value else None
+
+    error_raw = get(b"error")
+    tags_raw = get(b"tags")
+    unique_raw = get(b"unique")
     return StoredJob(
         id=raw[b"id"].decode(),
         type=raw[b"type"].decode(),
         queue=raw[b"queue"].decode(),
-        state=JobState(raw[b"state"].decode()),
-        priority=_int(raw, b"priority") or 0,
-        attempt=_int(raw, b"attempt") or 0,
-        max_attempts=_int(raw, b"r_max") or 0,
-        args_json=raw.get(b"args", b"[]"),
-        meta_json=raw.get(b"meta", b"{}"),
+        state=_STATES[raw[b"state"]],
+        priority=number(b"priority") or 0,
+        attempt=number(b"attempt") or 0,
+        max_attempts=number(b"r_max") or 0,
+        args_json=get(b"args", b"[]"),
+        meta_json=get(b"meta", b"{}"),
         retry=decode_policy(raw),
-        created_at_ms=_int(raw, b"created_at") or 0,
-        enqueued_at_ms=_int(raw, b"enqueued_at"),
-        scheduled_at_ms=_int(raw, b"scheduled_at"),
-        started_at_ms=_int(raw, b"started_at"),
-        completed_at_ms=_int(raw, b"completed_at"),
-        cancelled_at_ms=_int(raw, b"cancelled_at"),
-        discarded_at_ms=_int(raw, b"discarded_at"),
-        expires_at_ms=_int(raw, b"expires_at"),
-        next_attempt_at_ms=_int(raw, b"next_attempt_at"),
-        lease_expires_at_ms=_int(raw, b"lease_expires_at"),
-        retry_delay_ms=_int(raw, b"retry_delay_ms"),
-        timeout_ms=_int(raw, b"timeout_ms"),
-        visibility_timeout_ms=_int(raw, b"visibility_timeout_ms"),
+        created_at_ms=number(b"created_at") or 0,
+        enqueued_at_ms=number(b"enqueued_at"),
+        scheduled_at_ms=number(b"scheduled_at"),
+        started_at_ms=number(b"started_at"),
+        completed_at_ms=number(b"completed_at"),
+        cancelled_at_ms=number(b"cancelled_at"),
+        discarded_at_ms=number(b"discarded_at"),
+        expires_at_ms=number(b"expires_at"),
+        next_attempt_at_ms=number(b"next_attempt_at"),
+        lease_expires_at_ms=number(b"lease_expires_at"),
+        retry_delay_ms=number(b"retry_delay_ms"),
+        timeout_ms=number(b"timeout_ms"),
+        visibility_timeout_ms=number(b"visibility_timeout_ms"),
         tags=tuple(orjson.loads(tags_raw)) if tags_raw else (),
-        extra_json=raw.get(b"extra"),
-        result_json=raw.get(b"result"),
+        extra_json=get(b"extra"),
+        result_json=get(b"result"),
         error=decode_error(error_raw) if error_raw else None,
         errors=tuple(decode_error(e) for e in error_history),
-        worker_id=_str(raw, b"worker_id"),
-        schema=_str(raw, b"schema"),
-        trace_id=_str(raw, b"trace_id"),
-        workflow_id=_str(raw, b"workflow_id"),
-        parent_results_json=raw.get(b"parent_results"),
+        worker_id=text(b"worker_id"),
+        schema=text(b"schema"),
+        trace_id=text(b"trace_id"),
+        workflow_id=text(b"workflow_id"),
+        parent_results_json=get(b"parent_results"),
         unique=orjson.loads(unique_raw) if unique_raw else None,
-        lease_token=_int(raw, b"lease_token") or 0,
+        lease_token=number(b"lease_token") or 0,
     )
 
 

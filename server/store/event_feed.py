@@ -2,6 +2,8 @@
 
 Every subscriber gets a bounded buffer; a subscriber that falls behind loses
 events (counted, and reported to it) instead of slowing the server down.
+The reader runs only while someone is subscribed: with no subscriber, reading
+and decoding every event of a busy server would be pure overhead.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from redis import exceptions as redis_errors
@@ -51,10 +53,9 @@ class EventFeed:
         self._keys = keys
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
+        # Resolved once the reader knows where the log ends.
+        self._started: asyncio.Future[None] | None = None
         self.closed = False
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._read(), name="event-feed")
 
     async def stop(self) -> None:
         self.closed = True
@@ -66,11 +67,16 @@ class EventFeed:
                 await self._task
             self._task = None
 
-    @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """A subscription that receives every event logged after this call returns."""
         subscription = Subscription()
         self._subscribers.add(subscription)
         try:
+            if self._task is None or self._started is None:
+                self._started = asyncio.get_running_loop().create_future()
+                self._task = asyncio.create_task(self._read(self._started), name="event-feed")
+            await asyncio.shield(self._started)
             yield subscription
         finally:
             self._subscribers.discard(subscription)
@@ -84,12 +90,25 @@ class EventFeed:
         last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
         return last.decode() if isinstance(last, bytes) else str(last)
 
-    async def _read(self) -> None:
+    async def _read(self, started: asyncio.Future[None]) -> None:
+        try:
+            await self._read_while_subscribed(started)
+        finally:
+            # Runs with no await after the last subscriber check, so a new
+            # subscriber is either seen by that check or starts a new reader.
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    async def _read_while_subscribed(self, started: asyncio.Future[None]) -> None:
         last_id: str | None = None
         while True:
+            if not self._subscribers and last_id is not None:
+                return
             try:
                 if last_id is None:
                     last_id = await self._last_id()
+                    if not started.done():
+                        started.set_result(None)
                 reply = await self._redis.xread({self._keys.events: last_id}, count=_READ_COUNT, block=_BLOCK_MS)
                 if not reply:
                     # Idle: make sure the log was not reset underneath (its ids would restart lower).

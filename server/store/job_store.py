@@ -148,6 +148,60 @@ class FailureReport:
     requeue: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    """One entry of a batch settle: an ack, or a nack when `failure` is set."""
+
+    job_id: str
+    worker_id: str = ""
+    lease_token: int | None = None
+    result_json: bytes | None = None
+    failure: FailureReport | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleReply:
+    job_id: str
+    # The state after the entry, or the job's current state when refused for its state.
+    state: str | None
+    # The whole job, when asked for.
+    job: StoredJob | None
+    error: OJSError | None
+
+
+def _error_tail(failure: FailureReport, now_ms: int) -> bytes:
+    """The error record as stored, but for its "attempt", which the script adds."""
+    return codec.encode_error_without_attempt(
+        code=failure.code,
+        message=failure.message,
+        error_type=failure.error_type,
+        retryable=failure.retryable is not False,
+        occurred_at_ms=now_ms,
+        details=failure.details,
+        backtrace=failure.backtrace,
+    )
+
+
+def _refusal(reply: list[Any], job_id: str, *, expected: str, action: str) -> OJSError:
+    """The error for a script's refusal of a job transition."""
+    status = reply[0]
+    if status == b"not_found":
+        return not_found("job", job_id)
+    if status == b"stale_lease":
+        return conflict(
+            f"cannot {action} job '{job_id}': the lease was granted again since",
+            job_id=job_id,
+            current_lease_token=int(reply[1] or 0),
+        )
+    if status == b"not_owner":
+        return conflict(
+            f"cannot {action} job '{job_id}': it is held by another worker",
+            job_id=job_id,
+            current_worker=reply[1].decode(),
+        )
+    return _state_conflict(job_id, reply[1], expected, action)
+
+
 def _state_conflict(job_id: str, current: bytes | str, expected: str, action: str) -> OJSError:
     state = current.decode() if isinstance(current, bytes) else current
     return conflict(
@@ -328,7 +382,6 @@ class JobStore:
         )
         return [codec.decode_job(flat, history) for flat, history in reply]
 
-    @translate_redis_errors
     async def ack(
         self,
         job_id: str,
@@ -338,25 +391,9 @@ class JobStore:
         now_ms: int,
         lease_token: int | None = None,
     ) -> StoredJob:
-        k = self._keys
-        reply = await self._scripts.call(
-            "ack",
-            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.expiring],
-            [
-                now_ms,
-                self._events_maxlen,
-                job_id,
-                "1" if result_json is not None else "0",
-                result_json or "",
-                worker_id,
-                "" if lease_token is None else lease_token,
-                self.retention.completed_ms,
-                self._workflow_context,
-            ],
-        )
-        return self._job_reply(reply, job_id, expected="active", action="acknowledge")
+        entry = Settlement(job_id, worker_id=worker_id, lease_token=lease_token, result_json=result_json)
+        return await self._settle_one(entry, now_ms=now_ms)
 
-    @translate_redis_errors
     async def nack(
         self,
         job_id: str,
@@ -366,41 +403,15 @@ class JobStore:
         now_ms: int,
         lease_token: int | None = None,
     ) -> StoredJob:
-        k = self._keys
-        error_json = codec.encode_error_without_attempt(
-            code=failure.code,
-            message=failure.message,
-            error_type=failure.error_type,
-            retryable=failure.retryable is not False,
-            occurred_at_ms=now_ms,
-            details=failure.details,
-            backtrace=failure.backtrace,
-        )
-        reply = await self._scripts.call(
-            "nack",
-            [k.job(job_id), k.errors(job_id), k.active, k.events, k.sequence, k.dead, k.expiring],
-            [
-                now_ms,
-                self._events_maxlen,
-                job_id,
-                error_json,
-                failure.error_type,
-                "0" if failure.retryable is False else "",
-                "1" if failure.requeue else "0",
-                worker_id,
-                repr(random.uniform(0.5, 1.5)),
-                k.available_prefix,
-                k.delayed_prefix,
-                ERROR_HISTORY_CAP,
-                failure.code,
-                failure.message,
-                "" if lease_token is None else lease_token,
-                self.retention.discarded_ms,
-                self.retention.dead_letter_ms,
-                self._workflow_context,
-            ],
-        )
-        return self._job_reply(reply, job_id, expected="active", action="fail")
+        entry = Settlement(job_id, worker_id=worker_id, lease_token=lease_token, failure=failure)
+        return await self._settle_one(entry, now_ms=now_ms)
+
+    async def _settle_one(self, entry: Settlement, *, now_ms: int) -> StoredJob:
+        (reply,) = await self.settle_batch([entry], now_ms=now_ms, return_jobs=True)
+        if reply.error is not None:
+            raise reply.error
+        assert reply.job is not None
+        return reply.job
 
     @translate_redis_errors
     async def cancel(self, job_id: str, *, reason: str, now_ms: int) -> tuple[JobState, StoredJob]:
@@ -435,26 +446,51 @@ class JobStore:
         return self._job_reply(reply, job_id, expected="pending", action="activate")
 
     def _job_reply(self, reply: list[Any], job_id: str, *, expected: str, action: str) -> StoredJob:
-        status = reply[0]
-        if status == b"ok":
+        if reply[0] == b"ok":
             flat, history = reply[1]
             return codec.decode_job(flat, history)
-        if status == b"not_found":
-            raise not_found("job", job_id)
-        if status == b"stale_lease":
-            raise conflict(
-                f"cannot {action} job '{job_id}': the lease was granted again since",
-                job_id=job_id,
-                current_lease_token=int(reply[1] or 0),
-            )
-        if status == b"not_owner":
-            raise conflict(
-                f"cannot {action} job '{job_id}': it is held by another worker",
-                job_id=job_id,
-                current_worker=reply[1].decode(),
-            )
-        return_state: bytes = reply[1]
-        raise _state_conflict(job_id, return_state, expected, action)
+        raise _refusal(reply, job_id, expected=expected, action=action)
+
+    @translate_redis_errors
+    async def settle_batch(self, entries: Sequence[Settlement], *, now_ms: int, return_jobs: bool) -> list[SettleReply]:
+        """Ack or nack every entry in one script call; each entry succeeds or is refused on its own."""
+        k = self._keys
+        args: list[Any] = [
+            now_ms,
+            self._events_maxlen,
+            self.retention.completed_ms,
+            self.retention.discarded_ms,
+            self.retention.dead_letter_ms,
+            ERROR_HISTORY_CAP,
+            "1" if return_jobs else "0",
+            self._workflow_context,
+        ]
+        for entry in entries:
+            token = "" if entry.lease_token is None else entry.lease_token
+            failure = entry.failure
+            if failure is None:
+                has_result = entry.result_json is not None
+                args += [entry.job_id, "ack", entry.worker_id, token, "1" if has_result else "0"]
+                args += [entry.result_json or "", "", "", "", "", ""]
+                continue
+            args += [entry.job_id, "nack", entry.worker_id, token, _error_tail(failure, now_ms), failure.error_type]
+            args += ["0" if failure.retryable is False else "", "1" if failure.requeue else "0"]
+            args += [repr(random.uniform(0.5, 1.5)), failure.code, failure.message]
+        replies = await self._scripts.call("settle_batch", [k.active, k.events, k.sequence, k.dead, k.expiring], args)
+        out: list[SettleReply] = []
+        for entry, reply in zip(entries, replies, strict=True):
+            action = "acknowledge" if entry.failure is None else "fail"
+            if reply[0] != b"ok":
+                error = _refusal(reply, entry.job_id, expected="active", action=action)
+                current = reply[1].decode() if reply[0] == b"conflict" else None
+                out.append(SettleReply(entry.job_id, state=current, job=None, error=error))
+            elif return_jobs:
+                flat, history = reply[1]
+                job = codec.decode_job(flat, history)
+                out.append(SettleReply(entry.job_id, state=job.state.value, job=job, error=None))
+            else:
+                out.append(SettleReply(entry.job_id, state=reply[1].decode(), job=None, error=None))
+        return out
 
     @translate_redis_errors
     async def get(self, job_id: str) -> StoredJob | None:

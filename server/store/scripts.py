@@ -11,8 +11,6 @@ from redis.commands.core import AsyncScript
 _SCRIPT_NAMES = (
     "enqueue",
     "fetch",
-    "ack",
-    "nack",
     "cancel",
     "activate",
     "reap",
@@ -31,6 +29,7 @@ _SCRIPT_NAMES = (
     "wf_cancel",
     "queue_pause",
     "enqueue_batch",
+    "settle_batch",
 )
 
 
@@ -38,12 +37,24 @@ def _source(name: str) -> str:
     return resources.files("server.store").joinpath(f"lua/{name}.lua").read_text()
 
 
+def _program(name: str) -> str:
+    """The script run inside a function, so counter updates it deferred are flushed before it returns."""
+    return "\n".join(
+        [
+            _source("lib"),
+            "local function run_script()",
+            _source(name),
+            "end",
+            "local reply = run_script()",
+            "flush_stats()",
+            "return reply",
+        ]
+    )
+
+
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        library = _source("lib")
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(library + "\n" + _source(name)) for name in _SCRIPT_NAMES
-        }
+        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(_program(name)) for name in _SCRIPT_NAMES}
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._scripts[name](keys=keys, args=args)

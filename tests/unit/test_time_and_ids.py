@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -178,6 +179,53 @@ def test_ten_thousand_ids_are_unique_and_sorted_in_generation_order() -> None:
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
     assert all(V7_REGEX.match(i) for i in ids)
+
+
+def test_a_hundred_thousand_ids_are_unique_and_sorted_in_generation_order() -> None:
+    # Far more than 4096 per millisecond: the counter overflows into the next millisecond and order still holds.
+    ids = [new_uuid7() for _ in range(100_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(V7_REGEX.match(i) for i in ids[::997])
+
+
+def test_new_uuid7_makes_no_system_call_per_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_urandom(size: int) -> bytes:
+        raise AssertionError("os.urandom called while generating an id")
+
+    monkeypatch.setattr(os, "urandom", no_urandom)
+    ids = [new_uuid7() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+
+
+def _random_bits(value: str) -> str:
+    """rand_b: the 62 random bits after the variant."""
+    return f"{int(value.replace('-', ''), 16) & ((1 << 62) - 1):016x}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_random_stream() -> None:
+    new_uuid7()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its ids and leave at once, without pytest's teardown
+        try:
+            with os.fdopen(write_fd, "w") as out:
+                out.write("\n".join(new_uuid7() for _ in range(2000)))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    parent_ids = [new_uuid7() for _ in range(2000)]
+    with os.fdopen(read_fd) as incoming:
+        child_ids = incoming.read().split("\n")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(child_ids) == 2000
+    assert all(V7_REGEX.match(i) for i in child_ids)
+    assert child_ids == sorted(child_ids)
+    assert not set(child_ids) & set(parent_ids)
+    # Reseeded: the child does not replay the parent's random bits.
+    assert not {_random_bits(i) for i in child_ids} & {_random_bits(i) for i in parent_ids}
 
 
 def test_ids_from_several_threads_are_unique() -> None:

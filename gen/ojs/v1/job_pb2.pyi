@@ -484,6 +484,7 @@ class EnqueueRequest(_message.Message):
     ARGS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     JOB_JSON_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     job_json: _builtins.bytes
     """---- Additions ----
@@ -491,6 +492,10 @@ class EnqueueRequest(_message.Message):
     The whole job in the OJS JSON format (HTTP binding §7.1: type, args,
     meta, id, schema, options, unknown fields). When set, fields 1-3 are
     ignored. Lets JSON clients keep args byte-exact and pick their own id.
+    """
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned job (args_json, meta_json,
+    result_json) and leave their google.protobuf.Value copies empty.
     """
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]: ...
@@ -503,10 +508,11 @@ class EnqueueRequest(_message.Message):
         args: _abc.Iterable[_struct_pb2.Value] | None = ...,
         options: Global___EnqueueOptions | None = ...,
         job_json: _builtins.bytes = ...,
+        json_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "job_json", b"job_json", "options", b"options", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "job_json", b"job_json", "json_only", b"json_only", "options", b"options", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -546,12 +552,18 @@ class EnqueueBatchRequest(_message.Message):
     JOBS_FIELD_NUMBER: _builtins.int
     DEFAULT_OPTIONS_FIELD_NUMBER: _builtins.int
     BATCH_JSON_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
+    IDS_ONLY_FIELD_NUMBER: _builtins.int
     batch_json: _builtins.bytes
     """---- Additions ----
 
     The batch in the OJS JSON form: {jobs: [job...], default_options?: {...}}.
     When set, fields 1-2 are ignored.
     """
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned jobs (see EnqueueRequest.json_only)."""
+    ids_only: _builtins.bool
+    """Return only each job's id and state, not the whole job."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchJobEntry]: ...
     @_builtins.property
@@ -562,10 +574,12 @@ class EnqueueBatchRequest(_message.Message):
         jobs: _abc.Iterable[Global___BatchJobEntry] | None = ...,
         default_options: Global___EnqueueOptions | None = ...,
         batch_json: _builtins.bytes = ...,
+        json_only: _builtins.bool = ...,
+        ids_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_options", b"default_options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_json", b"batch_json", "default_options", b"default_options", "jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_json", b"batch_json", "default_options", b"default_options", "ids_only", b"ids_only", "jobs", b"jobs", "json_only", b"json_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -191,6 +191,11 @@ class OJSServiceStub:
                 request_serializer=ojs_dot_v1_dot_service__pb2.GetCronRequest.SerializeToString,
                 response_deserializer=ojs_dot_v1_dot_service__pb2.GetCronResponse.FromString,
                 _registered_method=True)
+        self.AckBatch = channel.unary_unary(
+                '/ojs.v1.OJSService/AckBatch',
+                request_serializer=ojs_dot_v1_dot_worker__pb2.AckBatchRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_worker__pb2.AckBatchResponse.FromString,
+                _registered_method=True)
 
 
 class OJSServiceServicer:
@@ -393,6 +398,13 @@ class OJSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AckBatch(self, request, context):
+        """Acks and nacks many jobs in one call, each entry on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OJSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -545,6 +557,11 @@ def add_OJSServiceServicer_to_server(servicer, server):
                     servicer.GetCron,
                     request_deserializer=ojs_dot_v1_dot_service__pb2.GetCronRequest.FromString,
                     response_serializer=ojs_dot_v1_dot_service__pb2.GetCronResponse.SerializeToString,
+            ),
+            'AckBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckBatch,
+                    request_deserializer=ojs_dot_v1_dot_worker__pb2.AckBatchRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_worker__pb2.AckBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1359,6 +1376,33 @@ class OJSService:
             '/ojs.v1.OJSService/GetCron',
             ojs_dot_v1_dot_service__pb2.GetCronRequest.SerializeToString,
             ojs_dot_v1_dot_service__pb2.GetCronResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/AckBatch',
+            ojs_dot_v1_dot_worker__pb2.AckBatchRequest.SerializeToString,
+            ojs_dot_v1_dot_worker__pb2.AckBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

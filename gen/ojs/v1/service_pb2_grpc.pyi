@@ -86,6 +86,8 @@ class OJSServiceStub:
     """Workers seen recently, with their last heartbeat."""
     GetCron: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCronRequest, _service_pb2.GetCronResponse]
     """One registered cron entry."""
+    AckBatch: _grpc.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]
+    """Acks and nacks many jobs in one call, each entry on its own."""
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -140,6 +142,8 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """Workers seen recently, with their last heartbeat."""
     GetCron: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCronRequest, _service_pb2.GetCronResponse]  # type: ignore[assignment]
     """One registered cron entry."""
+    AckBatch: _aio.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]  # type: ignore[assignment]
+    """Acks and nacks many jobs in one call, each entry on its own."""
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -371,5 +375,13 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetCronResponse, _abc.Awaitable[_service_pb2.GetCronResponse]]:
         """One registered cron entry."""
+
+    @_abc_1.abstractmethod
+    def AckBatch(
+        self,
+        request: _worker_pb2.AckBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.AckBatchResponse, _abc.Awaitable[_worker_pb2.AckBatchResponse]]:
+        """Acks and nacks many jobs in one call, each entry on its own."""
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ojs.v1 import job_pb2 as ojs_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ojs/v1/worker.proto\x12\x06ojs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"\x8f\x01\n\x0c\x46\x65tchRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\"\n\x15visibility_timeout_ms\x18\x64 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07wait_ms\x18\x65 \x01(\x05\x42\x18\n\x16_visibility_timeout_ms\"*\n\rFetchResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.ojs.v1.Job\"\x97\x01\n\nAckRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bresult_json\x18\x64 \x01(\x0c\x12\x11\n\tworker_id\x18\x65 \x01(\t\x12\x18\n\x0blease_token\x18\x66 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_lease_token\"=\n\x0b\x41\x63kResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x18\n\x03job\x18\x64 \x01(\x0b\x32\x0b.ojs.v1.Job\"\xb2\x01\n\x0bNackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x10.ojs.v1.JobError\x12\x0f\n\x07requeue\x18\x64 \x01(\x08\x12\x11\n\tworker_id\x18\x65 \x01(\t\x12\x16\n\tretryable\x18\x66 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0blease_token\x18g \x01(\x03H\x01\x88\x01\x01\x42\x0c\n\n_retryableB\x0e\n\x0c_lease_token\"~\n\x0cNackResponse\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.ojs.v1.JobState\x12\x33\n\x0fnext_attempt_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x03job\x18\x64 \x01(\x0b\x32\x0b.ojs.v1.Job\"\xcd\x01\n\x10HeartbeatRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12,\n\textend_by\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\rcurrent_state\x18\x04 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x16\n\x0e\x61\x63tive_job_ids\x18\x64 \x03(\t\x12\x18\n\x0blease_token\x18\x65 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_lease_token\"\xe9\x01\n\x11HeartbeatResponse\x12+\n\x0e\x64irected_state\x18\x01 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x30\n\x0cnew_deadline\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjobs_extended\x18\x64 \x03(\t\x12/\n\x0bserver_time\x18\x65 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ejobs_cancelled\x18\x66 \x03(\t\x12\x15\n\rjobs_not_held\x18g \x03(\t\"\x8c\x01\n\x11StreamJobsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x16\n\x0emax_concurrent\x18\x03 \x01(\x05\x12\"\n\x15visibility_timeout_ms\x18\x64 \x01(\x03H\x00\x88\x01\x01\x42\x18\n\x16_visibility_timeout_ms\"\xb7\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12&\n\tdirective\x18\x03 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x35\n\x11last_heartbeat_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61\x63tive_jobs\x18\x05 \x01(\x05\"V\n\x19SetWorkerDirectiveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\tdirective\x18\x02 \x01(\x0e\x32\x13.ojs.v1.WorkerState\"@\n\x1aSetWorkerDirectiveResponse\x12\"\n\x06worker\x18\x01 \x01(\x0b\x32\x12.ojs.v1.WorkerInfo\"3\n\x12ListWorkersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"^\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ojs.v1.WorkerInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03*y\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x01\x12\x16\n\x12WORKER_STATE_QUIET\x10\x02\x12\x1a\n\x16WORKER_STATE_TERMINATE\x10\x03\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ojs/v1/worker.proto\x12\x06ojs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10ojs/v1/job.proto\"\xa2\x01\n\x0c\x46\x65tchRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\"\n\x15visibility_timeout_ms\x18\x64 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07wait_ms\x18\x65 \x01(\x05\x12\x11\n\tjson_only\x18\x66 \x01(\x08\x42\x18\n\x16_visibility_timeout_ms\"*\n\rFetchResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.ojs.v1.Job\"\xaa\x01\n\nAckRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bresult_json\x18\x64 \x01(\x0c\x12\x11\n\tworker_id\x18\x65 \x01(\t\x12\x18\n\x0blease_token\x18\x66 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\tjson_only\x18g \x01(\x08\x42\x0e\n\x0c_lease_token\"=\n\x0b\x41\x63kResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x18\n\x03job\x18\x64 \x01(\x0b\x32\x0b.ojs.v1.Job\"\xc5\x01\n\x0bNackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x10.ojs.v1.JobError\x12\x0f\n\x07requeue\x18\x64 \x01(\x08\x12\x11\n\tworker_id\x18\x65 \x01(\t\x12\x16\n\tretryable\x18\x66 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0blease_token\x18g \x01(\x03H\x01\x88\x01\x01\x12\x11\n\tjson_only\x18h \x01(\x08\x42\x0c\n\n_retryableB\x0e\n\x0c_lease_token\"~\n\x0cNackResponse\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.ojs.v1.JobState\x12\x33\n\x0fnext_attempt_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x03job\x18\x64 \x01(\x0b\x32\x0b.ojs.v1.Job\"\xcd\x01\n\x10HeartbeatRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12,\n\textend_by\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\rcurrent_state\x18\x04 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x16\n\x0e\x61\x63tive_job_ids\x18\x64 \x03(\t\x12\x18\n\x0blease_token\x18\x65 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_lease_token\"\xe9\x01\n\x11HeartbeatResponse\x12+\n\x0e\x64irected_state\x18\x01 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x30\n\x0cnew_deadline\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjobs_extended\x18\x64 \x03(\t\x12/\n\x0bserver_time\x18\x65 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ejobs_cancelled\x18\x66 \x03(\t\x12\x15\n\rjobs_not_held\x18g \x03(\t\"\x9f\x01\n\x11StreamJobsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x16\n\x0emax_concurrent\x18\x03 \x01(\x05\x12\"\n\x15visibility_timeout_ms\x18\x64 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\tjson_only\x18\x65 \x01(\x08\x42\x18\n\x16_visibility_timeout_ms\"\xb4\x01\n\x0bSettleEntry\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x0blease_token\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0bresult_json\x18\x03 \x01(\x0c\x12\x1f\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x10.ojs.v1.JobError\x12\x0f\n\x07requeue\x18\x05 \x01(\x08\x12\x16\n\tretryable\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x0e\n\x0c_lease_tokenB\x0c\n\n_retryable\"r\n\x0f\x41\x63kBatchRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12$\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x13.ojs.v1.SettleEntry\x12\x13\n\x0breturn_jobs\x18\x03 \x01(\x08\x12\x11\n\tjson_only\x18\x04 \x01(\x08\"\x90\x01\n\x0cSettleResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x1f\n\x05state\x18\x03 \x01(\x0e\x32\x10.ojs.v1.JobState\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x18\n\x03job\x18\x06 \x01(\x0b\x32\x0b.ojs.v1.Job\"J\n\x10\x41\x63kBatchResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ojs.v1.SettleResult\x12\x0f\n\x07settled\x18\x02 \x01(\x05\"\xb7\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12&\n\tdirective\x18\x03 \x01(\x0e\x32\x13.ojs.v1.WorkerState\x12\x35\n\x11last_heartbeat_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61\x63tive_jobs\x18\x05 \x01(\x05\"V\n\x19SetWorkerDirectiveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\tdirective\x18\x02 \x01(\x0e\x32\x13.ojs.v1.WorkerState\"@\n\x1aSetWorkerDirectiveResponse\x12\"\n\x06worker\x18\x01 \x01(\x0b\x32\x12.ojs.v1.WorkerInfo\"3\n\x12ListWorkersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"^\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ojs.v1.WorkerInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03*y\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x01\x12\x16\n\x12WORKER_STATE_QUIET\x10\x02\x12\x1a\n\x16WORKER_STATE_TERMINATE\x10\x03\x42P\n\x16org.openjobspec.ojs.v1P\x01Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ojs.v1.worker_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.openjobspec.ojs.v1P\001Z4github.com/openjobspec/ojs-proto/gen/go/ojs/v1;ojsv1'
-  _globals['_WORKERSTATE']._serialized_start=1936
-  _globals['_WORKERSTATE']._serialized_end=2057
+  _globals['_WORKERSTATE']._serialized_start=2534
+  _globals['_WORKERSTATE']._serialized_end=2655
   _globals['_FETCHREQUEST']._serialized_start=145
-  _globals['_FETCHREQUEST']._serialized_end=288
-  _globals['_FETCHRESPONSE']._serialized_start=290
-  _globals['_FETCHRESPONSE']._serialized_end=332
-  _globals['_ACKREQUEST']._serialized_start=335
-  _globals['_ACKREQUEST']._serialized_end=486
-  _globals['_ACKRESPONSE']._serialized_start=488
-  _globals['_ACKRESPONSE']._serialized_end=549
-  _globals['_NACKREQUEST']._serialized_start=552
-  _globals['_NACKREQUEST']._serialized_end=730
-  _globals['_NACKRESPONSE']._serialized_start=732
-  _globals['_NACKRESPONSE']._serialized_end=858
-  _globals['_HEARTBEATREQUEST']._serialized_start=861
-  _globals['_HEARTBEATREQUEST']._serialized_end=1066
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1069
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1302
-  _globals['_STREAMJOBSREQUEST']._serialized_start=1305
-  _globals['_STREAMJOBSREQUEST']._serialized_end=1445
-  _globals['_WORKERINFO']._serialized_start=1448
-  _globals['_WORKERINFO']._serialized_end=1631
-  _globals['_SETWORKERDIRECTIVEREQUEST']._serialized_start=1633
-  _globals['_SETWORKERDIRECTIVEREQUEST']._serialized_end=1719
-  _globals['_SETWORKERDIRECTIVERESPONSE']._serialized_start=1721
-  _globals['_SETWORKERDIRECTIVERESPONSE']._serialized_end=1785
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1787
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1838
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1840
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1934
+  _globals['_FETCHREQUEST']._serialized_end=307
+  _globals['_FETCHRESPONSE']._serialized_start=309
+  _globals['_FETCHRESPONSE']._serialized_end=351
+  _globals['_ACKREQUEST']._serialized_start=354
+  _globals['_ACKREQUEST']._serialized_end=524
+  _globals['_ACKRESPONSE']._serialized_start=526
+  _globals['_ACKRESPONSE']._serialized_end=587
+  _globals['_NACKREQUEST']._serialized_start=590
+  _globals['_NACKREQUEST']._serialized_end=787
+  _globals['_NACKRESPONSE']._serialized_start=789
+  _globals['_NACKRESPONSE']._serialized_end=915
+  _globals['_HEARTBEATREQUEST']._serialized_start=918
+  _globals['_HEARTBEATREQUEST']._serialized_end=1123
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1126
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1359
+  _globals['_STREAMJOBSREQUEST']._serialized_start=1362
+  _globals['_STREAMJOBSREQUEST']._serialized_end=1521
+  _globals['_SETTLEENTRY']._serialized_start=1524
+  _globals['_SETTLEENTRY']._serialized_end=1704
+  _globals['_ACKBATCHREQUEST']._serialized_start=1706
+  _globals['_ACKBATCHREQUEST']._serialized_end=1820
+  _globals['_SETTLERESULT']._serialized_start=1823
+  _globals['_SETTLERESULT']._serialized_end=1967
+  _globals['_ACKBATCHRESPONSE']._serialized_start=1969
+  _globals['_ACKBATCHRESPONSE']._serialized_end=2043
+  _globals['_WORKERINFO']._serialized_start=2046
+  _globals['_WORKERINFO']._serialized_end=2229
+  _globals['_SETWORKERDIRECTIVEREQUEST']._serialized_start=2231
+  _globals['_SETWORKERDIRECTIVEREQUEST']._serialized_end=2317
+  _globals['_SETWORKERDIRECTIVERESPONSE']._serialized_start=2319
+  _globals['_SETWORKERDIRECTIVERESPONSE']._serialized_end=2383
+  _globals['_LISTWORKERSREQUEST']._serialized_start=2385
+  _globals['_LISTWORKERSREQUEST']._serialized_end=2436
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=2438
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2532
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,7 @@ class FetchRequest(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     WAIT_MS_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     """Maximum number of jobs to return. Default: 1."""
     worker_id: _builtins.str
@@ -61,6 +62,10 @@ class FetchRequest(_message.Message):
     """
     wait_ms: _builtins.int
     """Long poll: when no job is ready, wait up to this long for one (0: answer at once)."""
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned jobs (args_json, meta_json,
+    result_json) and leave their google.protobuf.Value copies empty.
+    """
     @_builtins.property
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Queues to fetch from, checked in this order."""
@@ -73,10 +78,11 @@ class FetchRequest(_message.Message):
         worker_id: _builtins.str = ...,
         visibility_timeout_ms: _builtins.int | None = ...,
         wait_ms: _builtins.int = ...,
+        json_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "visibility_timeout_ms", b"visibility_timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "count", b"count", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "count", b"count", "json_only", b"json_only", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "wait_ms", b"wait_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__visibility_timeout_ms: _TypeAlias = _typing.Literal["visibility_timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__visibility_timeout_ms: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms"]  # noqa: Y015
@@ -113,6 +119,7 @@ class AckRequest(_message.Message):
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     result_json: _builtins.bytes
     """---- Additions ----
@@ -123,6 +130,8 @@ class AckRequest(_message.Message):
     """Worker acknowledging; when both sides know a worker, they must match."""
     lease_token: _builtins.int
     """Job.lease_token from the fetch; when given it must be the current lease."""
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned job (see FetchRequest.json_only)."""
     @_builtins.property
     def result(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -133,10 +142,11 @@ class AckRequest(_message.Message):
         result_json: _builtins.bytes = ...,
         worker_id: _builtins.str = ...,
         lease_token: _builtins.int | None = ...,
+        json_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "lease_token", b"lease_token", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "job_id", b"job_id", "lease_token", b"lease_token", "result", b"result", "result_json", b"result_json", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "job_id", b"job_id", "json_only", b"json_only", "lease_token", b"lease_token", "result", b"result", "result_json", b"result_json", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
     _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
@@ -182,6 +192,7 @@ class NackRequest(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     requeue: _builtins.bool
     """---- Additions ----
@@ -196,6 +207,8 @@ class NackRequest(_message.Message):
     """
     lease_token: _builtins.int
     """Job.lease_token from the fetch; when given it must be the current lease."""
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned job (see FetchRequest.json_only)."""
     @_builtins.property
     def error(self) -> _job_pb2.JobError: ...
     def __init__(
@@ -207,10 +220,11 @@ class NackRequest(_message.Message):
         worker_id: _builtins.str = ...,
         retryable: _builtins.bool | None = ...,
         lease_token: _builtins.int | None = ...,
+        json_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "lease_token", b"lease_token", "retryable", b"retryable"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "job_id", b"job_id", "lease_token", b"lease_token", "requeue", b"requeue", "retryable", b"retryable", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "job_id", b"job_id", "json_only", b"json_only", "lease_token", b"lease_token", "requeue", b"requeue", "retryable", b"retryable", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
     _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
@@ -359,6 +373,7 @@ class StreamJobsRequest(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENT_FIELD_NUMBER: _builtins.int
     VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     max_concurrent: _builtins.int
     """Maximum unacknowledged jobs on this stream. Default: 1."""
@@ -367,6 +382,8 @@ class StreamJobsRequest(_message.Message):
 
     Lease length of the streamed jobs; default: each job's own visibility timeout.
     """
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the streamed jobs (see FetchRequest.json_only)."""
     @_builtins.property
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -376,16 +393,170 @@ class StreamJobsRequest(_message.Message):
         worker_id: _builtins.str = ...,
         max_concurrent: _builtins.int = ...,
         visibility_timeout_ms: _builtins.int | None = ...,
+        json_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "visibility_timeout_ms", b"visibility_timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "max_concurrent", b"max_concurrent", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms", "json_only", b"json_only", "max_concurrent", b"max_concurrent", "queues", b"queues", "visibility_timeout_ms", b"visibility_timeout_ms", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__visibility_timeout_ms: _TypeAlias = _typing.Literal["visibility_timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__visibility_timeout_ms: _TypeAlias = _typing.Literal["_visibility_timeout_ms", b"_visibility_timeout_ms"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__visibility_timeout_ms) -> _WhichOneofReturnType__visibility_timeout_ms | None: ...
 
 Global___StreamJobsRequest: _TypeAlias = StreamJobsRequest  # noqa: Y015
+
+@_typing.final
+class SettleEntry(_message.Message):
+    """---- Additions: settling many jobs in one call ----
+
+    One job to settle: an ack, or a nack when `error` is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    REQUEUE_FIELD_NUMBER: _builtins.int
+    RETRYABLE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    lease_token: _builtins.int
+    """Job.lease_token from the fetch; when given it must be the current lease."""
+    result_json: _builtins.bytes
+    """Ack: the result as any JSON value (empty: no result)."""
+    requeue: _builtins.bool
+    """Nack: put the job back to `available` at once, without consuming a retry."""
+    retryable: _builtins.bool
+    """Nack: false ends the job at once; true or unset lets the retry policy decide."""
+    @_builtins.property
+    def error(self) -> _job_pb2.JobError:
+        """Nack: the failure; setting it makes this entry a nack."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        lease_token: _builtins.int | None = ...,
+        result_json: _builtins.bytes = ...,
+        error: _job_pb2.JobError | None = ...,
+        requeue: _builtins.bool = ...,
+        retryable: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "lease_token", b"lease_token", "retryable", b"retryable"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token", "_retryable", b"_retryable", "error", b"error", "job_id", b"job_id", "lease_token", b"lease_token", "requeue", b"requeue", "result_json", b"result_json", "retryable", b"retryable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lease_token: _TypeAlias = _typing.Literal["lease_token"]  # noqa: Y015
+    _WhichOneofArgType__lease_token: _TypeAlias = _typing.Literal["_lease_token", b"_lease_token"]  # noqa: Y015
+    _WhichOneofReturnType__retryable: _TypeAlias = _typing.Literal["retryable"]  # noqa: Y015
+    _WhichOneofArgType__retryable: _TypeAlias = _typing.Literal["_retryable", b"_retryable"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lease_token) -> _WhichOneofReturnType__lease_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retryable) -> _WhichOneofReturnType__retryable | None: ...
+
+Global___SettleEntry: _TypeAlias = SettleEntry  # noqa: Y015
+
+@_typing.final
+class AckBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    RETURN_JOBS_FIELD_NUMBER: _builtins.int
+    JSON_ONLY_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker holding every listed job."""
+    return_jobs: _builtins.bool
+    """Return each settled job in full in SettleResult.job."""
+    json_only: _builtins.bool
+    """Fill only the JSON byte fields of the returned jobs (see FetchRequest.json_only)."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleEntry]: ...
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        entries: _abc.Iterable[Global___SettleEntry] | None = ...,
+        return_jobs: _builtins.bool = ...,
+        json_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "json_only", b"json_only", "return_jobs", b"return_jobs", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckBatchRequest: _TypeAlias = AckBatchRequest  # noqa: Y015
+
+@_typing.final
+class SettleResult(_message.Message):
+    """One entry's outcome. Entries succeed or fail on their own."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    ok: _builtins.bool
+    """Recorded; when false, `error_code` and `error_message` say why."""
+    state: _job_pb2.JobState.ValueType
+    """The job's state after the entry (its current state when refused)."""
+    error_code: _builtins.str
+    """An OJS error code: not_found, conflict or invalid_request."""
+    error_message: _builtins.str
+    @_builtins.property
+    def job(self) -> _job_pb2.Job:
+        """The job after the entry; set when AckBatchRequest.return_jobs is true."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        state: _job_pb2.JobState.ValueType = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+        job: _job_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "job", b"job", "job_id", b"job_id", "ok", b"ok", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleResult: _TypeAlias = SettleResult  # noqa: Y015
+
+@_typing.final
+class AckBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    settled: _builtins.int
+    """Entries recorded."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleResult]:
+        """In the order of the request's entries."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SettleResult] | None = ...,
+        settled: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results", "settled", b"settled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckBatchResponse: _TypeAlias = AckBatchResponse  # noqa: Y015
 
 @_typing.final
 class WorkerInfo(_message.Message):

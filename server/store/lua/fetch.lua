@@ -32,7 +32,7 @@ local claimed = {}
 local function claim(id)
   local job_key = ctx.job .. id
   local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'visibility_timeout_ms', 'timeout_ms',
-    'expires_at', 'enqueued_at')
+    'expires_at', 'enqueued_at', 'attempt', 'lease_token', 'error')
   -- Ids whose job vanished or moved on are stale entries: drop them.
   if f[1] ~= 'available' then
     return false
@@ -46,21 +46,23 @@ local function claim(id)
   local lease = tonumber(lease_override) or tonumber(f[4]) or default_lease
   local deadline = int_str(now + lease)
   local timeout = tonumber(f[5]) or default_timeout
-  local attempt = redis.call('HINCRBY', job_key, 'attempt', 1)
-  local token = redis.call('HINCRBY', job_key, 'lease_token', 1)
-  redis.call('HSET', job_key, 'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline,
-    'worker_id', worker)
+  local attempt = (tonumber(f[8]) or 0) + 1
+  local token = (tonumber(f[9]) or 0) + 1
   local exec_deadline = nil
   if timeout > 0 then
     exec_deadline = int_str(now + timeout)
-    redis.call('HSET', job_key, 'exec_deadline', exec_deadline)
+    redis.call('HSET', job_key, 'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline,
+      'worker_id', worker, 'attempt', attempt, 'lease_token', token, 'exec_deadline', exec_deadline)
+  else
+    redis.call('HSET', job_key, 'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline,
+      'worker_id', worker, 'attempt', attempt, 'lease_token', token)
   end
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
   qcount(ctx, f[3], 'available', 'active')
   qminute(ctx, f[3], ARGV[1], 'started', 'wait_ms', now - (tonumber(f[7]) or now))
   emit(KEYS[2], ARGV[2], 'job.started', id, f[3], f[2], 'active', ARGV[1],
     {attempt = attempt, worker_id = worker, lease_token = token})
-  claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id)
+  claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id, f[10] ~= false)
   return true
 end
 

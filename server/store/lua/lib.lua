@@ -12,8 +12,12 @@ local function rank_score(priority, sequence)
   return int_str((100 - tonumber(priority)) * 17592186044416 + sequence)
 end
 
--- The job hash as a flat array, plus its error history.
-local function read_job(job_key, errors_key)
+-- The job hash as a flat array, plus its error history. Pass has_errors = false
+-- when the job is known to have none (no `error` field), to skip reading it.
+local function read_job(job_key, errors_key, has_errors)
+  if has_errors == false then
+    return {redis.call('HGETALL', job_key), {}}
+  end
   return {redis.call('HGETALL', job_key), redis.call('LRANGE', errors_key, 0, -1)}
 end
 
@@ -50,15 +54,23 @@ end
 
 -- Terminal jobs expire after their retention period (0: kept). With the script
 -- context, a unique job also gives up its uniqueness lock here, unless its policy
--- counts this final state as a duplicate too.
-local function retain(job_key, errors_key, ttl_ms, ctx)
+-- counts this final state as a duplicate too. `known` (optional) carries what the
+-- caller already read: id, fp (unique_fp), states (unique_states), state, has_errors.
+local function retain(job_key, errors_key, ttl_ms, ctx, known)
   local ttl = tonumber(ttl_ms) or 0
   if ttl > 0 then
     redis.call('PEXPIRE', job_key, ttl)
-    redis.call('PEXPIRE', errors_key, ttl)
+    if not known or known.has_errors then
+      redis.call('PEXPIRE', errors_key, ttl)
+    end
   end
   if ctx then
-    local f = redis.call('HMGET', job_key, 'id', 'unique_fp', 'unique_states', 'state')
+    local f
+    if known then
+      f = {known.id, known.fp, known.states, known.state}
+    else
+      f = redis.call('HMGET', job_key, 'id', 'unique_fp', 'unique_states', 'state')
+    end
     if f[2] and f[2] ~= '' and not string.find(',' .. (f[3] or '') .. ',', ',' .. f[4] .. ',', 1, true) then
       local lock = ctx.unique .. f[2]
       if redis.call('GET', lock) == f[1] then
@@ -87,23 +99,52 @@ end
 local GAUGES = {scheduled = true, pending = true, active = true, retryable = true, dead = true}
 local TOTALS = {completed = true, discarded = true, cancelled = true}
 
+-- Counter updates are summed per script call and written once at its end
+-- (flush_stats, called by the wrapper every script runs in): a batch of 100
+-- jobs costs a few HINCRBYs instead of several per job.
+local stat_deltas = {}
+local stat_ttls = {}
+
+local function bump(key, field, amount)
+  local fields = stat_deltas[key]
+  if not fields then
+    fields = {}
+    stat_deltas[key] = fields
+  end
+  fields[field] = (fields[field] or 0) + amount
+end
+
+local function flush_stats()
+  for key, fields in pairs(stat_deltas) do
+    for field, amount in pairs(fields) do
+      if amount ~= 0 then
+        redis.call('HINCRBY', key, field, amount)
+      end
+    end
+    if stat_ttls[key] then
+      redis.call('PEXPIRE', key, stat_ttls[key])
+    end
+  end
+  stat_deltas, stat_ttls = {}, {}
+end
+
 local function qcount(ctx, queue, from, to)
   local key = ctx.counts .. queue
   if from and GAUGES[from] then
-    redis.call('HINCRBY', key, from, -1)
+    bump(key, from, -1)
   end
   if to and (GAUGES[to] or TOTALS[to]) then
-    redis.call('HINCRBY', key, to, 1)
+    bump(key, to, 1)
   end
 end
 
 local function qminute(ctx, queue, now, field, sum_field, amount)
   local key = ctx.minutes .. queue .. ':' .. math.floor(tonumber(now) / 60000)
-  redis.call('HINCRBY', key, field, 1)
+  bump(key, field, 1)
   if sum_field and amount then
-    redis.call('HINCRBY', key, sum_field, math.floor(amount))
+    bump(key, sum_field, math.floor(amount))
   end
-  redis.call('PEXPIRE', key, 7200000)
+  stat_ttls[key] = 7200000
 end
 
 local function promote_due(ctx, available_key, delayed_key, sequence_key, now, limit)
@@ -497,4 +538,72 @@ local function unique_lock(ctx, a)
   else
     redis.call('SET', ctx.unique .. a.unique_fp, a.id)
   end
+end
+
+-- Complete an active job held by the caller. `c` carries the job's keys and id,
+-- the shared keys (active, expiring, events, sequence), now, maxlen, worker,
+-- token, has_result/result, the completed-job retention and the script context.
+-- Returns nil when done, or the refusal from check_holder.
+local function ack_active(c)
+  local job_key = c.job_key
+  local f = redis.call('HMGET', job_key, 'state', 'worker_id', 'lease_token', 'type', 'queue', 'started_at', 'attempt',
+    'workflow_id', 'unique_fp', 'unique_states', 'error')
+  local refused = check_holder(f, c.worker, c.token)
+  if refused then
+    return refused
+  end
+  if c.has_result then
+    redis.call('HSET', job_key, 'state', 'completed', 'completed_at', c.now, 'result', c.result)
+  else
+    redis.call('HSET', job_key, 'state', 'completed', 'completed_at', c.now)
+  end
+  redis.call('HDEL', job_key, 'error', 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
+  redis.call('ZREM', c.active, c.id)
+  local duration = tonumber(c.now) - (tonumber(f[6]) or tonumber(c.now))
+  emit(c.events, c.maxlen, 'job.completed', c.id, f[5], f[4], 'completed', c.now,
+    {attempt = tonumber(f[7]) or 0, duration_ms = duration})
+  local wfctx = c.wfctx
+  qcount(wfctx, f[5], 'active', 'completed')
+  qminute(wfctx, f[5], c.now, 'completed', 'duration_ms', duration)
+  if f[8] and f[8] ~= '' then
+    wf_job_done(wfctx, job_key, c.now, c.events, c.maxlen, c.sequence)
+  end
+  local has_errors = f[11] ~= false
+  retain(job_key, c.errors_key, c.ttl, wfctx,
+    {id = c.id, fp = f[9], states = f[10], state = 'completed', has_errors = has_errors})
+  c.state, c.has_errors = 'completed', has_errors
+  return nil
+end
+
+-- Record a failure of an active job held by the caller: requeue it, or apply its
+-- retry policy (fail_active). `c` carries what ack_active's does, plus the error
+-- (error_tail, error_type, code, message, give_up), requeue, jitter, dead_key,
+-- history_cap and the discarded/dead retentions.
+-- Returns nil when done, or the refusal from check_holder.
+local function nack_active(c)
+  local job_key = c.job_key
+  local f = redis.call('HMGET', job_key, 'state', 'worker_id', 'lease_token', 'type', 'queue', 'priority', 'attempt')
+  local refused = check_holder(f, c.worker, c.token)
+  if refused then
+    return refused
+  end
+  redis.call('ZREM', c.active, c.id)
+  local wfctx = c.wfctx
+  if c.requeue then
+    make_available(job_key, c.id, wfctx.available .. f[5], c.sequence, f[6], c.now, wfctx)
+    qcount(wfctx, f[5], 'active', 'available')
+    redis.call('HDEL', job_key, 'retry_delay_ms')
+    emit(c.events, c.maxlen, 'job.requeued', c.id, f[5], f[4], 'available', c.now,
+      {attempt = tonumber(f[7]) or 0, reason = 'requeue'})
+    c.state = 'available'
+    return nil
+  end
+  c.state = fail_active({
+    job_key = job_key, errors_key = c.errors_key, id = c.id, now = c.now, events = c.events, maxlen = c.maxlen,
+    dead_key = c.dead_key, delayed_prefix = wfctx.delayed, history_cap = c.history_cap, jitter = c.jitter,
+    error_tail = c.error_tail, error_type = c.error_type, code = c.code, message = c.message,
+    give_up = c.give_up, ttl_discarded = c.ttl_discarded, ttl_dead = c.ttl_dead,
+    sequence = c.sequence, wfctx = wfctx,
+  })
+  return nil
 end
