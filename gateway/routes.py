@@ -149,7 +149,9 @@ class Routes:
         raw = await request.read()
         # Only checked for shape; the server parses and validates the envelope itself.
         convert.json_object(raw)
-        response = await self._client.Enqueue(job_pb2.EnqueueRequest(job_json=raw, json_only=True), metadata=rpc_metadata(request))
+        response = await self._client.Enqueue(
+            job_pb2.EnqueueRequest(job_json=raw, json_only=True), metadata=rpc_metadata(request)
+        )
         job = convert.job_to_json(response.job)
         if response.deduplicated:
             return json_response({"job": job, "deduplicated": True})
