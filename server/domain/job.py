@@ -66,9 +66,11 @@ class JobErrorRecord:
     backtrace: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of these fields through object.__setattr__,
+# which made building one cost several times more, and every fetched job builds one.
+@dataclasses.dataclass(slots=True)
 class StoredJob:
-    """A job read back from the store.
+    """A job read back from the store. Treat it as read-only.
 
     JSON-valued fields (args, meta, result, extra, parent_results) stay as raw
     JSON bytes: they travel to clients without being decoded.

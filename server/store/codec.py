@@ -159,8 +159,13 @@ def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 _STATES = {state.value.encode(): state for state in JobState}
 
 
-def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes]) -> StoredJob:
+def decode_job(
+    flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()
+) -> StoredJob:
+    """A job from its hash as flat pairs, its error history, and fields written after the read."""
     raw = pairs_to_dict(flat_hash)
+    if changes:
+        raw.update(pairs_to_dict(changes))
     get = raw.get
 
     def number(key: bytes) -> int | None:

@@ -380,7 +380,7 @@ class JobStore:
                 *queues,
             ],
         )
-        return [codec.decode_job(flat, history) for flat, history in reply]
+        return [codec.decode_job(flat, history, changes) for flat, history, changes in reply]
 
     async def ack(
         self,

@@ -15,7 +15,7 @@
 --       a new lease token, started_at, worker, lease and execution deadlines; the active
 --       set is scored by the earlier deadline; job.started emitted per job.
 --       A named worker is marked as seen in the registry.
--- Returns an array of {job hash, error history}, in claim order.
+-- Returns an array of {job hash as read, error history, fields written since}, in claim order.
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[3])
 local worker = ARGV[4]
@@ -31,38 +31,47 @@ local claimed = {}
 -- Returns true when the job was claimed.
 local function claim(id)
   local job_key = ctx.job .. id
-  local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'visibility_timeout_ms', 'timeout_ms',
-    'expires_at', 'enqueued_at', 'attempt', 'lease_token', 'error')
+  -- One read of the whole hash serves both the checks and the reply.
+  local flat = redis.call('HGETALL', job_key)
+  local h = {}
+  for i = 1, #flat, 2 do
+    h[flat[i]] = flat[i + 1]
+  end
   -- Ids whose job vanished or moved on are stale entries: drop them.
-  if f[1] ~= 'available' then
+  if h.state ~= 'available' then
     return false
   end
   -- Expiry applies until the job first starts; membership in the expiring set says it still applies.
-  if f[6] and redis.call('ZREM', KEYS[4], id) == 1 and tonumber(f[6]) <= now then
+  if h.expires_at and redis.call('ZREM', KEYS[4], id) == 1 and tonumber(h.expires_at) <= now then
     expire_job(job_key, errors_prefix .. id, id, ARGV[1], KEYS[2], ARGV[2], ctx.available, ctx.delayed, ARGV[10],
       ctx, KEYS[3])
     return false
   end
-  local lease = tonumber(lease_override) or tonumber(f[4]) or default_lease
+  local lease = tonumber(lease_override) or tonumber(h.visibility_timeout_ms) or default_lease
   local deadline = int_str(now + lease)
-  local timeout = tonumber(f[5]) or default_timeout
-  local attempt = (tonumber(f[8]) or 0) + 1
-  local token = (tonumber(f[9]) or 0) + 1
+  local timeout = tonumber(h.timeout_ms) or default_timeout
+  local attempt = tostring((tonumber(h.attempt) or 0) + 1)
+  local token = tostring((tonumber(h.lease_token) or 0) + 1)
+  local changes = {'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline, 'worker_id', worker,
+    'attempt', attempt, 'lease_token', token}
   local exec_deadline = nil
   if timeout > 0 then
     exec_deadline = int_str(now + timeout)
-    redis.call('HSET', job_key, 'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline,
-      'worker_id', worker, 'attempt', attempt, 'lease_token', token, 'exec_deadline', exec_deadline)
-  else
-    redis.call('HSET', job_key, 'state', 'active', 'started_at', ARGV[1], 'lease_expires_at', deadline,
-      'worker_id', worker, 'attempt', attempt, 'lease_token', token)
+    changes[#changes + 1] = 'exec_deadline'
+    changes[#changes + 1] = exec_deadline
   end
+  redis.call('HSET', job_key, unpack(changes))
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
-  qcount(ctx, f[3], 'available', 'active')
-  qminute(ctx, f[3], ARGV[1], 'started', 'wait_ms', now - (tonumber(f[7]) or now))
-  emit(KEYS[2], ARGV[2], 'job.started', id, f[3], f[2], 'active', ARGV[1],
-    {attempt = attempt, worker_id = worker, lease_token = token})
-  claimed[#claimed + 1] = read_job(job_key, errors_prefix .. id, f[10] ~= false)
+  qcount(ctx, h.queue, 'available', 'active')
+  qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', now - (tonumber(h.enqueued_at) or now))
+  emit(KEYS[2], ARGV[2], 'job.started', id, h.queue, h.type, 'active', ARGV[1],
+    {attempt = tonumber(attempt), worker_id = worker, lease_token = tonumber(token)})
+  -- The hash as read plus the fields just written; the caller applies them in order.
+  local history = {}
+  if h.error then
+    history = redis.call('LRANGE', errors_prefix .. id, 0, -1)
+  end
+  claimed[#claimed + 1] = {flat, history, changes}
   return true
 end
 
