@@ -87,7 +87,7 @@ class WorkflowService:
             state = job.initial_state if not node.depends_on else JobState.PENDING
             if state is JobState.PENDING and not node.depends_on:
                 state = JobState.AVAILABLE
-            fields = [str(v) if not isinstance(v, bytes) else v.decode() for v in codec.new_job_fields(job)]
+            fields = codec.new_job_fields(job)
             fields += ["workflow_id", workflow_id, "wf_node", str(node.index)]
             nodes.append(
                 {

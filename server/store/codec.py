@@ -22,46 +22,46 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def new_job_fields(job: NewJob) -> list[bytes | str | int]:
-    """Flat field/value list for HSET (state and enqueued_at are set by the script)."""
+def new_job_fields(job: NewJob) -> list[str]:
+    """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script)."""
     policy = job.retry
-    fields: dict[str, bytes | str | int] = {
+    fields: dict[str, str] = {
         "id": job.id,
         "type": job.type,
         "queue": job.queue,
-        "args": dumps(job.args),
-        "meta": dumps(job.meta),
-        "priority": job.priority,
-        "attempt": 0,
-        "created_at": job.created_at_ms,
+        "args": dumps(job.args).decode(),
+        "meta": dumps(job.meta).decode(),
+        "priority": str(job.priority),
+        "attempt": "0",
+        "created_at": str(job.created_at_ms),
         # Flattened retry policy: the nack script reads these without decoding JSON.
-        "r_max": policy.max_attempts,
-        "r_init": policy.initial_interval_ms,
+        "r_max": str(policy.max_attempts),
+        "r_init": str(policy.initial_interval_ms),
         "r_coef": repr(policy.backoff_coefficient),
-        "r_maxi": policy.max_interval_ms,
-        "r_jit": 1 if policy.jitter else 0,
+        "r_maxi": str(policy.max_interval_ms),
+        "r_jit": "1" if policy.jitter else "0",
         "r_strat": policy.strategy.value,
         "r_nre": "\n".join(policy.non_retryable_errors),
         "r_exh": policy.on_exhaustion.value,
     }
-    optional: dict[str, bytes | str | int | None] = {
+    optional: dict[str, str | int | None] = {
         "scheduled_at": job.scheduled_at_ms,
         "expires_at": job.expires_at_ms,
         "timeout_ms": job.timeout_ms,
         "visibility_timeout_ms": job.visibility_timeout_ms,
-        "tags": dumps(list(job.tags)) if job.tags else None,
-        "extra": dumps(job.extra) if job.extra else None,
+        "tags": dumps(list(job.tags)).decode() if job.tags else None,
+        "extra": dumps(job.extra).decode() if job.extra else None,
         "schema": job.schema,
         "trace_id": job.trace_id,
-        "unique": dumps(job.unique) if job.unique is not None else None,
+        "unique": dumps(job.unique).decode() if job.unique is not None else None,
         "directive": job_directive(job.meta),
         "unique_fp": job.unique_fingerprint,
         "unique_states": (
             ",".join(state.value for state in job.unique_policy.states) if job.unique_policy is not None else None
         ),
     }
-    fields.update({k: v for k, v in optional.items() if v is not None})
-    flat: list[bytes | str | int] = []
+    fields.update({k: str(v) for k, v in optional.items() if v is not None})
+    flat: list[str] = []
     for key, value in fields.items():
         flat.append(key)
         flat.append(value)
@@ -159,9 +159,7 @@ def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 _STATES = {state.value.encode(): state for state in JobState}
 
 
-def decode_job(
-    flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()
-) -> StoredJob:
+def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()) -> StoredJob:
     """A job from its hash as flat pairs, its error history, and fields written after the read."""
     raw = pairs_to_dict(flat_hash)
     if changes:

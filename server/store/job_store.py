@@ -268,18 +268,19 @@ class JobStore:
         )
 
     @staticmethod
-    def _insert_args(job: NewJob) -> list[Any]:
+    def _insert_entry(job: NewJob) -> list[str]:
+        """The job as the insert scripts read it (job_from_list in lib.lua), all strings."""
         state = job.initial_state
         return [
             job.id,
             job.type,
             job.queue,
-            job.priority,
+            str(job.priority),
             state.value,
-            job.scheduled_at_ms if state is JobState.SCHEDULED else "",
-            "" if job.expires_at_ms is None else job.expires_at_ms,
-            "" if job.rate_per_second is None else job.rate_per_second,
-            "" if job.concurrency is None else job.concurrency,
+            str(job.scheduled_at_ms) if state is JobState.SCHEDULED else "",
+            "" if job.expires_at_ms is None else str(job.expires_at_ms),
+            "" if job.rate_per_second is None else str(job.rate_per_second),
+            "" if job.concurrency is None else str(job.concurrency),
             *_unique_args(job),
             *codec.new_job_fields(job),
         ]
@@ -289,7 +290,7 @@ class JobStore:
         reply = await self._scripts.call(
             "enqueue",
             [*self._insert_keys(job), self._keys.active],
-            [job.created_at_ms, self._events_maxlen, self._workflow_context, *self._insert_args(job)],
+            [job.created_at_ms, self._events_maxlen, self._workflow_context, codec.dumps(self._insert_entry(job))],
         )
         status = reply[0]
         if status == b"duplicate":
@@ -310,11 +311,10 @@ class JobStore:
     async def enqueue_batch(self, jobs: Sequence[NewJob], *, now_ms: int) -> list[EnqueueOutcome]:
         """All or nothing; an "ignore" uniqueness hit yields the existing job for that entry."""
         k = self._keys
-        args: list[Any] = [now_ms, self._events_maxlen, self._workflow_context, len(jobs)]
-        for job in jobs:
-            job_args = self._insert_args(job)
-            args.append(len(job_args))
-            args.extend(job_args)
+        # One JSON argument for the whole batch: packing thousands of separate
+        # arguments costs the client more than the script's decoding.
+        entries = codec.dumps([self._insert_entry(job) for job in jobs])
+        args: list[Any] = [now_ms, self._events_maxlen, self._workflow_context, entries]
         reply = await self._scripts.call("enqueue_batch", [k.queues, k.sequence, k.events, k.expiring, k.active], args)
         status = reply[0]
         if status == b"duplicate":
@@ -465,17 +465,40 @@ class JobStore:
             "1" if return_jobs else "0",
             self._workflow_context,
         ]
+        rows: list[list[str]] = []
         for entry in entries:
-            token = "" if entry.lease_token is None else entry.lease_token
+            token = "" if entry.lease_token is None else str(entry.lease_token)
             failure = entry.failure
             if failure is None:
-                has_result = entry.result_json is not None
-                args += [entry.job_id, "ack", entry.worker_id, token, "1" if has_result else "0"]
-                args += [entry.result_json or "", "", "", "", "", ""]
+                result = entry.result_json
+                rows.append(
+                    [
+                        entry.job_id,
+                        "ack",
+                        entry.worker_id,
+                        token,
+                        "0" if result is None else "1",
+                        (result or b"").decode(),
+                    ]
+                )
                 continue
-            args += [entry.job_id, "nack", entry.worker_id, token, _error_tail(failure, now_ms), failure.error_type]
-            args += ["0" if failure.retryable is False else "", "1" if failure.requeue else "0"]
-            args += [repr(random.uniform(0.5, 1.5)), failure.code, failure.message]
+            rows.append(
+                [
+                    entry.job_id,
+                    "nack",
+                    entry.worker_id,
+                    token,
+                    _error_tail(failure, now_ms).decode(),
+                    failure.error_type,
+                    "0" if failure.retryable is False else "",
+                    "1" if failure.requeue else "0",
+                    repr(random.uniform(0.5, 1.5)),
+                    failure.code,
+                    failure.message,
+                ]
+            )
+        # One JSON argument: packing many separate arguments costs the client more than decoding costs the script.
+        args.append(codec.dumps(rows))
         replies = await self._scripts.call("settle_batch", [k.active, k.events, k.sequence, k.dead, k.expiring], args)
         out: list[SettleReply] = []
         for entry, reply in zip(entries, replies, strict=True):
@@ -917,7 +940,7 @@ class JobStore:
                 occurrence_ms,
                 next_run_ms,
                 self._workflow_context,
-                *self._insert_args(job),
+                codec.dumps(self._insert_entry(job)),
             ],
         )
         return reply[0].decode(), reply[1].decode() if len(reply) > 1 else ""
@@ -933,7 +956,7 @@ def _worker_row(worker_id: str, raw: dict[bytes, bytes]) -> WorkerRow:
     )
 
 
-def _unique_args(job: NewJob) -> list[str | int]:
+def _unique_args(job: NewJob) -> list[str]:
     policy = job.unique_policy
     if policy is None or job.unique_fingerprint is None:
         return ["", "", "", ""]
@@ -941,7 +964,7 @@ def _unique_args(job: NewJob) -> list[str | int]:
         job.unique_fingerprint,
         policy.on_conflict,
         ",".join(state.value for state in policy.states),
-        "" if policy.period_ms is None else policy.period_ms,
+        "" if policy.period_ms is None else str(policy.period_ms),
     ]
 
 

@@ -5,7 +5,7 @@
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] entry name
 -- ARGV[4] the occurrence being fired: the entry's next_run_at as read by the caller
 -- ARGV[5] the following occurrence (ms)  ARGV[6] script context (JSON, see lib.lua)
--- ARGV[7..] the job (see job_from_argv): id, type, queue, ...; ARGV[8] is its type, ARGV[9] its queue
+-- ARGV[7] the job (JSON, as job_from_list reads it)
 -- Pre:  the entry exists, is enabled and its next_run_at still equals ARGV[4]. The
 --       occurrence time is the firing's identity: however many servers race for it,
 --       only the first call finds it unchanged, and a crashed caller leaves it to be retried.
@@ -13,6 +13,7 @@
 --       firing's job not finished: no job, cron.skipped. Otherwise the job is enqueued,
 --       last_run_at, run_count, last_job_id updated, cron.triggered emitted.
 -- Returns {'fired', job id} | {'skipped', blocking job id} | {'stale'}.
+local job = job_from_list(cjson.decode(ARGV[7]), cjson.decode(ARGV[6]), ARGV[1], ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'next_run_at', 'enabled', 'overlap_policy', 'last_job_id')
 if f[1] ~= ARGV[4] or f[2] ~= '1' then
   return {'stale'}
@@ -25,20 +26,19 @@ if f[3] == 'skip' and f[4] and f[4] ~= '' then
   local previous = redis.call('HGET', ctx.job .. f[4], 'state')
   if previous and previous ~= 'completed' and previous ~= 'cancelled' and previous ~= 'discarded' then
     redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[2], '*', 'type', 'cron.skipped', 'job_id', f[4],
-      'queue', ARGV[9], 'job_type', ARGV[8], 'state', previous, 'time', ARGV[1],
+      'queue', job.queue, 'job_type', job.type, 'state', previous, 'time', ARGV[1],
       'data', cjson.encode({cron_name = ARGV[3], reason = 'overlap_skip', occurrence = tonumber(ARGV[4]),
-                            job_type = ARGV[8], queue = ARGV[9]}))
+                            job_type = job.type, queue = job.queue}))
     return {'skipped', f[4]}
   end
 end
 
-local job = job_from_argv(7, nil, cjson.decode(ARGV[6]), ARGV[1], ARGV[2])
 job.unique_fp = ''
 insert_job(
   {job = KEYS[3], available = KEYS[4], delayed = KEYS[5], queues = KEYS[6], sequence = KEYS[7],
    events = KEYS[8], expiring = KEYS[9]}, job)
-redis.call('HSET', KEYS[1], 'last_run_at', ARGV[1], 'last_job_id', ARGV[7])
+redis.call('HSET', KEYS[1], 'last_run_at', ARGV[1], 'last_job_id', job.id)
 redis.call('HINCRBY', KEYS[1], 'run_count', 1)
-emit(KEYS[8], ARGV[2], 'cron.triggered', ARGV[7], ARGV[9], ARGV[8], job.state, ARGV[1],
+emit(KEYS[8], ARGV[2], 'cron.triggered', job.id, job.queue, job.type, job.state, ARGV[1],
   {cron_name = ARGV[3], occurrence = tonumber(ARGV[4])})
-return {'fired', ARGV[7]}
+return {'fired', job.id}

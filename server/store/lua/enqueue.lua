@@ -3,7 +3,7 @@
 -- KEYS[4] queue registry hash  KEYS[5] sequence counter  KEYS[6] event stream  KEYS[7] expiring zset
 -- KEYS[8] active zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
--- ARGV[4..] the job, as job_from_argv reads it
+-- ARGV[4] the job (JSON, as job_from_list reads it)
 -- Pre:  the job key does not exist; under a unique policy, no job with the same
 --       fingerprint is in the policy's states (else reject, ignore or replace it).
 -- Post: hash written with state; available -> ranked in its queue, scheduled -> in the
@@ -16,7 +16,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local ctx = cjson.decode(ARGV[3])
 ctx.active, ctx.expiring = KEYS[8], KEYS[7]
-local job = job_from_argv(4, nil, ctx, ARGV[1], ARGV[2])
+local job = job_from_list(cjson.decode(ARGV[4]), ctx, ARGV[1], ARGV[2])
 local conflict = unique_check(ctx, job, KEYS[6], ARGV[2])
 if conflict then
   if conflict[1] == 'unique_existing' then

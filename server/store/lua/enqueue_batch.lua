@@ -2,8 +2,7 @@
 -- KEYS[1] queue registry hash  KEYS[2] sequence counter  KEYS[3] event stream
 -- KEYS[4] expiring zset  KEYS[5] active zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
--- ARGV[4] number of jobs; then per job: its argument count n, then n arguments as
---         job_from_argv reads them
+-- ARGV[4] the jobs: a JSON array of jobs as job_from_list reads them
 -- Pre:  no job id exists yet and no job meets a "reject" uniqueness conflict; both are
 --       checked for every job before anything is written.
 -- Post: as enqueue, job by job, in order.
@@ -12,11 +11,8 @@
 local ctx = cjson.decode(ARGV[3])
 ctx.active, ctx.expiring = KEYS[5], KEYS[4]
 local jobs = {}
-local position = 5
-for _ = 1, tonumber(ARGV[4]) do
-  local count = tonumber(ARGV[position])
-  jobs[#jobs + 1] = job_from_argv(position + 1, position + count, ctx, ARGV[1], ARGV[2])
-  position = position + count + 1
+for _, entry in ipairs(cjson.decode(ARGV[4])) do
+  jobs[#jobs + 1] = job_from_list(entry, ctx, ARGV[1], ARGV[2])
 end
 
 for index, job in ipairs(jobs) do

@@ -479,21 +479,21 @@ local function insert_job(k, a)
   return enqueued_at
 end
 
--- The insert arguments of one job, laid out by JobStore._insert_args from ARGV[start]:
+-- A job to insert, from the JSON array JobStore._insert_entry builds (all strings):
 -- id, type, queue, priority, state, due, expires, rate, concurrency, unique fingerprint,
--- unique on_conflict, unique states (comma-separated), unique period (ms), then field/value
--- pairs up to `stop` (inclusive; default: the end of ARGV).
-local JOB_ARGS = 13
-local function job_from_argv(start, stop, ctx, now, maxlen)
+-- unique on_conflict, unique states (comma-separated), unique period (ms), then the
+-- hash's field/value pairs.
+local JOB_HEADER = 13
+local function job_from_list(list, ctx, now, maxlen)
   local fields = {}
-  for i = start + JOB_ARGS, stop or #ARGV do
-    fields[#fields + 1] = ARGV[i]
+  for i = JOB_HEADER + 1, #list do
+    fields[#fields + 1] = list[i]
   end
-  return {now = now, maxlen = maxlen, ctx = ctx, id = ARGV[start], type = ARGV[start + 1],
-    queue = ARGV[start + 2], priority = ARGV[start + 3], state = ARGV[start + 4], due = ARGV[start + 5],
-    expires = ARGV[start + 6], rate = ARGV[start + 7], concurrency = ARGV[start + 8],
-    unique_fp = ARGV[start + 9], unique_action = ARGV[start + 10], unique_states = ARGV[start + 11],
-    unique_period = ARGV[start + 12], fields = fields}
+  return {now = now, maxlen = maxlen, ctx = ctx, id = list[1], type = list[2],
+    queue = list[3], priority = list[4], state = list[5], due = list[6],
+    expires = list[7], rate = list[8], concurrency = list[9],
+    unique_fp = list[10], unique_action = list[11], unique_states = list[12],
+    unique_period = list[13], fields = fields}
 end
 
 -- Uniqueness check of a job about to be inserted. Returns nil to go ahead (after

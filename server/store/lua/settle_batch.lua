@@ -5,10 +5,11 @@
 -- ARGV[3] retention of completed jobs (ms)  ARGV[4] of discarded jobs  ARGV[5] of dead-lettered jobs
 -- ARGV[6] error history cap  ARGV[7] '1' to return each job in full, '0' for its state only
 -- ARGV[8] script context (JSON, see lib.lua; job and errors keys come from its prefixes)
--- ARGV[9..] 11 fields per entry: job id, 'ack'|'nack', worker id or '', lease token or '',
+-- ARGV[9] the entries: a JSON array of string arrays, each
+--   job id, 'ack'|'nack', worker id or '', lease token or '', then
 --   ack: '1' if a result is given, result JSON;
 --   nack: error JSON object without "attempt", error type, retryable ('0' = never, '' = per policy),
---         requeue '1'|'0', jitter factor, error code, error message (unused fields are '').
+--         requeue '1'|'0', jitter factor, error code, error message.
 -- Pre:  none; each entry's job must be active and held by its worker and lease token.
 -- Post: an accepted ack completes its job (ack_active in lib.lua); an accepted nack
 --       requeues it or applies its retry policy (nack_active). Single acks and nacks
@@ -19,23 +20,22 @@ local wfctx = cjson.decode(ARGV[8])
 wfctx.active, wfctx.expiring = KEYS[1], KEYS[5]
 local full = ARGV[7] == '1'
 local replies = {}
-local FIELDS = 11
-for base = 9, #ARGV, FIELDS do
-  local id = ARGV[base]
+for _, e in ipairs(cjson.decode(ARGV[9])) do
+  local id = e[1]
   local job_key, errors_key = wfctx.job .. id, wfctx.errors .. id
   local c = {
     job_key = job_key, errors_key = errors_key, id = id, now = ARGV[1], maxlen = ARGV[2],
     active = KEYS[1], events = KEYS[2], sequence = KEYS[3], dead_key = KEYS[4],
-    worker = ARGV[base + 2], token = ARGV[base + 3], wfctx = wfctx,
+    worker = e[3], token = e[4], wfctx = wfctx,
   }
   local refused
-  if ARGV[base + 1] == 'ack' then
-    c.has_result, c.result, c.ttl = ARGV[base + 4] == '1', ARGV[base + 5], ARGV[3]
+  if e[2] == 'ack' then
+    c.has_result, c.result, c.ttl = e[5] == '1', e[6], ARGV[3]
     refused = ack_active(c)
   else
-    c.error_tail, c.error_type = ARGV[base + 4], ARGV[base + 5]
-    c.give_up, c.requeue = ARGV[base + 6] == '0', ARGV[base + 7] == '1'
-    c.jitter, c.code, c.message = ARGV[base + 8], ARGV[base + 9], ARGV[base + 10]
+    c.error_tail, c.error_type = e[5], e[6]
+    c.give_up, c.requeue = e[7] == '0', e[8] == '1'
+    c.jitter, c.code, c.message = e[9], e[10], e[11]
     c.history_cap, c.ttl_discarded, c.ttl_dead = ARGV[6], ARGV[4], ARGV[5]
     refused = nack_active(c)
   end
