@@ -24,26 +24,35 @@ def dumps(value: Any) -> bytes:
 
 def new_job_fields(job: NewJob) -> list[str]:
     """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script)."""
-    policy = job.retry
     fields: dict[str, str] = {
         "id": job.id,
         "type": job.type,
         "queue": job.queue,
         "args": dumps(job.args).decode(),
-        "meta": dumps(job.meta).decode(),
-        "priority": str(job.priority),
-        "attempt": "0",
         "created_at": str(job.created_at_ms),
-        # Flattened retry policy: the nack script reads these without decoding JSON.
-        "r_max": str(policy.max_attempts),
-        "r_init": str(policy.initial_interval_ms),
-        "r_coef": repr(policy.backoff_coefficient),
-        "r_maxi": str(policy.max_interval_ms),
-        "r_jit": "1" if policy.jitter else "0",
-        "r_strat": policy.strategy.value,
-        "r_nre": "\n".join(policy.non_retryable_errors),
-        "r_exh": policy.on_exhaustion.value,
     }
+    # Fields at their zero value are left out to keep queued jobs small: every
+    # reader takes a missing priority, attempt or meta as 0, 0 and {}.
+    if job.priority:
+        fields["priority"] = str(job.priority)
+    if job.meta:
+        fields["meta"] = dumps(job.meta).decode()
+    policy = job.retry
+    # Flattened retry policy, read by the nack script without decoding JSON. Left out when
+    # it is the default policy (most jobs): readers fall back to the same defaults.
+    if policy != DEFAULT_POLICY:
+        fields.update(
+            {
+                "r_max": str(policy.max_attempts),
+                "r_init": str(policy.initial_interval_ms),
+                "r_coef": repr(policy.backoff_coefficient),
+                "r_maxi": str(policy.max_interval_ms),
+                "r_jit": "1" if policy.jitter else "0",
+                "r_strat": policy.strategy.value,
+                "r_nre": "\n".join(policy.non_retryable_errors),
+                "r_exh": policy.on_exhaustion.value,
+            }
+        )
     optional: dict[str, str | int | None] = {
         "scheduled_at": job.scheduled_at_ms,
         "expires_at": job.expires_at_ms,
@@ -128,6 +137,7 @@ def encode_error_without_attempt(
     return dumps(entry)
 
 
+DEFAULT_POLICY = RetryPolicy()
 _POLICY_FIELDS = (b"r_max", b"r_init", b"r_coef", b"r_maxi", b"r_jit", b"r_nre", b"r_exh", b"r_strat")
 
 
@@ -138,16 +148,17 @@ def decode_policy(raw: dict[bytes, bytes]) -> RetryPolicy:
 
 @functools.lru_cache(maxsize=1024)
 def _policy_from_fields(fields: tuple[bytes | None, ...]) -> RetryPolicy:
+    """A stored policy; absent fields take the default policy's values (so does the nack script)."""
     max_attempts, initial, coefficient, max_interval, jitter, patterns, exhaustion, strategy = fields
     return RetryPolicy(
-        max_attempts=int(max_attempts) if max_attempts else 0,
-        initial_interval_ms=int(initial) if initial else 1000,
-        backoff_coefficient=float(coefficient or b"2.0"),
-        max_interval_ms=int(max_interval) if max_interval else 300_000,
-        jitter=jitter == b"1",
+        max_attempts=int(max_attempts) if max_attempts else DEFAULT_POLICY.max_attempts,
+        initial_interval_ms=int(initial) if initial else DEFAULT_POLICY.initial_interval_ms,
+        backoff_coefficient=float(coefficient) if coefficient else DEFAULT_POLICY.backoff_coefficient,
+        max_interval_ms=int(max_interval) if max_interval else DEFAULT_POLICY.max_interval_ms,
+        jitter=jitter != b"0" if jitter else DEFAULT_POLICY.jitter,
         non_retryable_errors=tuple(p for p in (patterns or b"").decode().split("\n") if p),
-        on_exhaustion=OnExhaustion((exhaustion or b"discard").decode()),
-        strategy=BackoffStrategy((strategy or b"exponential").decode()),
+        on_exhaustion=OnExhaustion(exhaustion.decode()) if exhaustion else DEFAULT_POLICY.on_exhaustion,
+        strategy=BackoffStrategy(strategy.decode()) if strategy else DEFAULT_POLICY.strategy,
     )
 
 
@@ -174,6 +185,7 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
         value = get(key)
         return value.decode() if value else None
 
+    retry = decode_policy(raw)
     error_raw = get(b"error")
     tags_raw = get(b"tags")
     unique_raw = get(b"unique")
@@ -184,10 +196,10 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
         state=_STATES[raw[b"state"]],
         priority=number(b"priority") or 0,
         attempt=number(b"attempt") or 0,
-        max_attempts=number(b"r_max") or 0,
+        max_attempts=retry.max_attempts,
         args_json=get(b"args", b"[]"),
         meta_json=get(b"meta", b"{}"),
-        retry=decode_policy(raw),
+        retry=retry,
         created_at_ms=number(b"created_at") or 0,
         enqueued_at_ms=number(b"enqueued_at"),
         scheduled_at_ms=number(b"scheduled_at"),

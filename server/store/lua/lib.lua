@@ -357,7 +357,8 @@ local function fail_active(c)
       raw = initial * (coef ^ (n - 1))
     end
     local delay = math.min(raw, cap)
-    if f[8] == '1' then
+    -- Jitter is on unless the policy turned it off (no field: the default policy).
+    if f[8] ~= '0' then
       delay = math.min(delay * tonumber(c.jitter), cap)
     end
     return math.floor(delay)

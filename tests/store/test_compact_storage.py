@@ -1,0 +1,76 @@
+"""Queued jobs are stored without their default values, and read back as if they had them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from server.domain.clock import now_ms
+from server.domain.retry import RetryPolicy
+from server.domain.states import JobState
+from server.domain.validation import parse_enqueue
+from server.store.job_store import FailureReport, JobStore, Settlement
+
+LEASE_MS = 30_000
+
+
+async def enqueue(store: JobStore, queue: str, **options: Any) -> str:
+    job = parse_enqueue({"type": "compact.test", "args": [1], "options": {"queue": queue, **options}}, now_ms=now_ms())
+    await store.enqueue(job)
+    return job.id
+
+
+async def fetch_one(store: JobStore, queue: str) -> Any:
+    (job,) = await store.fetch(
+        [queue], count=1, worker_id="w", lease_ms=None, default_lease_ms=LEASE_MS, now_ms=now_ms()
+    )
+    return job
+
+
+def boom() -> FailureReport:
+    return FailureReport(
+        code="boom", message="failed", error_type="boom", details=None, backtrace=None, retryable=None, requeue=False
+    )
+
+
+async def test_a_default_job_stores_no_default_fields(store: JobStore, store_redis: Redis) -> None:
+    job_id = await enqueue(store, "compact-a")
+    stored = await store_redis.hgetall(store.keys.job(job_id))
+    assert not {b"priority", b"attempt", b"meta"} & stored.keys()
+    assert not [field for field in stored if field.startswith(b"r_")]
+    job = await store.get(job_id)
+    assert job is not None
+    assert job.retry == RetryPolicy() and job.max_attempts == 3
+    assert (job.priority, job.attempt, job.meta_json) == (0, 0, b"{}")
+
+
+async def test_the_default_policy_still_retries_with_jitter_then_discards(store: JobStore) -> None:
+    job_id = await enqueue(store, "compact-b")
+    delays = []
+    for attempt in range(1, 4):
+        if attempt > 1:
+            # Make the retry due now instead of waiting for its backoff.
+            await store.promote(["compact-b"], now_ms=now_ms() + 10 * 60_000, batch=10)
+        job = await fetch_one(store, "compact-b")
+        assert job.attempt == attempt
+        (reply,) = await store.settle_batch(
+            [Settlement(job_id, worker_id="w", failure=boom())], now_ms=now_ms(), return_jobs=True
+        )
+        assert reply.job is not None
+        delays.append(reply.job.retry_delay_ms)
+        expected = JobState.DISCARDED if attempt == 3 else JobState.RETRYABLE
+        assert reply.job.state is expected
+    # Exponential from 1 s with jitter in [0.5, 1.5): 0.5-1.5 s, then 1-3 s.
+    assert 500 <= delays[0] < 1500 and 1000 <= delays[1] < 3000
+
+
+async def test_a_custom_policy_is_stored_and_honoured(store: JobStore, store_redis: Redis) -> None:
+    policy = {"max_attempts": 1, "initial_interval": "PT2S", "jitter": False}
+    job_id = await enqueue(store, "compact-c", retry=policy, priority=7)
+    stored = await store_redis.hgetall(store.keys.job(job_id))
+    assert stored[b"r_max"] == b"1" and stored[b"r_jit"] == b"0" and stored[b"priority"] == b"7"
+    job = await fetch_one(store, "compact-c")
+    assert job.retry.max_attempts == 1 and job.retry.jitter is False and job.priority == 7
+    failed = await store.nack(job_id, boom(), worker_id="w", now_ms=now_ms())
+    assert failed.state is JobState.DISCARDED
