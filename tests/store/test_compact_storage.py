@@ -36,7 +36,7 @@ def boom() -> FailureReport:
 
 async def test_a_default_job_stores_no_default_fields(store: JobStore, store_redis: Redis) -> None:
     job_id = await enqueue(store, "compact-a")
-    stored = await store_redis.hgetall(store.keys.job(job_id))
+    stored: dict[Any, Any] = await store_redis.hgetall(store.keys.job(job_id))
     assert not {b"priority", b"attempt", b"meta"} & stored.keys()
     assert not [field for field in stored if field.startswith(b"r_")]
     job = await store.get(job_id)
@@ -47,7 +47,7 @@ async def test_a_default_job_stores_no_default_fields(store: JobStore, store_red
 
 async def test_the_default_policy_still_retries_with_jitter_then_discards(store: JobStore) -> None:
     job_id = await enqueue(store, "compact-b")
-    delays = []
+    delays: list[int] = []
     for attempt in range(1, 4):
         if attempt > 1:
             # Make the retry due now instead of waiting for its backoff.
@@ -58,7 +58,7 @@ async def test_the_default_policy_still_retries_with_jitter_then_discards(store:
             [Settlement(job_id, worker_id="w", failure=boom())], now_ms=now_ms(), return_jobs=True
         )
         assert reply.job is not None
-        delays.append(reply.job.retry_delay_ms)
+        delays.append(reply.job.retry_delay_ms or 0)
         expected = JobState.DISCARDED if attempt == 3 else JobState.RETRYABLE
         assert reply.job.state is expected
     # Exponential from 1 s with jitter in [0.5, 1.5): 0.5-1.5 s, then 1-3 s.
