@@ -29,6 +29,7 @@ class LoopRunner:
     def __init__(self, tasks: list[PeriodicTask]) -> None:
         self._tasks = tasks
         self._running: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     def start(self) -> None:
@@ -36,7 +37,7 @@ class LoopRunner:
             self._running.append(asyncio.create_task(self._run(task), name=f"loop:{task.name}"))
 
     async def _run(self, task: PeriodicTask) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await task.step()
             except OJSError as exc:
@@ -57,8 +58,16 @@ class LoopRunner:
             self.failure.set_result(exc)
 
     async def stop(self) -> None:
-        """Cancel every task and wait for it; each step is one short script call."""
-        for running in self._running:
-            running.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        """Cancel every task and wait for it; each step is one short script call.
+
+        A cancellation can be lost inside a library call (the step then returns
+        normally), so the flag ends each loop too, and a task still running is
+        cancelled again.
+        """
+        self._stopping = True
+        pending = {running for running in self._running if not running.done()}
+        while pending:
+            for running in pending:
+                running.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         self._running.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -34,6 +34,27 @@ def _job_id(job_id: str) -> str:
     return job_id
 
 
+# How a stream gives back jobs it claimed but never delivered.
+_UNDELIVERED = FailureReport(
+    code="undelivered",
+    message="the job stream closed before the job was delivered",
+    error_type="undelivered",
+    details=None,
+    backtrace=None,
+    retryable=None,
+    requeue=True,
+    undelivered=True,
+)
+
+
+class _StreamWindow:
+    """The jobs a stream has delivered and not yet seen settled (job id -> lease token)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, int] = {}
+        self.changed = asyncio.Event()
+
+
 class JobService:
     def __init__(
         self,
@@ -48,8 +69,10 @@ class JobService:
         self._max_batch = max_batch
         self._notifier = notifier
         self._settle_group = SettleGroup(store)
-        # Streams waiting for their jobs to be acked or nacked through this process.
-        self._settle_watchers: dict[str, set[asyncio.Event]] = {}
+        # Requeues of undelivered jobs still running (kept referenced until done).
+        self._background: set[asyncio.Future[Any]] = set()
+        # The streams holding each delivered job, told when it is acked or nacked here.
+        self._windows_by_job: dict[str, set[_StreamWindow]] = {}
         self.stopping = asyncio.Event()
         self._default_lease_ms = default_visibility_timeout_ms
         self._default_timeout_ms = default_timeout_ms
@@ -193,63 +216,99 @@ class JobService:
 
     async def stream(
         self, queues: Sequence[str], *, worker_id: str, max_concurrent: int, visibility_timeout_ms: int | None
-    ) -> AsyncIterator[StoredJob]:
+    ) -> AsyncGenerator[StoredJob, None]:
         """Jobs pushed as they become available, never more than `max_concurrent` unsettled at once.
 
         A job stops counting once it is no longer active under the lease it was
         streamed with (acked, nacked, cancelled or re-leased). Acks served by this
         process wake the stream at once; acks elsewhere are noticed by a short re-check.
         """
-        ordered, window = self._fetch_args(queues, max_concurrent, visibility_timeout_ms)
+        ordered, size = self._fetch_args(queues, max_concurrent, visibility_timeout_ms)
         if self._notifier is None:
             raise OJSError(ErrorCode.UNSUPPORTED, "job streams are not available on this server")
-        held: dict[str, int] = {}
-        settled = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        window = _StreamWindow()
+        recheck_at = loop.time() + SETTLE_RECHECK_S
         try:
             with self._notifier.watch(ordered) as watch:
                 while not self.stopping.is_set():
-                    if held:
-                        states = await self._store.lease_tokens(list(held))
-                        for (job_id, token), (state, current) in zip(list(held.items()), states, strict=True):
+                    if window.held and loop.time() >= recheck_at:
+                        # Settled by another process, or re-leased after the lease ran out: only
+                        # Redis knows. Settles served here were already taken off by _settled.
+                        held = list(window.held.items())
+                        states = await self._store.lease_tokens([job_id for job_id, _ in held])
+                        for (job_id, token), (state, current) in zip(held, states, strict=True):
                             if state != JobState.ACTIVE.value or current != token:
-                                self._unwatch_settle(job_id, settled)
-                                del held[job_id]
-                    free = window - len(held)
+                                self._forget(job_id, window)
+                        recheck_at = loop.time() + SETTLE_RECHECK_S
+                    free = size - len(window.held)
                     if free > 0:
-                        jobs = await self._claim(ordered, free, worker_id, visibility_timeout_ms)
-                        for job in jobs:
-                            held[job.id] = job.lease_token
-                            self._settle_watchers.setdefault(job.id, set()).add(settled)
-                            yield job
+                        claim = asyncio.ensure_future(self._claim(ordered, free, worker_id, visibility_timeout_ms))
+                        try:
+                            jobs = await asyncio.shield(claim)
+                        except asyncio.CancelledError:
+                            # The stream closed while jobs were being claimed for it: they go
+                            # back to their queues now, not when their leases run out.
+                            claim.add_done_callback(lambda done: self._release_claimed(done, worker_id))
+                            raise
+                        handed = 0
+                        try:
+                            for job in jobs:
+                                window.held[job.id] = job.lease_token
+                                self._windows_by_job.setdefault(job.id, set()).add(window)
+                                handed += 1
+                                yield job
+                        finally:
+                            # Closed mid-batch: the jobs not yet handed to the stream were never delivered.
+                            self._release(jobs[handed:], worker_id)
                         if len(jobs) == free:
                             continue
-                    if len(held) >= window:
-                        settled.clear()
+                    if len(window.held) >= size:
+                        window.changed.clear()
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(settled.wait(), SETTLE_RECHECK_S)
+                            async with asyncio.timeout_at(recheck_at):
+                                await window.changed.wait()
                     else:
                         await watch.wait(RECHECK_S)
         finally:
-            for job_id in held:
-                self._unwatch_settle(job_id, settled)
+            for job_id in list(window.held):
+                self._forget(job_id, window)
 
-    def _unwatch_settle(self, job_id: str, event: asyncio.Event) -> None:
-        watchers = self._settle_watchers.get(job_id)
-        if watchers is not None:
-            watchers.discard(event)
-            if not watchers:
-                del self._settle_watchers[job_id]
+    def _release_claimed(self, claim: asyncio.Future[list[StoredJob]], worker_id: str) -> None:
+        if not claim.cancelled() and claim.exception() is None:
+            self._release(claim.result(), worker_id)
+
+    def _release(self, jobs: Sequence[StoredJob], worker_id: str) -> None:
+        """Put claimed but undelivered jobs back at once, their attempt not counted."""
+        if not jobs:
+            return
+        entries = [
+            Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNDELIVERED) for job in jobs
+        ]
+        task = asyncio.ensure_future(self._store.settle_batch(entries, now_ms=now_ms(), return_jobs=False))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _forget(self, job_id: str, window: _StreamWindow) -> None:
+        window.held.pop(job_id, None)
+        windows = self._windows_by_job.get(job_id)
+        if windows is not None:
+            windows.discard(window)
+            if not windows:
+                del self._windows_by_job[job_id]
 
     def _settled(self, job_id: str) -> None:
-        for event in self._settle_watchers.pop(job_id, ()):
-            event.set()
+        """A job was acked or nacked through this process: the streams holding it have room again."""
+        for window in self._windows_by_job.pop(job_id, ()):
+            window.held.pop(job_id, None)
+            window.changed.set()
 
     def stop_waiting(self) -> None:
         """Shutdown: end long polls and streams promptly."""
         self.stopping.set()
-        for watchers in self._settle_watchers.values():
-            for event in watchers:
-                event.set()
+        for windows in self._windows_by_job.values():
+            for window in windows:
+                window.changed.set()
         if self._notifier is not None:
             self._notifier.wake_all()
 

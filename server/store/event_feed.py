@@ -42,7 +42,8 @@ class Subscription:
     async def next(self, timeout_s: float) -> EventRecord | None:
         """The next event; None on timeout or when the feed closes."""
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await self.queue.get()
         except TimeoutError:
             return None
 
@@ -98,6 +99,10 @@ class EventFeed:
             # subscriber is either seen by that check or starts a new reader.
             if self._task is asyncio.current_task():
                 self._task = None
+            # Subscribers waiting for a reader that ended before it started (stopped,
+            # cancelled) go on; they see `closed` or get a new reader.
+            if not started.done():
+                started.set_result(None)
 
     async def _read_while_subscribed(self, started: asyncio.Future[None]) -> None:
         last_id: str | None = None

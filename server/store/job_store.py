@@ -146,6 +146,8 @@ class FailureReport:
     # False: end the job now; None: the retry policy decides.
     retryable: bool | None
     requeue: bool
+    # With requeue: the job never reached a worker, so its attempt is given back.
+    undelivered: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -495,6 +497,7 @@ class JobStore:
                     repr(random.uniform(0.5, 1.5)),
                     failure.code,
                     failure.message,
+                    "1" if failure.undelivered else "0",
                 ]
             )
         # One JSON argument: packing many separate arguments costs the client more than decoding costs the script.

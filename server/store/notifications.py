@@ -33,8 +33,10 @@ class QueueWatch:
 
     async def wait(self, timeout_s: float) -> bool:
         """True when woken (the flag is then cleared), False on timeout."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
         try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

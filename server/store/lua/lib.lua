@@ -594,8 +594,14 @@ local function nack_active(c)
     make_available(job_key, c.id, wfctx.available .. f[5], c.sequence, f[6], c.now, wfctx)
     qcount(wfctx, f[5], 'active', 'available')
     redis.call('HDEL', job_key, 'retry_delay_ms')
+    local attempt = tonumber(f[7]) or 0
+    local reason = 'requeue'
+    if c.undelivered and attempt > 0 then
+      attempt, reason = attempt - 1, 'undelivered'
+      redis.call('HSET', job_key, 'attempt', attempt)
+    end
     emit(c.events, c.maxlen, 'job.requeued', c.id, f[5], f[4], 'available', c.now,
-      {attempt = tonumber(f[7]) or 0, reason = 'requeue'})
+      {attempt = attempt, reason = reason})
     c.state = 'available'
     return nil
   end

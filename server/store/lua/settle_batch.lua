@@ -9,7 +9,8 @@
 --   job id, 'ack'|'nack', worker id or '', lease token or '', then
 --   ack: '1' if a result is given, result JSON;
 --   nack: error JSON object without "attempt", error type, retryable ('0' = never, '' = per policy),
---         requeue '1'|'0', jitter factor, error code, error message.
+--         requeue '1'|'0', jitter factor, error code, error message,
+--         undelivered '1'|'0' (with requeue: the claim's attempt is given back).
 -- Pre:  none; each entry's job must be active and held by its worker and lease token.
 -- Post: an accepted ack completes its job (ack_active in lib.lua); an accepted nack
 --       requeues it or applies its retry policy (nack_active). Single acks and nacks
@@ -35,7 +36,7 @@ for _, e in ipairs(cjson.decode(ARGV[9])) do
   else
     c.error_tail, c.error_type = e[5], e[6]
     c.give_up, c.requeue = e[7] == '0', e[8] == '1'
-    c.jitter, c.code, c.message = e[9], e[10], e[11]
+    c.jitter, c.code, c.message, c.undelivered = e[9], e[10], e[11], e[12] == '1'
     c.history_cap, c.ttl_discarded, c.ttl_dead = ARGV[6], ARGV[4], ARGV[5]
     refused = nack_active(c)
   end
