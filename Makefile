@@ -41,7 +41,7 @@ gen-check: gen
 	@echo "gen-check: gen/ is up to date"
 
 bench: venv
-	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench pickup --json bench-pickup.json
+	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench all --json bench-results.json
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,4 +1,13 @@
-"""Start a real `ojs-server` process on free ports with its own private Redis, for measuring."""
+"""Start a real `ojs-server` process on free ports, for measuring.
+
+By default the server starts its own private Redis (embedded, AOF on, in a
+temporary data directory). With `REDIS_URL` set in the environment the server
+uses that Redis instead; `flush()` then empties that database between
+scenarios, so point it at a scratch database.
+
+`BENCH_SERVER_TREE` names another checkout whose server is measured instead
+(with this checkout's load), for before/after figures in one run.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +24,14 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.asyncio import Redis
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def server_tree() -> Path:
+    """The checkout whose server is started: this one, or BENCH_SERVER_TREE."""
+    return Path(os.environ.get("BENCH_SERVER_TREE") or REPO).resolve()
 
 
 def free_port() -> int:
@@ -31,6 +46,10 @@ class RunningServer:
     grpc_target: str
     http_url: str
     redis_url: str
+    # The `ojs-server` process itself (its embedded redis-server is a separate child process).
+    pid: int
+    # True when REDIS_URL named a Redis the server does not own.
+    external_redis: bool
 
 
 @contextlib.asynccontextmanager
@@ -38,26 +57,39 @@ async def ojs_server() -> AsyncIterator[RunningServer]:
     """The server runs as a separate process, so the load generator's CPU is not its CPU."""
     with tempfile.TemporaryDirectory(prefix="ojs-bench-") as data_dir:
         grpc_port, http_port = free_port(), free_port()
+        # OJS_* settings of the calling shell would skew the figures; REDIS_URL passes through.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OJS_")}
         env.update(
-            PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "gen")]),
+            PYTHONPATH=os.pathsep.join([str(server_tree()), str(server_tree() / "gen")]),
             OJS_DATA_DIR=data_dir,
             OJS_PORT=str(http_port),
             OJS_GRPC_PORT=str(grpc_port),
             OJS_LOG_LEVEL="WARNING",
         )
+        external = env.get("REDIS_URL", "").strip()
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", env=env, cwd=data_dir)
         try:
             target = f"127.0.0.1:{grpc_port}"
             await _wait_serving(target, process)
-            redis_url = env.get("REDIS_URL") or f"unix://{data_dir}/redis.sock"
-            yield RunningServer(grpc_target=target, http_url=f"http://127.0.0.1:{http_port}", redis_url=redis_url)
+            yield RunningServer(
+                grpc_target=target,
+                http_url=f"http://127.0.0.1:{http_port}",
+                redis_url=external or f"unix://{data_dir}/redis.sock",
+                pid=process.pid,
+                external_redis=bool(external),
+            )
         finally:
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:
                 process.kill()
+
+
+async def flush(redis: Redis) -> None:
+    """Empty the server's Redis database (the server is built to survive that underneath it)."""
+    # Synchronous FLUSHDB: the next scenario must not share the CPU with a background free.
+    await redis.flushdb(asynchronous=False)
 
 
 async def _wait_serving(target: str, process: asyncio.subprocess.Process) -> None:

@@ -1,0 +1,201 @@
+"""The results document: machine description, readable tables, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import google.protobuf
+import grpc
+import orjson
+import redis
+from google.protobuf.internal import api_implementation
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(redis_info: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the figures come from: hardware, OS, runtimes and library versions."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "grpcio": grpc.__version__,
+        "protobuf": google.protobuf.__version__,
+        "protobuf_implementation": api_implementation.Type(),
+        "redis_py": redis.__version__,
+        "aiohttp": aiohttp.__version__,
+        "orjson": orjson.__version__,
+        "redis_server": redis_info.get("redis_version"),
+    }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on the machine shares its cores with the benchmark."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def write_json(path: str, document: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _median(entry: Mapping[str, Any] | None) -> float | None:
+    if not entry:
+        return None
+    value = entry.get("median")
+    return None if value is None else float(value)
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _spread(entry: Mapping[str, Any]) -> str:
+    """(max - min) / median of the runs, in percent."""
+    runs = [v for v in entry.get("runs", []) if v is not None]
+    median = _median(entry)
+    if len(runs) < 2 or not median:
+        return "-"
+    return f"{(max(runs) - min(runs)) * 100 / median:.0f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join([first.ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(rest, widths[1:], strict=True))])
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
+
+
+def throughput_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    header = (
+        "scenario",
+        "jobs/s",
+        "spread",
+        "Redis cmds/job",
+        "scripts/job",
+        "Redis CPU µs/job",
+        "server CPU µs/job",
+        "client CPU µs/job",
+    )
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    for name, result in results.items():
+        if result["status"] in ("skipped", "error"):
+            rows.append([name, result["status"], *["-"] * (len(header) - 2)])
+            notes.append(f"{name}: {result['status']}: {result.get('reason', '')}")
+            continue
+        if result["status"] != "ok":
+            notes.append(f"{name}: {result['status']}: {result.get('reason', '')}")
+        rows.append(
+            [
+                name,
+                _number(_median(result["jobs_per_s"]), 0),
+                _spread(result["jobs_per_s"]),
+                _number(_median(result["redis_calls_per_job"]), 2),
+                _number(_median(result["redis_script_calls_per_job"]), 2),
+                _number(_median(result["redis_cpu_us_per_job"]), 1),
+                _number(_median(result["server_cpu_us_per_job"]), 1),
+                _number(_median(result["client_cpu_us_per_job"]), 1),
+            ]
+        )
+    text = _table(header, rows)
+    latency_rows = [
+        [
+            name,
+            _number(_median(result["latency_ms"]["p50"]), 2),
+            _number(_median(result["latency_ms"]["p99"]), 2),
+        ]
+        for name, result in results.items()
+        if "latency_ms" in result
+    ]
+    if latency_rows:
+        text += "\n\n" + _table(("sequential cycle", "p50 ms", "p99 ms"), latency_rows)
+    if notes:
+        text += "\n\n" + "\n".join(notes)
+    return text
+
+
+def pickup_table(pickup: Mapping[str, Any]) -> str:
+    rows = [
+        [name, *(_number(_median(pickup[name][key]), 2) for key in ("p50_ms", "p99_ms", "max_ms"))]
+        for name in ("stream_jobs", "long_poll_fetch")
+    ]
+    text = _table(("pickup latency", "p50 ms", "p99 ms", "max ms"), rows)
+    idle = pickup.get("idle_redis_commands_per_s")
+    if idle:
+        text += "\nRedis commands/s of the server's own loops: " + json.dumps(idle["server_background_loops"])
+        text += "\nRedis commands/s added by idle workers: " + (json.dumps(idle["added_by_idle_workers"]) or "none")
+    return text
+
+
+def memory_lines(memory: Mapping[str, Any]) -> str:
+    breakdown = memory["breakdown_bytes_per_job"]
+    return (
+        f"memory: {memory['title']}\n"
+        f"  used_memory: {_number(_median(memory['bytes_per_job']), 0)} bytes/job "
+        f"(used_memory_dataset: {_number(_median(memory['dataset_bytes_per_job']), 0)}); "
+        f"of which job hash {_number(_median(breakdown['job_hash']), 0)}, "
+        f"queue sorted set {_number(_median(breakdown['queue_sorted_set']), 0)}, "
+        f"event log {_number(_median(breakdown['event_log']), 0)}"
+    )
+
+
+def scale_lines(scale: Mapping[str, Any]) -> str:
+    lines = [f"scale: {scale['title']} ({scale['method']}, {scale['drain_jobs_per_run']:,} jobs drained per run)"]
+    for key in ("small", "large"):
+        part = scale[key]
+        lines.append(
+            f"  back-log {part['backlog']:>11,}: {_number(_median(part['jobs_per_s']), 0):>8} jobs/s "
+            f"(spread {_spread(part['jobs_per_s'])}), Redis {_number(_median(part['redis_calls_per_job']), 2)} "
+            f"cmds/job, {_number(_median(part['redis_cpu_us_per_job']), 1)} µs/job, "
+            f"server {_number(_median(part['server_cpu_us_per_job']), 1)} µs/job"
+        )
+    lines.append(f"  ratio large/small: {scale['ratio_large_to_small']}")
+    return "\n".join(lines)
+
+
+def render(document: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    if document.get("interrupted"):
+        parts.append("interrupted: these are the figures measured before the run was stopped")
+    busy = document.get("machine", {}).get("load_average_at_start")
+    cores = document.get("machine", {}).get("cores") or 1
+    if busy and busy[0] > 0.25 * cores:
+        parts.append(
+            f"note: the load average was {busy[0]} on {cores} cores when the benchmark started; "
+            "other work on the machine lowers these figures"
+        )
+    if document.get("throughput"):
+        parts.append(throughput_table(document["throughput"]))
+    if document.get("pickup"):
+        parts.append(pickup_table(document["pickup"]))
+    if document.get("memory"):
+        parts.append(memory_lines(document["memory"]))
+    if document.get("scale"):
+        parts.append(scale_lines(document["scale"]))
+    for name, failure in document.get("errors", {}).items():
+        parts.append(f"{name}: failed: {failure['error']}")
+    return "\n\n".join(parts)
