@@ -302,8 +302,13 @@ async def enqueue_batch_http(c: Clients, spec: LoadSpec, share: int, tally: Tall
 # ---- processing a backlog ----
 
 
-async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
-    """Worker loops: Fetch up to `batch` jobs, then ack each with its own call, all at once."""
+async def _fetch_and_settle(
+    c: Clients,
+    spec: LoadSpec,
+    share: int,
+    settle: Callable[[Iterable[job_pb2.Job], str], Awaitable[object]],
+) -> None:
+    """Worker loops: Fetch up to `batch` jobs, then settle them with `settle(jobs, worker_id)`."""
     budget = Budget(share)
 
     async def worker(index: int) -> None:
@@ -314,26 +319,23 @@ async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, s
             budget.give_back(want - len(reply.jobs))
             if not reply.jobs:
                 return
-            await asyncio.gather(*(_ack(c, job, worker_id, tally) for job in reply.jobs))
+            await settle(reply.jobs, worker_id)
 
     await _in_parallel(spec.concurrency, worker)
+
+
+async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
+    """Fetch up to `batch` jobs, then ack each with its own call, all at once."""
+
+    async def ack_each(jobs: Iterable[job_pb2.Job], worker_id: str) -> None:
+        await asyncio.gather(*(_ack(c, job, worker_id, tally) for job in jobs))
+
+    await _fetch_and_settle(c, spec, share, ack_each)
 
 
 async def fetch_ackbatch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
-    """Worker loops: Fetch up to `batch` jobs, then settle them all with one AckBatch."""
-    budget = Budget(share)
-
-    async def worker(index: int) -> None:
-        worker_id = c.worker_id(index)
-        while want := budget.take(spec.batch):
-            request = worker_pb2.FetchRequest(queues=[spec.queue], count=want, worker_id=worker_id, json_only=True)
-            reply = await c.stub.Fetch(request)
-            budget.give_back(want - len(reply.jobs))
-            if not reply.jobs:
-                return
-            await _ack_batch(c, reply.jobs, worker_id, tally)
-
-    await _in_parallel(spec.concurrency, worker)
+    """Fetch up to `batch` jobs, then settle them all with one AckBatch."""
+    await _fetch_and_settle(c, spec, share, lambda jobs, worker_id: _ack_batch(c, jobs, worker_id, tally))
 
 
 async def stream_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:

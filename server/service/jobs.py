@@ -325,11 +325,9 @@ class JobService:
         return self._settled_job(await self._settle_group.settle(entry))
 
     def _settled_job(self, reply: SettleReply) -> StoredJob:
-        if reply.error is not None:
-            raise reply.error
-        assert reply.job is not None
-        self._settled(reply.job_id)
-        return reply.job
+        job = reply.settled_job()
+        self._settled(job.id)
+        return job
 
     async def settle_batch(self, entries: Sequence[Settlement], *, return_jobs: bool) -> list[SettleReply]:
         """Ack and nack many jobs in one script call; entries are refused one by one, never the call."""

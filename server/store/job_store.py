@@ -170,6 +170,13 @@ class SettleReply:
     job: StoredJob | None
     error: OJSError | None
 
+    def settled_job(self) -> StoredJob:
+        """The job after the entry (asked for with return_jobs), or the refusal raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.job is not None
+        return self.job
+
 
 def _error_tail(failure: FailureReport, now_ms: int) -> bytes:
     """The error record as stored, but for its "attempt", which the script adds."""
@@ -410,10 +417,7 @@ class JobStore:
 
     async def _settle_one(self, entry: Settlement, *, now_ms: int) -> StoredJob:
         (reply,) = await self.settle_batch([entry], now_ms=now_ms, return_jobs=True)
-        if reply.error is not None:
-            raise reply.error
-        assert reply.job is not None
-        return reply.job
+        return reply.settled_job()
 
     @translate_redis_errors
     async def cancel(self, job_id: str, *, reason: str, now_ms: int) -> tuple[JobState, StoredJob]:
