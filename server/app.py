@@ -15,6 +15,7 @@ from server.config import Settings
 from server.domain.errors import OJSError
 from server.embedded_redis import EmbeddedRedis
 from server.loops.runner import LoopRunner, PeriodicTask
+from server.model.records import Retention
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
 from server.service.cron import CronService
@@ -27,7 +28,7 @@ from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
 from server.store.event_feed import EventFeed
-from server.store.job_store import JobStore, Retention
+from server.store.facade import Store
 from server.store.keys import KeySchema
 from server.store.notifications import JobNotifier
 
@@ -42,7 +43,7 @@ RETENTION_INTERVAL_S = 60.0
 
 
 def build_servicer(
-    store: JobStore, settings: Settings, *, notifier: JobNotifier | None = None, feed: EventFeed | None = None
+    store: Store, settings: Settings, *, notifier: JobNotifier | None = None, feed: EventFeed | None = None
 ) -> OJSServicer:
     """The service layer over one store, behind the gRPC servicer."""
     lease_ms = settings.default_visibility_timeout_ms
@@ -94,7 +95,7 @@ class Application:
                 self._embedded = EmbeddedRedis(settings.data_dir)
                 self.redis_url = await self._embedded.start()
             self._redis = Redis.from_url(self.redis_url, health_check_interval=30)
-            store = JobStore(
+            store = Store(
                 self._redis,
                 KeySchema(settings.key_prefix),
                 events_maxlen=settings.events_maxlen,
@@ -141,7 +142,7 @@ class Application:
             await self.stop()
             raise
 
-    async def _wait_for_redis(self, store: JobStore) -> None:
+    async def _wait_for_redis(self, store: Store) -> None:
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S
         while True:
             try:

@@ -17,10 +17,10 @@ from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
+from server.model.records import EventRecord, FailureReport, Settlement, SettleReply
 from server.service.events import StreamSignal
 from server.service.jobs import failure_report
 from server.service.workflows import WorkflowView
-from server.store.job_store import EventRecord, FailureReport, Settlement, SettleReply
 
 STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
     JobState.SCHEDULED: job_pb2.JOB_STATE_SCHEDULED,

@@ -15,6 +15,7 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
 from server.domain.ids import is_uuid7
+from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
 from server.rpc.errors import to_status
 from server.service.cron import CronService
@@ -25,7 +26,6 @@ from server.service.queues import QueueService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
-from server.store.job_store import QueueRow, WorkerRow
 
 log = logging.getLogger(__name__)
 

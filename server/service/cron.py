@@ -12,7 +12,7 @@ from server.domain.cron import next_fire_ms, parse_cron
 from server.domain.cron_entry import CronEntry, firing_envelope, parse_registration
 from server.domain.errors import OJSError, invalid, not_found
 from server.domain.validation import parse_enqueue
-from server.store.job_store import JobStore
+from server.store.facade import Store
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ FIRE_BATCH = 100
 
 
 class CronService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def register(self, body: Any) -> tuple[bool, CronEntry]:
@@ -39,22 +39,22 @@ class CronService:
             "template": orjson.dumps(registration.template),
             "description": registration.description,
         }
-        return await self._store.register_cron(registration.name, fields, next_run_ms=next_run, now_ms=now)
+        return await self._store.cron.register_cron(registration.name, fields, next_run_ms=next_run, now_ms=now)
 
     async def unregister(self, name: str) -> None:
         if not name:
             raise invalid("name is required", field="name")
-        if not await self._store.unregister_cron(name):
+        if not await self._store.cron.unregister_cron(name):
             raise not_found("cron entry", name)
 
     async def get(self, name: str) -> CronEntry:
-        entry = await self._store.get_cron(name) if name else None
+        entry = await self._store.cron.get_cron(name) if name else None
         if entry is None:
             raise not_found("cron entry", name)
         return entry
 
     async def entries(self) -> list[CronEntry]:
-        return await self._store.list_crons()
+        return await self._store.cron.list_crons()
 
     async def fire_due(self) -> int:
         """Fire every due occurrence; safe to run in any number of processes at once.
@@ -64,8 +64,8 @@ class CronService:
         """
         now = now_ms()
         fired = 0
-        for name, occurrence in await self._store.due_crons(now_ms=now, limit=FIRE_BATCH):
-            entry = await self._store.get_cron(name)
+        for name, occurrence in await self._store.cron.due_crons(now_ms=now, limit=FIRE_BATCH):
+            entry = await self._store.cron.get_cron(name)
             if entry is None or not entry.enabled:
                 continue
             try:
@@ -79,7 +79,7 @@ class CronService:
             except OJSError as exc:
                 log.error("cron entry %s cannot fire: %s", name, exc.message)
                 continue
-            outcome, job_id = await self._store.fire_cron(
+            outcome, job_id = await self._store.cron.fire_cron(
                 name, occurrence_ms=occurrence, next_run_ms=next_fire_ms(schedule, max(occurrence, now)), job=job
             )
             if outcome == "fired":

@@ -7,7 +7,7 @@ import dataclasses
 from server.domain.clock import now_ms
 from server.domain.errors import invalid, not_found
 from server.domain.job import StoredJob
-from server.store.job_store import JobStore
+from server.store.facade import Store
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -23,7 +23,7 @@ class DeadLetterPage:
 
 
 class DeadLetterService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def page(self, *, queue: str, job_type: str, limit: int, cursor: str) -> DeadLetterPage:
@@ -33,7 +33,7 @@ class DeadLetterService:
         if not 1 <= limit <= MAX_LIMIT:
             raise invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
         after = _parse_cursor(cursor)
-        entries = await self._store.dead_letter_entries()
+        entries = await self._store.dead_letter.dead_letter_entries()
         if queue or job_type:
             entries = await self._filter(entries, queue=queue, job_type=job_type)
         total = len(entries)
@@ -41,7 +41,7 @@ class DeadLetterService:
             # Same order as the sorted set read newest first: score, then id, descending.
             entries = [(job_id, score) for job_id, score in entries if (score, job_id) < after[::-1]]
         page = entries[:limit]
-        jobs = await self._store.get_many([job_id for job_id, _ in page])
+        jobs = await self._store.jobs.get_many([job_id for job_id, _ in page])
         more = len(entries) > limit
         return DeadLetterPage(jobs=jobs, total=total, next_cursor=_cursor(page[-1]) if more and page else "")
 
@@ -49,7 +49,7 @@ class DeadLetterService:
         kept: list[tuple[str, int]] = []
         for start in range(0, len(entries), _FILTER_BATCH):
             chunk = entries[start : start + _FILTER_BATCH]
-            summaries = await self._store.job_summaries([job_id for job_id, _ in chunk])
+            summaries = await self._store.jobs.job_summaries([job_id for job_id, _ in chunk])
             for entry, (job_queue, kind) in zip(chunk, summaries, strict=True):
                 if (not queue or job_queue == queue) and (not job_type or kind == job_type):
                     kept.append(entry)
@@ -58,12 +58,12 @@ class DeadLetterService:
     async def retry(self, job_id: str) -> StoredJob:
         if not job_id:
             raise invalid("job_id is required", field="job_id")
-        return await self._store.retry_dead(job_id, now_ms=now_ms())
+        return await self._store.dead_letter.retry_dead(job_id, now_ms=now_ms())
 
     async def delete(self, job_id: str) -> None:
         if not job_id:
             raise invalid("job_id is required", field="job_id")
-        if not await self._store.delete_dead(job_id):
+        if not await self._store.dead_letter.delete_dead(job_id):
             raise not_found("dead letter job", job_id)
 
 

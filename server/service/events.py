@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 import orjson
 
 from server.domain.errors import ErrorCode, OJSError, invalid
+from server.model.records import EventRecord
 from server.store.event_feed import EventFeed
-from server.store.job_store import EventRecord, JobStore
+from server.store.facade import Store
 
 DEFAULT_LIMIT = 100
 # An idle event stream sends a keepalive this often.
@@ -62,7 +63,7 @@ class StreamSignal:
 
 
 class EventService:
-    def __init__(self, store: JobStore, feed: EventFeed | None = None) -> None:
+    def __init__(self, store: Store, feed: EventFeed | None = None) -> None:
         self._store = store
         self._feed = feed
 
@@ -79,7 +80,7 @@ class EventService:
             last = _cursor_key(after) if after else (0, 0)
             cursor = after
             while after:
-                batch = await self._store.read_events(after=cursor, count=_SCAN_BATCH)
+                batch = await self._store.events.read_events(after=cursor, count=_SCAN_BATCH)
                 for event in batch:
                     last = _cursor_key(event.cursor)
                     if event_filter.matches(event):
@@ -112,7 +113,7 @@ class EventService:
         scanned = 0
         exhausted = False
         while len(found) < limit and scanned < MAX_SCANNED:
-            batch = await self._store.read_events(after=cursor or None, count=_SCAN_BATCH)
+            batch = await self._store.events.read_events(after=cursor or None, count=_SCAN_BATCH)
             if not batch:
                 exhausted = True
                 break

@@ -15,8 +15,9 @@ from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
+from server.model.records import EnqueueOutcome, FailureReport, QueueRow, Settlement, SettleReply
 from server.service.settle import SettleGroup
-from server.store.job_store import EnqueueOutcome, FailureReport, JobStore, QueueRow, Settlement, SettleReply
+from server.store.facade import Store
 from server.store.notifications import JobNotifier
 
 MAX_FETCH_COUNT = 1000
@@ -58,7 +59,7 @@ class _StreamWindow:
 class JobService:
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         *,
         default_visibility_timeout_ms: int,
         default_timeout_ms: int = 0,
@@ -84,7 +85,7 @@ class JobService:
         (on_conflict "ignore") instead of the new one.
         """
         job = parse_enqueue(envelope, now_ms=now_ms())
-        outcome = await self._store.enqueue(job)
+        outcome = await self._store.jobs.enqueue(job)
         if outcome.existing is not None:
             return outcome.existing, True
         return _stored(job, outcome), False
@@ -140,23 +141,23 @@ class JobService:
                 details={"errors": errors, "index": first["index"]},
                 error_type="validation_error",
             )
-        outcomes = await self._store.enqueue_batch(jobs, now_ms=now)
+        outcomes = await self._store.jobs.enqueue_batch(jobs, now_ms=now)
         return [
             (outcome.existing, True) if outcome.existing is not None else (_stored(job, outcome), False)
             for job, outcome in zip(jobs, outcomes, strict=True)
         ]
 
     async def get(self, job_id: str) -> StoredJob:
-        job = await self._store.get(_job_id(job_id)) if is_uuid7(job_id) else None
+        job = await self._store.jobs.get(_job_id(job_id)) if is_uuid7(job_id) else None
         if job is None:
             raise not_found("job", job_id)
         return job
 
     async def cancel(self, job_id: str, *, reason: str = "") -> tuple[JobState, StoredJob]:
-        return await self._store.cancel(_job_id(job_id), reason=reason, now_ms=now_ms())
+        return await self._store.jobs.cancel(_job_id(job_id), reason=reason, now_ms=now_ms())
 
     async def activate(self, job_id: str) -> StoredJob:
-        return await self._store.activate(_job_id(job_id), now_ms=now_ms())
+        return await self._store.jobs.activate(_job_id(job_id), now_ms=now_ms())
 
     def _fetch_args(
         self, queues: Sequence[str], count: int, visibility_timeout_ms: int | None, *, maximum: int = MAX_FETCH_COUNT
@@ -176,7 +177,7 @@ class JobService:
     async def _claim(
         self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
     ) -> list[StoredJob]:
-        return await self._store.fetch(
+        return await self._store.leases.fetch(
             queues,
             count=count,
             worker_id=worker_id,
@@ -236,7 +237,7 @@ class JobService:
                         # Settled by another process, or re-leased after the lease ran out: only
                         # Redis knows. Settles served here were already taken off by _settled.
                         held = list(window.held.items())
-                        states = await self._store.lease_tokens([job_id for job_id, _ in held])
+                        states = await self._store.jobs.lease_tokens([job_id for job_id, _ in held])
                         for (job_id, token), (state, current) in zip(held, states, strict=True):
                             if state != JobState.ACTIVE.value or current != token:
                                 self._forget(job_id, window)
@@ -285,7 +286,7 @@ class JobService:
         entries = [
             Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNDELIVERED) for job in jobs
         ]
-        task = asyncio.ensure_future(self._store.settle_batch(entries, now_ms=now_ms(), return_jobs=False))
+        task = asyncio.ensure_future(self._store.leases.settle_batch(entries, now_ms=now_ms(), return_jobs=False))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -340,7 +341,9 @@ class JobService:
                 details={"max_entries": self._max_batch, "entries": len(entries)},
             )
         valid = [entry for entry in entries if entry.job_id]
-        replies = iter(await self._store.settle_batch(valid, now_ms=now_ms(), return_jobs=return_jobs) if valid else [])
+        replies = iter(
+            await self._store.leases.settle_batch(valid, now_ms=now_ms(), return_jobs=return_jobs) if valid else []
+        )
         out: list[SettleReply] = []
         for index, entry in enumerate(entries):
             if not entry.job_id:
@@ -354,7 +357,7 @@ class JobService:
         return out
 
     async def list_queues(self) -> list[QueueRow]:
-        return await self._store.list_queues()
+        return await self._store.queues.list_queues()
 
 
 def failure_report(

@@ -5,19 +5,20 @@ from __future__ import annotations
 from server.domain.clock import now_ms
 from server.domain.errors import not_found
 from server.domain.validation import validate_queue
-from server.store.job_store import JobStore, QueueRow, QueueStatsRow
+from server.model.records import QueueRow, QueueStatsRow
+from server.store.facade import Store
 
 
 class QueueService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def set_paused(self, queue: str, *, paused: bool) -> QueueRow:
         """Pausing stops delivery; enqueueing into a paused queue still works."""
-        return await self._store.set_paused(validate_queue(queue), paused=paused, now_ms=now_ms())
+        return await self._store.queues.set_paused(validate_queue(queue), paused=paused, now_ms=now_ms())
 
     async def stats(self, queue: str) -> QueueStatsRow:
-        stats = await self._store.queue_stats(validate_queue(queue), now_ms=now_ms())
+        stats = await self._store.queues.queue_stats(validate_queue(queue), now_ms=now_ms())
         if not stats.known:
             raise not_found("queue", queue)
         return stats

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Sequence
 
 from server.domain.clock import now_ms
-from server.store.job_store import JobStore, Settlement, SettleReply
+from server.model.records import Settlement, SettleReply
+from server.store.facade import Store
 
 # Entries per script call; a longer queue is settled over several calls.
 MAX_GROUP = 500
@@ -20,7 +21,7 @@ class SettleGroup:
     every ack that arrived during the previous one.
     """
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._waiting: list[tuple[Settlement, asyncio.Future[SettleReply]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -37,7 +38,7 @@ class SettleGroup:
             while self._waiting:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 try:
-                    replies: Sequence[SettleReply] = await self._store.settle_batch(
+                    replies: Sequence[SettleReply] = await self._store.leases.settle_batch(
                         [entry for entry, _ in group], now_ms=now_ms(), return_jobs=True
                     )
                 except Exception as exc:  # every waiter gets the store's error

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from server.domain.errors import OJSError
-from server.store.job_store import JobStore
+from server.store.facade import Store
 
 IMPLEMENTATION_NAME = "ojs-server-python"
 IMPLEMENTATION_VERSION = "0.1.0"
@@ -24,7 +24,7 @@ class HealthReport:
 
 
 class SystemService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._started = time.monotonic()
 

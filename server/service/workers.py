@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from server.domain.clock import now_ms
 from server.domain.errors import conflict, invalid, not_found
 from server.domain.ids import is_uuid7
-from server.store.job_store import HeartbeatOutcome, JobStore, WorkerRow
+from server.model.records import HeartbeatOutcome, WorkerRow
+from server.store.facade import Store
 
 WORKER_STATES = ("running", "quiet", "terminate")
 MAX_JOBS_PER_HEARTBEAT = 10_000
 
 
 class WorkerService:
-    def __init__(self, store: JobStore, *, default_visibility_timeout_ms: int) -> None:
+    def __init__(self, store: Store, *, default_visibility_timeout_ms: int) -> None:
         self._store = store
         self._default_lease_ms = default_visibility_timeout_ms
 
@@ -36,7 +37,7 @@ class WorkerService:
         for job_id in job_ids:
             if not is_uuid7(job_id):
                 raise invalid(f"'{job_id}' is not a job id", field="active_job_ids")
-        return await self._store.heartbeat(
+        return await self._store.leases.heartbeat(
             worker_id=worker_id,
             job_ids=list(dict.fromkeys(job_ids)),
             lease_ms=extend_ms,
@@ -55,7 +56,7 @@ class WorkerService:
         )
         if job_id in outcome.extended:
             return outcome
-        job = await self._store.get(job_id)
+        job = await self._store.jobs.get(job_id)
         if job is None:
             raise not_found("job", job_id)
         raise conflict(
@@ -69,7 +70,7 @@ class WorkerService:
             raise invalid("worker_id is required", field="worker_id")
         if directive not in WORKER_STATES:
             raise invalid(f"directive must be one of {', '.join(WORKER_STATES)}", field="directive")
-        return await self._store.set_worker_directive(worker_id, directive, now_ms=now_ms())
+        return await self._store.workers.set_worker_directive(worker_id, directive, now_ms=now_ms())
 
     async def registry(self) -> list[WorkerRow]:
-        return await self._store.list_workers()
+        return await self._store.workers.list_workers()

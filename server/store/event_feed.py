@@ -17,7 +17,8 @@ from typing import Any, cast
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from server.store.job_store import EventRecord, decode_event
+from server.model.records import EventRecord
+from server.store.events import decode_event
 from server.store.keys import KeySchema
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,22 @@
-"""Lua scripts: loaded once, called by EVALSHA (redis-py reloads them after SCRIPT FLUSH)."""
+"""Lua scripts: assembled from their includes, loaded once, called by EVALSHA.
+
+A script or include declares the includes it calls in a header line of its leading
+comment block, `-- include: name, name`. Loading a script prepends every include it
+needs, transitively, each once and before its first user; a cycle is an error.
+redis-py reloads the scripts after SCRIPT FLUSH.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-_SCRIPT_NAMES = (
+SCRIPT_NAMES = (
     "enqueue",
     "fetch",
     "cancel",
@@ -31,19 +39,67 @@ _SCRIPT_NAMES = (
     "enqueue_batch",
     "settle_batch",
 )
+# Every script runs inside a wrapper that flushes the counter updates it deferred (see stats.lua).
+WRAPPER_INCLUDES = ("stats",)
+_INCLUDE_LINE = re.compile(r"^--\s*include:(.*)$")
 
 
-def _source(name: str) -> str:
-    return resources.files("server.store").joinpath(f"lua/{name}.lua").read_text()
+class ScriptSourceError(Exception):
+    """A script or include that cannot be assembled (unknown include, cycle)."""
 
 
-def _program(name: str) -> str:
-    """The script run inside a function, so counter updates it deferred are flushed before it returns."""
+def read_source(name: str, *, include: bool) -> str:
+    path = f"lua/include/{name}.lua" if include else f"lua/{name}.lua"
+    try:
+        return resources.files("server.store").joinpath(path).read_text()
+    except FileNotFoundError:
+        kind = "include" if include else "script"
+        raise ScriptSourceError(f"no Lua {kind} named {name!r} ({path})") from None
+
+
+def declared_includes(source: str) -> list[str]:
+    """The includes named by `-- include:` lines of the leading comment block."""
+    names: list[str] = []
+    for line in source.splitlines():
+        if not line.startswith("--"):
+            break
+        match = _INCLUDE_LINE.match(line)
+        if match:
+            names += [name.strip() for name in match.group(1).split(",") if name.strip()]
+    return names
+
+
+def resolve_includes(roots: list[str], read: Callable[[str], str]) -> list[str]:
+    """Every include reachable from `roots`, each once, dependencies before their users."""
+    ordered: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise ScriptSourceError(f"include cycle: {cycle}")
+        for dependency in declared_includes(read(name)):
+            visit(dependency, (*chain, name))
+        done.add(name)
+        ordered.append(name)
+
+    for root in roots:
+        visit(root, ())
+    return ordered
+
+
+def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
+    """The script with its includes, run inside a function so its deferred counter updates are flushed."""
+    read = read_include or (lambda include: read_source(include, include=True))
+    source = read_source(name, include=False)
+    includes = resolve_includes([*WRAPPER_INCLUDES, *declared_includes(source)], read)
     return "\n".join(
         [
-            _source("lib"),
+            *(read(include) for include in includes),
             "local function run_script()",
-            _source(name),
+            source,
             "end",
             "local reply = run_script()",
             "flush_stats()",
@@ -54,7 +110,7 @@ def _program(name: str) -> str:
 
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(_program(name)) for name in _SCRIPT_NAMES}
+        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(program(name)) for name in SCRIPT_NAMES}
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._scripts[name](keys=keys, args=args)

@@ -22,7 +22,7 @@ from server.app import build_servicer
 from server.config import Settings
 from server.domain.ids import is_uuid7, new_uuid7
 from server.rpc.server import GrpcServer
-from server.store.job_store import JobStore
+from server.store.facade import Store
 from server.store.keys import KeySchema
 from tests.rpc.rich_status import error_details, error_info, failure
 
@@ -81,7 +81,7 @@ def now_ms() -> int:
 async def private_server(redis_url: str, *, api_key: str | None, prefix: str) -> AsyncIterator[str]:
     """The servicer stack built by hand on its own port."""
     redis = Redis.from_url(redis_url)
-    store = JobStore(redis, KeySchema(prefix))
+    store = Store(redis, KeySchema(prefix))
     servicer = build_servicer(store, Settings(default_visibility_timeout_ms=60_000))
     server = GrpcServer(servicer, api_key=api_key)
     port = server.bind("127.0.0.1", 0)
@@ -960,7 +960,7 @@ async def test_reflection_lists_the_services(grpc_target: str) -> None:
 
 async def test_backend_unreachable() -> None:
     redis = Redis.from_url("redis://127.0.0.1:1/0")
-    store = JobStore(redis, KeySchema("x"))
+    store = Store(redis, KeySchema("x"))
     servicer = build_servicer(store, Settings(default_visibility_timeout_ms=60_000))
     server = GrpcServer(servicer, api_key=None)
     port = server.bind("127.0.0.1", 0)

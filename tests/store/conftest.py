@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from server.store.job_store import JobStore
+from server.store.facade import Store
 from server.store.keys import KeySchema
 
 _prefixes = itertools.count()
@@ -30,8 +30,8 @@ async def store_redis(store_redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def store(store_redis: Redis) -> JobStore:
+async def store(store_redis: Redis) -> Store:
     # A fresh prefix per test isolates it without flushing the shared server.
-    job_store = JobStore(store_redis, KeySchema(f"t{next(_prefixes)}"), events_maxlen=1000)
+    job_store = Store(store_redis, KeySchema(f"t{next(_prefixes)}"), events_maxlen=1000)
     await job_store.load_scripts()
     return job_store

@@ -10,19 +10,20 @@ from server.domain.clock import now_ms
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
-from server.store.job_store import FailureReport, JobStore, Settlement
+from server.model.records import FailureReport, Settlement
+from server.store.facade import Store
 
 LEASE_MS = 30_000
 
 
-async def enqueue(store: JobStore, queue: str, **options: Any) -> str:
+async def enqueue(store: Store, queue: str, **options: Any) -> str:
     job = parse_enqueue({"type": "compact.test", "args": [1], "options": {"queue": queue, **options}}, now_ms=now_ms())
-    await store.enqueue(job)
+    await store.jobs.enqueue(job)
     return job.id
 
 
-async def fetch_one(store: JobStore, queue: str) -> Any:
-    (job,) = await store.fetch(
+async def fetch_one(store: Store, queue: str) -> Any:
+    (job,) = await store.leases.fetch(
         [queue], count=1, worker_id="w", lease_ms=None, default_lease_ms=LEASE_MS, now_ms=now_ms()
     )
     return job
@@ -34,27 +35,27 @@ def boom() -> FailureReport:
     )
 
 
-async def test_a_default_job_stores_no_default_fields(store: JobStore, store_redis: Redis) -> None:
+async def test_a_default_job_stores_no_default_fields(store: Store, store_redis: Redis) -> None:
     job_id = await enqueue(store, "compact-a")
     stored: dict[Any, Any] = await store_redis.hgetall(store.keys.job(job_id))
     assert not {b"priority", b"attempt", b"meta"} & stored.keys()
     assert not [field for field in stored if field.startswith(b"r_")]
-    job = await store.get(job_id)
+    job = await store.jobs.get(job_id)
     assert job is not None
     assert job.retry == RetryPolicy() and job.max_attempts == 3
     assert (job.priority, job.attempt, job.meta_json) == (0, 0, b"{}")
 
 
-async def test_the_default_policy_still_retries_with_jitter_then_discards(store: JobStore) -> None:
+async def test_the_default_policy_still_retries_with_jitter_then_discards(store: Store) -> None:
     job_id = await enqueue(store, "compact-b")
     delays: list[int] = []
     for attempt in range(1, 4):
         if attempt > 1:
             # Make the retry due now instead of waiting for its backoff.
-            await store.promote(["compact-b"], now_ms=now_ms() + 10 * 60_000, batch=10)
+            await store.leases.promote(["compact-b"], now_ms=now_ms() + 10 * 60_000, batch=10)
         job = await fetch_one(store, "compact-b")
         assert job.attempt == attempt
-        (reply,) = await store.settle_batch(
+        (reply,) = await store.leases.settle_batch(
             [Settlement(job_id, worker_id="w", failure=boom())], now_ms=now_ms(), return_jobs=True
         )
         assert reply.job is not None
@@ -65,12 +66,12 @@ async def test_the_default_policy_still_retries_with_jitter_then_discards(store:
     assert 500 <= delays[0] < 1500 and 1000 <= delays[1] < 3000
 
 
-async def test_a_custom_policy_is_stored_and_honoured(store: JobStore, store_redis: Redis) -> None:
+async def test_a_custom_policy_is_stored_and_honoured(store: Store, store_redis: Redis) -> None:
     policy = {"max_attempts": 1, "initial_interval": "PT2S", "jitter": False}
     job_id = await enqueue(store, "compact-c", retry=policy, priority=7)
     stored = await store_redis.hgetall(store.keys.job(job_id))
     assert stored[b"r_max"] == b"1" and stored[b"r_jit"] == b"0" and stored[b"priority"] == b"7"
     job = await fetch_one(store, "compact-c")
     assert job.retry.max_attempts == 1 and job.retry.jitter is False and job.priority == 7
-    failed = await store.nack(job_id, boom(), worker_id="w", now_ms=now_ms())
+    failed = await store.leases.nack(job_id, boom(), worker_id="w", now_ms=now_ms())
     assert failed.state is JobState.DISCARDED

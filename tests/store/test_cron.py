@@ -14,7 +14,7 @@ from server.domain.cron import next_fire_ms, parse_cron
 from server.domain.errors import ErrorCode, OJSError
 from server.domain.states import JobState
 from server.service.cron import CronService
-from server.store.job_store import JobStore
+from server.store.facade import Store
 
 MINUTE_MS = 60_000
 
@@ -29,17 +29,19 @@ def registration(name: str = "nightly", **extra: Any) -> dict[str, Any]:
     return body
 
 
-async def make_due(redis: Redis, store: JobStore, name: str, at: int) -> None:
+async def make_due(redis: Redis, store: Store, name: str, at: int) -> None:
     """Move an entry's next run into the past, as if its time had come."""
     await redis.hset(store.keys.cron(name), "next_run_at", at)
     await redis.zadd(store.keys.cron_due, {name: at})
 
 
-async def queued_jobs(store: JobStore, queue: str = "cron-q") -> list[Any]:
-    return await store.fetch([queue], count=100, worker_id="w", lease_ms=None, default_lease_ms=60_000, now_ms=now_ms())
+async def queued_jobs(store: Store, queue: str = "cron-q") -> list[Any]:
+    return await store.leases.fetch(
+        [queue], count=100, worker_id="w", lease_ms=None, default_lease_ms=60_000, now_ms=now_ms()
+    )
 
 
-async def test_register_computes_the_next_run_and_upserts(store: JobStore) -> None:
+async def test_register_computes_the_next_run_and_upserts(store: Store) -> None:
     service = CronService(store)
     before = now_ms()
     created, entry = await service.register(registration(timezone="Asia/Tokyo", expression="0 9 * * *"))
@@ -64,14 +66,14 @@ async def test_register_computes_the_next_run_and_upserts(store: JobStore) -> No
         registration(job_template={"type": "Bad Type", "args": []}),
     ],
 )
-async def test_invalid_registrations_are_rejected(store: JobStore, body: dict[str, Any]) -> None:
+async def test_invalid_registrations_are_rejected(store: Store, body: dict[str, Any]) -> None:
     with pytest.raises(OJSError) as caught:
         await CronService(store).register(body)
     assert caught.value.code is ErrorCode.INVALID_REQUEST and caught.value.message
 
 
 async def test_a_due_occurrence_fires_exactly_once_under_concurrent_schedulers(
-    store: JobStore, store_redis: Redis
+    store: Store, store_redis: Redis
 ) -> None:
     await CronService(store).register(registration(overlap_policy="allow"))
     occurrence = now_ms() - 10
@@ -88,7 +90,7 @@ async def test_a_due_occurrence_fires_exactly_once_under_concurrent_schedulers(
     assert entry.next_run_at_ms is not None and entry.next_run_at_ms > now_ms() - 1000
 
 
-async def test_missed_occurrences_fire_once_then_the_schedule_continues(store: JobStore, store_redis: Redis) -> None:
+async def test_missed_occurrences_fire_once_then_the_schedule_continues(store: Store, store_redis: Redis) -> None:
     service = CronService(store)
     await service.register(registration(overlap_policy="allow"))
     await make_due(store_redis, store, "nightly", now_ms() - 3 * 60 * MINUTE_MS)
@@ -99,7 +101,7 @@ async def test_missed_occurrences_fire_once_then_the_schedule_continues(store: J
     assert len(await queued_jobs(store)) == 1
 
 
-async def test_skip_overlap_waits_for_the_previous_job(store: JobStore, store_redis: Redis) -> None:
+async def test_skip_overlap_waits_for_the_previous_job(store: Store, store_redis: Redis) -> None:
     service = CronService(store)
     await service.register(registration())
     await make_due(store_redis, store, "nightly", now_ms() - 10)
@@ -108,19 +110,19 @@ async def test_skip_overlap_waits_for_the_previous_job(store: JobStore, store_re
     await make_due(store_redis, store, "nightly", now_ms() - 5)
     assert await service.fire_due() == 0
     assert await queued_jobs(store) == []
-    await store.ack(first.id, result_json=None, worker_id="w", now_ms=now_ms())
+    await store.leases.ack(first.id, result_json=None, worker_id="w", now_ms=now_ms())
     await make_due(store_redis, store, "nightly", now_ms() - 1)
     assert await service.fire_due() == 1
     assert len(await queued_jobs(store)) == 1
 
 
 async def test_disabled_entries_do_not_fire_and_unregister_keeps_enqueued_jobs(
-    store: JobStore, store_redis: Redis
+    store: Store, store_redis: Redis
 ) -> None:
     service = CronService(store)
     _, entry = await service.register(registration(enabled=False))
     assert entry.next_run_at_ms is None
-    assert await store.due_crons(now_ms=now_ms() + 10**10, limit=10) == []
+    assert await store.cron.due_crons(now_ms=now_ms() + 10**10, limit=10) == []
     await service.register(registration(overlap_policy="allow"))
     await make_due(store_redis, store, "nightly", now_ms() - 10)
     await service.fire_due()

@@ -18,10 +18,11 @@ from server.domain.ids import new_uuid7
 from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
+from server.model.records import FailureReport, QueueStatsRow
 from server.service.jobs import JobService
 from server.service.queues import QueueService
 from server.service.workflows import WorkflowService
-from server.store.job_store import FailureReport, JobStore, QueueStatsRow
+from server.store.facade import Store
 
 LEASE_MS = 30_000
 WORKER = "l4-worker"
@@ -34,12 +35,12 @@ DEAD_LETTER = {"max_attempts": 1, "on_exhaustion": "dead_letter"}
 
 
 @pytest.fixture
-def service(store: JobStore) -> JobService:
+def service(store: Store) -> JobService:
     return JobService(store, default_visibility_timeout_ms=LEASE_MS)
 
 
 @pytest.fixture
-def queues(store: JobStore) -> QueueService:
+def queues(store: Store) -> QueueService:
     return QueueService(store)
 
 
@@ -59,9 +60,9 @@ def new_job(envelope: dict[str, Any]) -> NewJob:
 
 
 async def fetch(
-    store: JobStore, *queue_names: str, count: int = 1, at: int | None = None, lease_ms: int | None = None
+    store: Store, *queue_names: str, count: int = 1, at: int | None = None, lease_ms: int | None = None
 ) -> list[StoredJob]:
-    return await store.fetch(
+    return await store.leases.fetch(
         list(queue_names) or [QUEUE],
         count=count,
         worker_id=WORKER,
@@ -71,8 +72,8 @@ async def fetch(
     )
 
 
-async def ack(store: JobStore, job_id: str, *, at: int | None = None) -> StoredJob:
-    return await store.ack(job_id, result_json=None, worker_id=WORKER, now_ms=now_ms() if at is None else at)
+async def ack(store: Store, job_id: str, *, at: int | None = None) -> StoredJob:
+    return await store.leases.ack(job_id, result_json=None, worker_id=WORKER, now_ms=now_ms() if at is None else at)
 
 
 def failure(*, retryable: bool | None = None, requeue: bool = False) -> FailureReport:
@@ -87,12 +88,14 @@ def failure(*, retryable: bool | None = None, requeue: bool = False) -> FailureR
     )
 
 
-async def nack(store: JobStore, job_id: str, *, retryable: bool | None = None, requeue: bool = False) -> StoredJob:
-    return await store.nack(job_id, failure(retryable=retryable, requeue=requeue), worker_id=WORKER, now_ms=now_ms())
+async def nack(store: Store, job_id: str, *, retryable: bool | None = None, requeue: bool = False) -> StoredJob:
+    return await store.leases.nack(
+        job_id, failure(retryable=retryable, requeue=requeue), worker_id=WORKER, now_ms=now_ms()
+    )
 
 
-async def stored(store: JobStore, job_id: str) -> StoredJob:
-    job = await store.get(job_id)
+async def stored(store: Store, job_id: str) -> StoredJob:
+    job = await store.jobs.get(job_id)
     assert job is not None, f"job {job_id} is not stored"
     return job
 
@@ -104,26 +107,26 @@ async def expect_error(code: ErrorCode, call: Awaitable[Any]) -> OJSError:
     return caught.value
 
 
-async def available_ids(store: JobStore, store_redis: Redis, queue: str = QUEUE) -> list[str]:
+async def available_ids(store: Store, store_redis: Redis, queue: str = QUEUE) -> list[str]:
     members = cast(list[bytes], await store_redis.zrange(store.keys.available(queue), 0, -1))
     return [raw.decode() for raw in members]
 
 
-async def lock_holder(store: JobStore, store_redis: Redis, job: NewJob) -> str | None:
+async def lock_holder(store: Store, store_redis: Redis, job: NewJob) -> str | None:
     assert job.unique_fingerprint is not None
     raw = cast(bytes | None, await store_redis.get(store.keys.unique_prefix + job.unique_fingerprint))
     return raw.decode() if raw is not None else None
 
 
-async def event_types(store: JobStore, job_id: str = "", queue: str = "") -> list[str]:
-    events = await store.read_events(after=None, count=100_000)
+async def event_types(store: Store, job_id: str = "", queue: str = "") -> list[str]:
+    events = await store.events.read_events(after=None, count=100_000)
     return [e.type for e in events if (not job_id or e.job_id == job_id) and (not queue or e.queue == queue)]
 
 
 # --------------------------------------------------------------------------- unique: conflict actions
 
 
-async def test_reject_names_the_existing_job(store: JobStore, service: JobService) -> None:
+async def test_reject_names_the_existing_job(store: Store, service: JobService) -> None:
     first, deduplicated = await service.enqueue(unique_body())
     assert deduplicated is False
     second = unique_body()
@@ -132,16 +135,16 @@ async def test_reject_names_the_existing_job(store: JobStore, service: JobServic
     assert error.details["existing_job_id"] == first.id
     assert error.details["existing_job_state"] == "available"
     assert error.retryable is False
-    assert await store.get(second["id"]) is None
-    assert (await store.queue_stats(QUEUE, now_ms=now_ms())).available == 1
+    assert await store.jobs.get(second["id"]) is None
+    assert (await store.queues.queue_stats(QUEUE, now_ms=now_ms())).available == 1
 
 
-async def test_reject_is_per_fingerprint(store: JobStore, service: JobService) -> None:
+async def test_reject_is_per_fingerprint(store: Store, service: JobService) -> None:
     await service.enqueue(unique_body(user=1))
     other_user, _ = await service.enqueue(unique_body(user=2))
     other_type, _ = await service.enqueue({**unique_body(user=1), "type": "l4.other"})
     assert {other_user.state, other_type.state} == {JobState.AVAILABLE}
-    assert (await store.queue_stats(QUEUE, now_ms=now_ms())).available == 3
+    assert (await store.queues.queue_stats(QUEUE, now_ms=now_ms())).available == 3
 
 
 async def test_reject_is_the_default_action(service: JobService) -> None:
@@ -152,7 +155,7 @@ async def test_reject_is_the_default_action(service: JobService) -> None:
 
 @pytest.mark.parametrize("action", ["ignore", "use_existing"])
 async def test_ignore_returns_the_existing_job_and_stores_nothing(
-    store: JobStore, service: JobService, store_redis: Redis, action: str
+    store: Store, service: JobService, store_redis: Redis, action: str
 ) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict=action))
     second = unique_body(on_conflict=action)
@@ -162,12 +165,12 @@ async def test_ignore_returns_the_existing_job_and_stores_nothing(
     assert existing.id == first.id
     assert existing.state is JobState.AVAILABLE
     assert orjson.loads(existing.args_json) == orjson.loads(first.args_json)
-    assert await store.get(second["id"]) is None
+    assert await store.jobs.get(second["id"]) is None
     assert await available_ids(store, store_redis) == [first.id]
     assert await event_types(store, job_id=second["id"]) == []
 
 
-async def test_ignore_reports_the_existing_jobs_current_state(store: JobStore, service: JobService) -> None:
+async def test_ignore_reports_the_existing_jobs_current_state(store: Store, service: JobService) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict="ignore"))
     [fetched] = await fetch(store)
     assert fetched.id == first.id
@@ -179,7 +182,7 @@ async def test_ignore_reports_the_existing_jobs_current_state(store: JobStore, s
 
 
 async def test_replace_cancels_the_old_job_and_stores_the_new_one(
-    store: JobStore, service: JobService, store_redis: Redis
+    store: Store, service: JobService, store_redis: Redis
 ) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict="replace"))
     second, deduplicated = await service.enqueue(unique_body(on_conflict="replace"))
@@ -195,7 +198,7 @@ async def test_replace_cancels_the_old_job_and_stores_the_new_one(
     assert await lock_holder(store, store_redis, new_job(unique_body(on_conflict="replace"))) == second.id
 
 
-async def test_replace_of_an_active_job_cancels_it(store: JobStore, service: JobService, store_redis: Redis) -> None:
+async def test_replace_of_an_active_job_cancels_it(store: Store, service: JobService, store_redis: Redis) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict="replace"))
     [active] = await fetch(store)
     assert active.id == first.id
@@ -209,7 +212,7 @@ async def test_replace_of_an_active_job_cancels_it(store: JobStore, service: Job
 
 
 async def test_replace_except_schedule_keeps_the_old_scheduled_at(
-    store: JobStore, service: JobService, store_redis: Redis
+    store: Store, service: JobService, store_redis: Redis
 ) -> None:
     in_an_hour = "+PT1H"
     first, _ = await service.enqueue(unique_body(on_conflict="replace_except_schedule", scheduled_at=in_an_hour))
@@ -232,7 +235,7 @@ async def test_replace_except_schedule_keeps_the_old_scheduled_at(
 
 
 async def test_replace_except_schedule_schedules_an_immediate_job_at_the_old_time(
-    store: JobStore, service: JobService
+    store: Store, service: JobService
 ) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict="replace_except_schedule", scheduled_at="+PT1H"))
     replacement, _ = await service.enqueue(unique_body(on_conflict="replace_except_schedule"))
@@ -245,7 +248,7 @@ async def test_replace_except_schedule_schedules_an_immediate_job_at_the_old_tim
     assert replacement.scheduled_at_ms == first.scheduled_at_ms
 
 
-async def test_replace_except_schedule_of_an_unscheduled_job_is_a_replace(store: JobStore, service: JobService) -> None:
+async def test_replace_except_schedule_of_an_unscheduled_job_is_a_replace(store: Store, service: JobService) -> None:
     first, _ = await service.enqueue(unique_body(on_conflict="replace_except_schedule"))
     replacement, _ = await service.enqueue(unique_body(on_conflict="replace_except_schedule", scheduled_at="+PT1H"))
     assert (await stored(store, first.id)).state is JobState.CANCELLED
@@ -258,7 +261,7 @@ async def test_replace_except_schedule_of_an_unscheduled_job_is_a_replace(store:
 # --------------------------------------------------------------------------- unique: period and states
 
 
-async def test_period_expiry_admits_a_new_job(store: JobStore, service: JobService) -> None:
+async def test_period_expiry_admits_a_new_job(store: Store, service: JobService) -> None:
     first, _ = await service.enqueue(unique_body(policy={"period": "PT1S"}))
     error = await expect_error(ErrorCode.DUPLICATE, service.enqueue(unique_body(policy={"period": "PT1S"})))
     assert error.details["existing_job_id"] == first.id
@@ -267,12 +270,12 @@ async def test_period_expiry_admits_a_new_job(store: JobStore, service: JobServi
     second, deduplicated = await service.enqueue(unique_body(policy={"period": "PT1S"}))
     assert deduplicated is False
     assert second.id != first.id
-    assert (await store.queue_stats(QUEUE, now_ms=now_ms())).available == 2
+    assert (await store.queues.queue_stats(QUEUE, now_ms=now_ms())).available == 2
     # The new job holds the key for its own period.
     await expect_error(ErrorCode.DUPLICATE, service.enqueue(unique_body(policy={"period": "PT1S"})))
 
 
-async def test_period_lock_has_the_period_as_ttl(store: JobStore, service: JobService, store_redis: Redis) -> None:
+async def test_period_lock_has_the_period_as_ttl(store: Store, service: JobService, store_redis: Redis) -> None:
     envelope = unique_body(policy={"period": "PT30S"})
     await service.enqueue(envelope)
     job = new_job(envelope)
@@ -281,7 +284,7 @@ async def test_period_lock_has_the_period_as_ttl(store: JobStore, service: JobSe
     assert 25_000 < ttl <= 30_000
 
 
-async def test_states_filter_admits_a_new_job_once_the_old_one_left_them(store: JobStore, service: JobService) -> None:
+async def test_states_filter_admits_a_new_job_once_the_old_one_left_them(store: Store, service: JobService) -> None:
     policy = {"states": ["available"]}
     first, _ = await service.enqueue(unique_body(policy=policy))
     await expect_error(ErrorCode.DUPLICATE, service.enqueue(unique_body(policy=policy)))
@@ -295,9 +298,7 @@ async def test_states_filter_admits_a_new_job_once_the_old_one_left_them(store: 
     assert error.details["existing_job_id"] == second.id
 
 
-async def test_lock_is_released_when_the_job_completes(
-    store: JobStore, service: JobService, store_redis: Redis
-) -> None:
+async def test_lock_is_released_when_the_job_completes(store: Store, service: JobService, store_redis: Redis) -> None:
     first, _ = await service.enqueue(unique_body())
     await fetch(store)
     await expect_error(ErrorCode.DUPLICATE, service.enqueue(unique_body()))
@@ -309,7 +310,7 @@ async def test_lock_is_released_when_the_job_completes(
 
 
 async def test_lock_is_kept_when_completed_is_a_checked_state(
-    store: JobStore, service: JobService, store_redis: Redis
+    store: Store, service: JobService, store_redis: Redis
 ) -> None:
     policy = {"states": ["available", "active", "completed"]}
     first, _ = await service.enqueue(unique_body(policy=policy))
@@ -325,7 +326,7 @@ async def test_lock_is_kept_when_completed_is_a_checked_state(
     assert existing.state is JobState.COMPLETED
 
 
-async def test_retryable_job_keeps_the_lock_and_discarding_releases_it(store: JobStore, service: JobService) -> None:
+async def test_retryable_job_keeps_the_lock_and_discarding_releases_it(store: Store, service: JobService) -> None:
     first, _ = await service.enqueue(unique_body(retry={"max_attempts": 2, "initial_interval": "PT0.01S"}))
     await fetch(store)
     assert (await nack(store, first.id)).state is JobState.RETRYABLE
@@ -340,14 +341,14 @@ async def test_retryable_job_keeps_the_lock_and_discarding_releases_it(store: Jo
     assert second.id != first.id
 
 
-async def test_cancelling_releases_the_lock(store: JobStore, service: JobService) -> None:
+async def test_cancelling_releases_the_lock(store: Store, service: JobService) -> None:
     first, _ = await service.enqueue(unique_body())
-    await store.cancel(first.id, reason="", now_ms=now_ms())
+    await store.jobs.cancel(first.id, reason="", now_ms=now_ms())
     second, _ = await service.enqueue(unique_body())
     assert second.id != first.id
 
 
-async def test_queue_dimension_scopes_uniqueness(store: JobStore, service: JobService) -> None:
+async def test_queue_dimension_scopes_uniqueness(store: Store, service: JobService) -> None:
     policy = {"keys": ["type", "queue", "args"]}
     await service.enqueue(unique_body(queue="qa", policy=policy))
     await service.enqueue(unique_body(queue="qb", policy=policy))
@@ -360,7 +361,7 @@ async def test_queue_dimension_scopes_uniqueness(store: JobStore, service: JobSe
 
 
 async def test_concurrent_replace_leaves_exactly_one_live_job(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     envelopes = []
     for _ in range(20):
@@ -369,19 +370,19 @@ async def test_concurrent_replace_leaves_exactly_one_live_job(
         envelopes.append(envelope)
     results = await asyncio.gather(*(service.enqueue(e) for e in envelopes))
     assert all(deduplicated is False for _, deduplicated in results)
-    jobs = await store.get_many([e["id"] for e in envelopes])
+    jobs = await store.jobs.get_many([e["id"] for e in envelopes])
     assert len(jobs) == 20
     states = collections.Counter(job.state for job in jobs)
     assert states == {JobState.AVAILABLE: 1, JobState.CANCELLED: 19}
     [live] = [job for job in jobs if job.state is not JobState.CANCELLED]
     assert await available_ids(store, store_redis) == [live.id]
     assert await lock_holder(store, store_redis, new_job(envelopes[0])) == live.id
-    stats = await store.queue_stats(QUEUE, now_ms=now_ms())
+    stats = await store.queues.queue_stats(QUEUE, now_ms=now_ms())
     assert (stats.available, stats.cancelled) == (1, 19)
 
 
 async def test_concurrent_reject_lets_exactly_one_through(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     outcomes = await asyncio.gather(*(service.enqueue(unique_body()) for _ in range(20)), return_exceptions=True)
     winners = [o[0] for o in outcomes if isinstance(o, tuple)]
@@ -393,11 +394,11 @@ async def test_concurrent_reject_lets_exactly_one_through(
     assert await available_ids(store, store_redis) == [winners[0].id]
 
 
-async def test_concurrent_ignore_hands_everyone_the_same_job(store: JobStore, service: JobService) -> None:
+async def test_concurrent_ignore_hands_everyone_the_same_job(store: Store, service: JobService) -> None:
     outcomes = await asyncio.gather(*(service.enqueue(unique_body(on_conflict="ignore")) for _ in range(20)))
     assert len({job.id for job, _ in outcomes}) == 1
     assert sorted(deduplicated for _, deduplicated in outcomes) == [False] + [True] * 19
-    assert (await store.queue_stats(QUEUE, now_ms=now_ms())).available == 1
+    assert (await store.queues.queue_stats(QUEUE, now_ms=now_ms())).available == 1
 
 
 # --------------------------------------------------------------------------- batch enqueue
@@ -407,16 +408,16 @@ def batch_entries(count: int, *, queue: str = QUEUE) -> list[dict[str, Any]]:
     return [{"id": new_uuid7(), "type": "batch.job", "args": [i], "options": {"queue": queue}} for i in range(count)]
 
 
-async def nothing_stored(store: JobStore, store_redis: Redis, ids: list[str], queue: str = QUEUE) -> None:
+async def nothing_stored(store: Store, store_redis: Redis, ids: list[str], queue: str = QUEUE) -> None:
     assert await store_redis.exists(*[store.keys.job(i) for i in ids]) == 0
     assert await store_redis.zcard(store.keys.available(queue)) == 0
-    stats = await store.queue_stats(queue, now_ms=now_ms())
+    stats = await store.queues.queue_stats(queue, now_ms=now_ms())
     assert stats.available == 0
     assert await event_types(store, queue=queue) == []
 
 
 async def test_batch_of_10000_with_one_invalid_job_stores_nothing(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     entries = batch_entries(10_000)
     del entries[7777]["type"]
@@ -431,7 +432,7 @@ async def test_batch_of_10000_with_one_invalid_job_stores_nothing(
     assert await fetch(store, count=10) == []
 
 
-async def test_batch_reports_every_invalid_index(store: JobStore, store_redis: Redis, service: JobService) -> None:
+async def test_batch_reports_every_invalid_index(store: Store, store_redis: Redis, service: JobService) -> None:
     entries: list[Any] = batch_entries(10)
     entries[2]["args"] = "not-a-list"
     entries[5]["options"]["priority"] = 1000
@@ -443,7 +444,7 @@ async def test_batch_reports_every_invalid_index(store: JobStore, store_redis: R
 
 
 async def test_valid_batch_of_10000_is_stored_in_one_round_trip(
-    store: JobStore, store_redis: Redis, service: JobService, monkeypatch: pytest.MonkeyPatch
+    store: Store, store_redis: Redis, service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entries = batch_entries(10_000)
     calls: list[str] = []
@@ -459,16 +460,14 @@ async def test_valid_batch_of_10000_is_stored_in_one_round_trip(
     assert calls == ["EVALSHA"]
     assert [job.id for job, _ in results] == [e["id"] for e in entries]
     assert all(deduplicated is False and job.state is JobState.AVAILABLE for job, deduplicated in results)
-    stats = await store.queue_stats(QUEUE, now_ms=now_ms())
+    stats = await store.queues.queue_stats(QUEUE, now_ms=now_ms())
     assert stats.available == 10_000
     assert await store_redis.exists(*[store.keys.job(e["id"]) for e in entries]) == 10_000
     first = await fetch(store, count=3)
     assert [orjson.loads(j.args_json) for j in first] == [[0], [1], [2]]
 
 
-async def test_duplicate_ids_inside_a_batch_are_rejected(
-    store: JobStore, store_redis: Redis, service: JobService
-) -> None:
+async def test_duplicate_ids_inside_a_batch_are_rejected(store: Store, store_redis: Redis, service: JobService) -> None:
     entries = batch_entries(4)
     entries[3]["id"] = entries[1]["id"]
     error = await expect_error(ErrorCode.INVALID_REQUEST, service.enqueue_batch({"jobs": entries}))
@@ -479,7 +478,7 @@ async def test_duplicate_ids_inside_a_batch_are_rejected(
 
 
 async def test_batch_id_already_stored_aborts_the_whole_batch(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     existing, _ = await service.enqueue(body(queue="elsewhere"))
     entries = batch_entries(3)
@@ -490,7 +489,7 @@ async def test_batch_id_already_stored_aborts_the_whole_batch(
     await nothing_stored(store, store_redis, [e["id"] for e in entries[:2]])
 
 
-async def test_default_options_apply_and_per_job_options_win(store: JobStore, service: JobService) -> None:
+async def test_default_options_apply_and_per_job_options_win(store: Store, service: JobService) -> None:
     defaults = {"queue": "dq", "priority": 5, "tags": ["from-default"], "retry": {"max_attempts": 7}}
     entries = [
         {"type": "batch.job", "args": [0]},
@@ -509,7 +508,7 @@ async def test_default_options_apply_and_per_job_options_win(store: JobStore, se
     assert [(j.queue, j.priority) for j, _ in results] == [(j.queue, j.priority) for j in jobs]
 
 
-async def test_job_level_fields_win_over_default_options(store: JobStore, service: JobService) -> None:
+async def test_job_level_fields_win_over_default_options(store: Store, service: JobService) -> None:
     # The core envelope's top-level queue/priority are the job's own settings.
     entries = [{"type": "batch.job", "args": [], "queue": "own", "priority": 9}]
     [(job, _)] = await service.enqueue_batch({"jobs": entries, "default_options": {"queue": "dq", "priority": 5}})
@@ -517,7 +516,7 @@ async def test_job_level_fields_win_over_default_options(store: JobStore, servic
     assert (kept.queue, kept.priority) == ("own", 9)
 
 
-async def test_batch_over_max_batch_is_payload_too_large(store: JobStore, store_redis: Redis) -> None:
+async def test_batch_over_max_batch_is_payload_too_large(store: Store, store_redis: Redis) -> None:
     small = JobService(store, default_visibility_timeout_ms=LEASE_MS, max_batch=3)
     entries = batch_entries(4)
     error = await expect_error(ErrorCode.PAYLOAD_TOO_LARGE, small.enqueue_batch({"jobs": entries}))
@@ -527,7 +526,7 @@ async def test_batch_over_max_batch_is_payload_too_large(store: JobStore, store_
     assert len(await small.enqueue_batch({"jobs": entries[:3]})) == 3
 
 
-async def test_default_max_batch_is_10000(store: JobStore, service: JobService) -> None:
+async def test_default_max_batch_is_10000(store: Store, service: JobService) -> None:
     error = await expect_error(
         ErrorCode.PAYLOAD_TOO_LARGE, service.enqueue_batch({"jobs": [{"type": "x", "args": []}] * 10_001})
     )
@@ -548,7 +547,7 @@ async def test_malformed_batches_are_rejected(service: JobService, batch: Any, c
 
 
 async def test_unique_reject_conflict_inside_a_batch_aborts_it(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     existing, _ = await service.enqueue(unique_body(queue="held"))
     entries = batch_entries(3)
@@ -560,7 +559,7 @@ async def test_unique_reject_conflict_inside_a_batch_aborts_it(
 
 
 async def test_two_rejecting_jobs_with_one_fingerprint_in_a_batch(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     entries = [{**unique_body(), "id": new_uuid7()}, *batch_entries(1), {**unique_body(), "id": new_uuid7()}]
     error = await expect_error(ErrorCode.INVALID_REQUEST, service.enqueue_batch({"jobs": entries}))
@@ -571,7 +570,7 @@ async def test_two_rejecting_jobs_with_one_fingerprint_in_a_batch(
 
 
 async def test_rejecting_job_after_a_batch_job_with_its_fingerprint_aborts_the_batch(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     entries = [
         {**unique_body(on_conflict="ignore"), "id": new_uuid7()},
@@ -584,7 +583,7 @@ async def test_rejecting_job_after_a_batch_job_with_its_fingerprint_aborts_the_b
 
 
 async def test_ignore_inside_a_batch_returns_the_existing_job(
-    store: JobStore, store_redis: Redis, service: JobService
+    store: Store, store_redis: Redis, service: JobService
 ) -> None:
     existing, _ = await service.enqueue(unique_body(on_conflict="ignore"))
     entries = [*batch_entries(1), {**unique_body(on_conflict="ignore"), "id": new_uuid7()}]
@@ -593,11 +592,11 @@ async def test_ignore_inside_a_batch_returns_the_existing_job(
         (entries[0]["id"], False),
         (existing.id, True),
     ]
-    assert await store.get(entries[1]["id"]) is None
+    assert await store.jobs.get(entries[1]["id"]) is None
     assert sorted(await available_ids(store, store_redis)) == sorted([existing.id, entries[0]["id"]])
 
 
-async def test_replace_inside_a_batch_cancels_the_existing_job(store: JobStore, service: JobService) -> None:
+async def test_replace_inside_a_batch_cancels_the_existing_job(store: Store, service: JobService) -> None:
     existing, _ = await service.enqueue(unique_body(on_conflict="replace"))
     [(job, deduplicated)] = await service.enqueue_batch({"jobs": [unique_body(on_conflict="replace")]})
     assert deduplicated is False
@@ -609,7 +608,7 @@ async def test_replace_inside_a_batch_cancels_the_existing_job(store: JobStore, 
 
 
 async def test_paused_queue_accepts_jobs_but_delivers_none(
-    store: JobStore, service: JobService, queues: QueueService
+    store: Store, service: JobService, queues: QueueService
 ) -> None:
     await service.enqueue(body(queue="paused-q"))
     row = await queues.set_paused("paused-q", paused=True)
@@ -621,29 +620,29 @@ async def test_paused_queue_accepts_jobs_but_delivers_none(
     assert await fetch(store, "paused-q", count=10) == []
     delivered = await fetch(store, "paused-q", "open-q", count=10)
     assert [j.id for j in delivered] == [other.id]
-    stats = await store.queue_stats("paused-q", now_ms=now_ms())
+    stats = await store.queues.queue_stats("paused-q", now_ms=now_ms())
     assert (stats.available, stats.active, stats.paused) == (2, 0, True)
 
     resumed = await queues.set_paused("paused-q", paused=False)
     assert resumed.paused is False
     assert resumed.paused_at_ms is None
     assert len(await fetch(store, "paused-q", count=10)) == 2
-    assert (await store.queue_stats("paused-q", now_ms=now_ms())).paused is False
+    assert (await store.queues.queue_stats("paused-q", now_ms=now_ms())).paused is False
 
 
-async def test_pause_does_not_touch_active_jobs(store: JobStore, service: JobService, queues: QueueService) -> None:
+async def test_pause_does_not_touch_active_jobs(store: Store, service: JobService, queues: QueueService) -> None:
     job, _ = await service.enqueue(body())
     await fetch(store)
     await queues.set_paused(QUEUE, paused=True)
     assert (await ack(store, job.id)).state is JobState.COMPLETED
 
 
-async def test_list_queues_shows_pause_and_the_first_pause_time(store: JobStore, service: JobService) -> None:
+async def test_list_queues_shows_pause_and_the_first_pause_time(store: Store, service: JobService) -> None:
     await service.enqueue(body(queue="qa"))
     await service.enqueue(body(queue="qb"))
-    first = await store.set_paused("qa", paused=True, now_ms=1_700_000_000_000)
+    first = await store.queues.set_paused("qa", paused=True, now_ms=1_700_000_000_000)
     assert first.paused_at_ms == 1_700_000_000_000
-    again = await store.set_paused("qa", paused=True, now_ms=1_700_000_999_000)
+    again = await store.queues.set_paused("qa", paused=True, now_ms=1_700_000_999_000)
     assert again.paused is True
     assert again.paused_at_ms == 1_700_000_000_000
     rows = {row.name: row for row in await service.list_queues()}
@@ -654,20 +653,20 @@ async def test_list_queues_shows_pause_and_the_first_pause_time(store: JobStore,
     assert rows["qb"].paused_at_ms is None
     assert (await event_types(store, queue="qa")).count("queue.paused") == 1
 
-    await store.set_paused("qa", paused=False, now_ms=1_700_001_000_000)
-    await store.set_paused("qa", paused=False, now_ms=1_700_001_001_000)
+    await store.queues.set_paused("qa", paused=False, now_ms=1_700_001_000_000)
+    await store.queues.set_paused("qa", paused=False, now_ms=1_700_001_001_000)
     rows = {row.name: row for row in await service.list_queues()}
     assert (rows["qa"].paused, rows["qa"].paused_at_ms) == (False, None)
     assert (await event_types(store, queue="qa")).count("queue.resumed") == 1
-    paused_again = await store.set_paused("qa", paused=True, now_ms=1_700_002_000_000)
+    paused_again = await store.queues.set_paused("qa", paused=True, now_ms=1_700_002_000_000)
     assert paused_again.paused_at_ms == 1_700_002_000_000
 
 
-async def test_pausing_an_unknown_queue_registers_it(store: JobStore, queues: QueueService) -> None:
+async def test_pausing_an_unknown_queue_registers_it(store: Store, queues: QueueService) -> None:
     row = await queues.set_paused("fresh-q", paused=True)
     assert row.paused is True
     assert row.available == 0
-    assert "fresh-q" in [r.name for r in await store.list_queues()]
+    assert "fresh-q" in [r.name for r in await store.queues.list_queues()]
     stats = await queues.stats("fresh-q")
     assert stats.paused is True
 
@@ -687,7 +686,7 @@ STATS_QUEUE = "stats"
 class StatsLedger:
     """The jobs of one queue and the transitions the totals must have counted."""
 
-    def __init__(self, store: JobStore, service: JobService) -> None:
+    def __init__(self, store: Store, service: JobService) -> None:
         self.store = store
         self.service = service
         self.ids: list[str] = []
@@ -699,11 +698,11 @@ class StatsLedger:
         return job.id
 
     async def check(self, step: str) -> QueueStatsRow:
-        stats = await self.store.queue_stats(STATS_QUEUE, now_ms=now_ms())
-        jobs = await self.store.get_many(self.ids)
+        stats = await self.store.queues.queue_stats(STATS_QUEUE, now_ms=now_ms())
+        jobs = await self.store.jobs.get_many(self.ids)
         assert len(jobs) == len(self.ids)
         states = collections.Counter(job.state.value for job in jobs)
-        dead = len(await self.store.dead_letter_ids())
+        dead = len(await self.store.dead_letter.dead_letter_ids())
         expected = {
             "available": states["available"],
             "active": states["active"],
@@ -719,7 +718,7 @@ class StatsLedger:
         return stats
 
 
-async def test_queue_stats_follow_every_transition(store: JobStore, service: JobService) -> None:
+async def test_queue_stats_follow_every_transition(store: Store, service: JobService) -> None:
     ledger = StatsLedger(store, service)
     totals = ledger.totals
     t0 = now_ms()
@@ -756,7 +755,7 @@ async def test_queue_stats_follow_every_transition(store: JobStore, service: Job
     [active] = await fetch(store, STATS_QUEUE)
     assert active.id == fillers[3]
     for job_id in (fillers[3], fillers[4], scheduled, pending[0], retrying):
-        await store.cancel(job_id, reason="stats", now_ms=now_ms())
+        await store.jobs.cancel(job_id, reason="stats", now_ms=now_ms())
     totals["cancelled"] += 5
     await ledger.check("cancel from active, available, scheduled, pending and retryable")
 
@@ -766,7 +765,7 @@ async def test_queue_stats_follow_every_transition(store: JobStore, service: Job
         await ledger.enqueue(pending=True, expires_at="+PT0.1S"),
     ]
     await ledger.check("enqueue expiring")
-    assert await store.expire(now_ms=now_ms() + 60_000, batch=100) == (3, 3)
+    assert await store.leases.expire(now_ms=now_ms() + 60_000, batch=100) == (3, 3)
     assert {(await stored(store, i)).state for i in expiring} == {JobState.DISCARDED}
     totals["discarded"] += 3
     await ledger.check("expire")
@@ -779,20 +778,20 @@ async def test_queue_stats_follow_every_transition(store: JobStore, service: Job
 
     [leased] = await fetch(store, STATS_QUEUE, lease_ms=1)
     assert leased.id == requeued
-    reaped = await store.reap(now_ms=now_ms() + 5_000, batch=100)
+    reaped = await store.leases.reap(now_ms=now_ms() + 5_000, batch=100)
     assert reaped.requeued == 1
     await ledger.check("lease expiry")
 
-    await store.retry_dead(dead[0], now_ms=now_ms())
+    await store.dead_letter.retry_dead(dead[0], now_ms=now_ms())
     await ledger.check("dead letter retry")
-    assert await store.delete_dead(dead[1]) is True
+    assert await store.dead_letter.delete_dead(dead[1]) is True
     ledger.ids.remove(dead[1])
     await ledger.check("dead letter delete")
 
-    await store.activate(pending[1], now_ms=now_ms())
+    await store.jobs.activate(pending[1], now_ms=now_ms())
     await ledger.check("activate")
 
-    assert await store.promote([STATS_QUEUE], now_ms=now_ms() + 600_000, batch=100) >= 1
+    assert await store.leases.promote([STATS_QUEUE], now_ms=now_ms() + 600_000, batch=100) >= 1
     assert (await stored(store, fillers[1])).state is JobState.AVAILABLE
     await ledger.check("promote retryable")
 
@@ -827,7 +826,7 @@ async def test_queue_stats_follow_every_transition(store: JobStore, service: Job
     stats = await ledger.check("unique replace")
     assert stats.scheduled == 1
 
-    stats = await store.queue_stats(STATS_QUEUE, now_ms=now_ms() + 1_000)
+    stats = await store.queues.queue_stats(STATS_QUEUE, now_ms=now_ms() + 1_000)
     assert stats.completed_last_hour == 2
     # Failed attempts: two nacks to retryable, one non-retryable, two dead letters, one workflow step.
     assert stats.failed_last_hour == 6
@@ -837,7 +836,7 @@ async def test_queue_stats_follow_every_transition(store: JobStore, service: Job
     assert stats.paused is False
 
 
-async def test_stats_of_a_fresh_queue(store: JobStore, service: JobService, queues: QueueService) -> None:
+async def test_stats_of_a_fresh_queue(store: Store, service: JobService, queues: QueueService) -> None:
     t0 = now_ms()
     ids = [(await service.enqueue(body(queue="fresh")))[0].id for _ in range(3)]
     stats = await queues.stats("fresh")
@@ -846,12 +845,12 @@ async def test_stats_of_a_fresh_queue(store: JobStore, service: JobService, queu
     [job] = await fetch(store, "fresh", at=t0 + 200)
     assert job.id == ids[0]
     assert job.enqueued_at_ms is not None
-    stats = await store.queue_stats("fresh", now_ms=t0 + 1_000)
+    stats = await store.queues.queue_stats("fresh", now_ms=t0 + 1_000)
     assert (stats.available, stats.active, stats.completed) == (2, 1, 0)
     assert stats.avg_wait_ms == t0 + 200 - job.enqueued_at_ms
     assert stats.avg_wait_ms > 0
     await ack(store, job.id, at=t0 + 500)
-    stats = await store.queue_stats("fresh", now_ms=t0 + 1_000)
+    stats = await store.queues.queue_stats("fresh", now_ms=t0 + 1_000)
     assert (stats.available, stats.active, stats.completed) == (2, 0, 1)
     assert stats.completed_last_hour == 1
     assert stats.avg_duration_ms == 300
@@ -861,7 +860,7 @@ async def test_stats_of_a_fresh_queue(store: JobStore, service: JobService, queu
 # --------------------------------------------------------------------------- rate limits
 
 
-async def test_max_per_second_caps_starts_in_a_sliding_second(store: JobStore, service: JobService) -> None:
+async def test_max_per_second_caps_starts_in_a_sliding_second(store: Store, service: JobService) -> None:
     for _ in range(20):
         await service.enqueue(body(queue="rl", rate_limit={"max_per_second": 5}))
     t = now_ms()
@@ -872,11 +871,11 @@ async def test_max_per_second_caps_starts_in_a_sliding_second(store: JobStore, s
     assert await fetch(store, "rl", count=20, at=t + 1500) == []
     assert len(await fetch(store, "rl", count=3, at=t + 2002)) == 3
     assert len(await fetch(store, "rl", count=20, at=t + 2003)) == 2
-    stats = await store.queue_stats("rl", now_ms=now_ms())
+    stats = await store.queues.queue_stats("rl", now_ms=now_ms())
     assert (stats.available, stats.active) == (5, 15)
 
 
-async def test_rate_limit_applies_per_queue(store: JobStore, service: JobService) -> None:
+async def test_rate_limit_applies_per_queue(store: Store, service: JobService) -> None:
     for _ in range(5):
         await service.enqueue(body(queue="slow", rate_limit={"max_per_second": 1}))
         await service.enqueue(body(queue="fast"))
@@ -885,7 +884,7 @@ async def test_rate_limit_applies_per_queue(store: JobStore, service: JobService
     assert collections.Counter(j.queue for j in delivered) == {"slow": 1, "fast": 5}
 
 
-async def test_concurrency_caps_active_jobs(store: JobStore, service: JobService) -> None:
+async def test_concurrency_caps_active_jobs(store: Store, service: JobService) -> None:
     for _ in range(5):
         await service.enqueue(body(queue="cc", rate_limit={"concurrency": 2}))
     first = await fetch(store, "cc", count=10)
@@ -895,7 +894,7 @@ async def test_concurrency_caps_active_jobs(store: JobStore, service: JobService
     [third] = await fetch(store, "cc", count=10)
     assert await fetch(store, "cc", count=10) == []
     await nack(store, third.id, retryable=False)
-    await store.cancel(first[1].id, reason="", now_ms=now_ms())
+    await store.jobs.cancel(first[1].id, reason="", now_ms=now_ms())
     assert len(await fetch(store, "cc", count=10)) == 2
-    stats = await store.queue_stats("cc", now_ms=now_ms())
+    stats = await store.queues.queue_stats("cc", now_ms=now_ms())
     assert (stats.available, stats.active) == (0, 2)

@@ -16,8 +16,9 @@ from server.domain.errors import ErrorCode, OJSError
 from server.domain.ids import new_uuid7
 from server.domain.job import StoredJob
 from server.domain.states import TERMINAL, JobState
+from server.model.records import FailureReport, Retention
 from server.service.workflows import WorkflowService, WorkflowView
-from server.store.job_store import FailureReport, JobStore, Retention
+from server.store.facade import Store
 from server.store.keys import KeySchema
 
 WORKER = "wf-worker"
@@ -50,12 +51,12 @@ DIAMOND = {
 
 
 @pytest.fixture
-def service(store: JobStore) -> WorkflowService:
+def service(store: Store) -> WorkflowService:
     return WorkflowService(store)
 
 
-async def fetch(store: JobStore, *queues: str, at: int | None = None, count: int = 50) -> list[StoredJob]:
-    return await store.fetch(
+async def fetch(store: Store, *queues: str, at: int | None = None, count: int = 50) -> list[StoredJob]:
+    return await store.leases.fetch(
         list(queues) or ["wf"],
         count=count,
         worker_id=WORKER,
@@ -65,8 +66,8 @@ async def fetch(store: JobStore, *queues: str, at: int | None = None, count: int
     )
 
 
-async def ack(store: JobStore, job_id: str, result: Any = None, *, at: int | None = None) -> StoredJob:
-    return await store.ack(
+async def ack(store: Store, job_id: str, result: Any = None, *, at: int | None = None) -> StoredJob:
+    return await store.leases.ack(
         job_id,
         result_json=None if result is None else orjson.dumps(result),
         worker_id=WORKER,
@@ -74,7 +75,7 @@ async def ack(store: JobStore, job_id: str, result: Any = None, *, at: int | Non
     )
 
 
-async def fail(store: JobStore, job_id: str, *, at: int | None = None) -> StoredJob:
+async def fail(store: Store, job_id: str, *, at: int | None = None) -> StoredJob:
     report = FailureReport(
         code="boom",
         message="step failed",
@@ -84,11 +85,11 @@ async def fail(store: JobStore, job_id: str, *, at: int | None = None) -> Stored
         retryable=None,
         requeue=False,
     )
-    return await store.nack(job_id, report, worker_id=WORKER, now_ms=now_ms() if at is None else at)
+    return await store.leases.nack(job_id, report, worker_id=WORKER, now_ms=now_ms() if at is None else at)
 
 
-async def job(store: JobStore, job_id: str) -> StoredJob:
-    stored = await store.get(job_id)
+async def job(store: Store, job_id: str) -> StoredJob:
+    stored = await store.jobs.get(job_id)
     assert stored is not None, f"job {job_id} is gone"
     return stored
 
@@ -101,9 +102,9 @@ def job_ids(view: WorkflowView) -> dict[str, str]:
     return {s.id: s.job_id for s in view.steps}
 
 
-async def workflow_events(store: JobStore, workflow_id: str, event_type: str) -> list[dict[str, Any]]:
+async def workflow_events(store: Store, workflow_id: str, event_type: str) -> list[dict[str, Any]]:
     found = []
-    for event in await store.read_events(after=None, count=1_000_000):
+    for event in await store.events.read_events(after=None, count=1_000_000):
         data = orjson.loads(event.data_json)
         if event.type == event_type and data.get("workflow_id") == workflow_id:
             found.append(data)
@@ -120,7 +121,7 @@ async def expect_error(code: ErrorCode, call: Any) -> OJSError:
 # --------------------------------------------------------------------------- dependency graphs
 
 
-async def test_diamond_releases_steps_as_their_dependencies_complete(store: JobStore, service: WorkflowService) -> None:
+async def test_diamond_releases_steps_as_their_dependencies_complete(store: Store, service: WorkflowService) -> None:
     view = await service.create(DIAMOND)
     assert view.state == "running"
     assert view.type == "graph"
@@ -180,9 +181,7 @@ async def test_diamond_releases_steps_as_their_dependencies_complete(store: JobS
     assert len(await workflow_events(store, view.id, "workflow.step_completed")) == 4
 
 
-async def test_parent_results_use_null_for_steps_acked_without_a_result(
-    store: JobStore, service: WorkflowService
-) -> None:
+async def test_parent_results_use_null_for_steps_acked_without_a_result(store: Store, service: WorkflowService) -> None:
     view = await service.create({"type": "chain", "steps": [step("c.one", queue="wf"), step("c.two", queue="wf")]})
     [first] = await fetch(store)
     await ack(store, first.id)
@@ -193,7 +192,7 @@ async def test_parent_results_use_null_for_steps_acked_without_a_result(
     assert (await service.get(view.id)).state == "completed"
 
 
-async def test_chain_failure_cancels_the_remaining_steps(store: JobStore, service: WorkflowService) -> None:
+async def test_chain_failure_cancels_the_remaining_steps(store: Store, service: WorkflowService) -> None:
     view = await service.create(
         {
             "type": "chain",
@@ -228,7 +227,7 @@ async def test_chain_failure_cancels_the_remaining_steps(store: JobStore, servic
     assert await workflow_events(store, view.id, "workflow.completed") == []
 
 
-async def test_a_long_chain_failure_cascades_at_once(store: JobStore, service: WorkflowService) -> None:
+async def test_a_long_chain_failure_cascades_at_once(store: Store, service: WorkflowService) -> None:
     size = 2_000
     view = await service.create(
         {
@@ -249,7 +248,7 @@ async def test_a_long_chain_failure_cascades_at_once(store: JobStore, service: W
     assert await fetch(store, at=now_ms() + DAY_MS) == []
 
 
-async def test_a_retryable_failure_does_not_move_the_workflow(store: JobStore, service: WorkflowService) -> None:
+async def test_a_retryable_failure_does_not_move_the_workflow(store: Store, service: WorkflowService) -> None:
     t0 = now_ms()
     view = await service.create(
         {
@@ -276,7 +275,7 @@ async def test_a_retryable_failure_does_not_move_the_workflow(store: JobStore, s
     assert after.id == ids["1"]
 
 
-async def test_cancelling_a_member_job_fails_the_workflow(store: JobStore, service: WorkflowService) -> None:
+async def test_cancelling_a_member_job_fails_the_workflow(store: Store, service: WorkflowService) -> None:
     view = await service.create(
         {"type": "chain", "steps": [step("c.one", queue="wf"), step("c.two", queue="wf"), step("c.three", queue="wf")]}
     )
@@ -285,7 +284,7 @@ async def test_cancelling_a_member_job_fails_the_workflow(store: JobStore, servi
     await ack(store, first.id, 1)
     assert (await job(store, ids["1"])).state is JobState.AVAILABLE
 
-    previous, cancelled = await store.cancel(ids["1"], reason="user", now_ms=now_ms())
+    previous, cancelled = await store.jobs.cancel(ids["1"], reason="user", now_ms=now_ms())
     assert previous is JobState.AVAILABLE
     assert cancelled.state is JobState.CANCELLED
 
@@ -298,13 +297,13 @@ async def test_cancelling_a_member_job_fails_the_workflow(store: JobStore, servi
     assert await fetch(store) == []
 
 
-async def test_cancelling_a_waiting_member_cancels_its_dependents(store: JobStore, service: WorkflowService) -> None:
+async def test_cancelling_a_waiting_member_cancels_its_dependents(store: Store, service: WorkflowService) -> None:
     view = await service.create(
         {"type": "chain", "steps": [step("c.one", queue="wf"), step("c.two", queue="wf"), step("c.three", queue="wf")]}
     )
     ids = job_ids(view)
     [first] = await fetch(store)
-    await store.cancel(ids["1"], reason="", now_ms=now_ms())
+    await store.jobs.cancel(ids["1"], reason="", now_ms=now_ms())
     current = await service.get(view.id)
     # The first step is still running, so the workflow is too.
     assert current.state == "running"
@@ -319,7 +318,7 @@ async def test_cancelling_a_waiting_member_cancels_its_dependents(store: JobStor
     assert await fetch(store) == []
 
 
-async def test_a_waiting_member_that_expires_fails_its_branch(store: JobStore, service: WorkflowService) -> None:
+async def test_a_waiting_member_that_expires_fails_its_branch(store: Store, service: WorkflowService) -> None:
     t0 = now_ms()
     view = await service.create(
         {
@@ -332,7 +331,7 @@ async def test_a_waiting_member_that_expires_fails_its_branch(store: JobStore, s
         }
     )
     ids = job_ids(view)
-    assert await store.expire(now_ms=t0 + 2 * 3_600_000, batch=100) == (1, 1)
+    assert await store.leases.expire(now_ms=t0 + 2 * 3_600_000, batch=100) == (1, 1)
     expired = await job(store, ids["1"])
     assert expired.state is JobState.DISCARDED
     assert expired.error is not None and expired.error.code == "expired"
@@ -350,7 +349,7 @@ async def test_a_waiting_member_that_expires_fails_its_branch(store: JobStore, s
     assert await fetch(store, at=t0 + 3 * 3_600_000) == []
 
 
-async def test_a_released_member_that_expired_is_discarded_at_fetch(store: JobStore, service: WorkflowService) -> None:
+async def test_a_released_member_that_expired_is_discarded_at_fetch(store: Store, service: WorkflowService) -> None:
     t0 = now_ms()
     view = await service.create(
         {"type": "chain", "steps": [step("c.one", queue="wf"), step("c.two", queue="wf", expires_at="+PT1M")]}
@@ -365,9 +364,7 @@ async def test_a_released_member_that_expired_is_discarded_at_fetch(store: JobSt
     assert states(final) == {"0": "completed", "1": "failed"}
 
 
-async def test_an_execution_timeout_on_the_last_attempt_fails_the_step(
-    store: JobStore, service: WorkflowService
-) -> None:
+async def test_an_execution_timeout_on_the_last_attempt_fails_the_step(store: Store, service: WorkflowService) -> None:
     t0 = now_ms()
     view = await service.create(
         {
@@ -377,7 +374,7 @@ async def test_an_execution_timeout_on_the_last_attempt_fails_the_step(
     )
     ids = job_ids(view)
     await fetch(store, at=t0)
-    outcome = await store.reap(now_ms=t0 + 5_000, batch=100)
+    outcome = await store.leases.reap(now_ms=t0 + 5_000, batch=100)
     assert outcome.timed_out == 1
     assert (await job(store, ids["0"])).state is JobState.DISCARDED
     final = await service.get(view.id)
@@ -390,7 +387,7 @@ async def test_an_execution_timeout_on_the_last_attempt_fails_the_step(
 
 
 async def test_group_partial_failure_fails_once_every_member_is_terminal(
-    store: JobStore, service: WorkflowService
+    store: Store, service: WorkflowService
 ) -> None:
     view = await service.create(
         {
@@ -422,7 +419,7 @@ async def test_group_partial_failure_fails_once_every_member_is_terminal(
 
 @pytest.mark.parametrize("last", ["ack", "nack", "cancel", "cancel_active"])
 async def test_a_group_never_stays_running_after_its_members_end(
-    store: JobStore, service: WorkflowService, last: str
+    store: Store, service: WorkflowService, last: str
 ) -> None:
     view = await service.create(
         {"type": "group", "jobs": [step("g.a", queue="wf"), step("g.b", queue="wf", **FAIL_NOW)]}
@@ -432,7 +429,7 @@ async def test_a_group_never_stays_running_after_its_members_end(
     await ack(store, first.id, "first")
     other = ids["1"] if first.id == ids["0"] else ids["0"]
     if last == "cancel":
-        await store.cancel(other, reason="", now_ms=now_ms())
+        await store.jobs.cancel(other, reason="", now_ms=now_ms())
     else:
         [second] = await fetch(store)
         assert second.id == other
@@ -441,7 +438,7 @@ async def test_a_group_never_stays_running_after_its_members_end(
         elif last == "nack":
             await fail(store, other)
         else:
-            await store.cancel(other, reason="", now_ms=now_ms())
+            await store.jobs.cancel(other, reason="", now_ms=now_ms())
 
     members = [await job(store, job_id) for job_id in ids.values()]
     assert all(m.state in TERMINAL for m in members)
@@ -467,7 +464,7 @@ def batch(size: int, **callbacks: str) -> dict[str, Any]:
 ALL_CALLBACKS = {"on_success": "cb.success", "on_failure": "cb.failure", "on_complete": "cb.complete"}
 
 
-async def test_batch_success_fires_on_success_and_on_complete(store: JobStore, service: WorkflowService) -> None:
+async def test_batch_success_fires_on_success_and_on_complete(store: Store, service: WorkflowService) -> None:
     view = await service.create(batch(3, **ALL_CALLBACKS))
     assert view.steps_total == 3
     assert [s.kind for s in view.steps] == ["step", "step", "step", "on_success", "on_failure", "on_complete"]
@@ -509,7 +506,7 @@ async def test_batch_success_fires_on_success_and_on_complete(store: JobStore, s
     assert await fetch(store, "cb") == []
 
 
-async def test_batch_with_a_failure_fires_on_failure_and_on_complete(store: JobStore, service: WorkflowService) -> None:
+async def test_batch_with_a_failure_fires_on_failure_and_on_complete(store: Store, service: WorkflowService) -> None:
     view = await service.create(batch(3, **ALL_CALLBACKS))
     ids = job_ids(view)
     await fetch(store)
@@ -536,7 +533,7 @@ async def test_batch_with_a_failure_fires_on_failure_and_on_complete(store: JobS
 
 
 @pytest.mark.parametrize("outcome", ["succeed", "fail"])
-async def test_batch_on_complete_always_fires(store: JobStore, service: WorkflowService, outcome: str) -> None:
+async def test_batch_on_complete_always_fires(store: Store, service: WorkflowService, outcome: str) -> None:
     view = await service.create(batch(2, on_complete="cb.complete"))
     ids = job_ids(view)
     await fetch(store)
@@ -553,7 +550,7 @@ async def test_batch_on_complete_always_fires(store: JobStore, service: Workflow
     assert (await service.get(view.id)).state == ("completed" if outcome == "succeed" else "failed")
 
 
-async def test_batch_only_on_success_is_skipped_after_a_failure(store: JobStore, service: WorkflowService) -> None:
+async def test_batch_only_on_success_is_skipped_after_a_failure(store: Store, service: WorkflowService) -> None:
     view = await service.create(batch(2, on_success="cb.success"))
     ids = job_ids(view)
     await fetch(store)
@@ -567,7 +564,7 @@ async def test_batch_only_on_success_is_skipped_after_a_failure(store: JobStore,
     assert (await job(store, ids["on_success"])).state is JobState.CANCELLED
 
 
-async def test_batch_only_on_failure_is_skipped_when_all_succeed(store: JobStore, service: WorkflowService) -> None:
+async def test_batch_only_on_failure_is_skipped_when_all_succeed(store: Store, service: WorkflowService) -> None:
     view = await service.create(batch(2, on_failure="cb.failure"))
     ids = job_ids(view)
     await fetch(store)
@@ -580,7 +577,7 @@ async def test_batch_only_on_failure_is_skipped_when_all_succeed(store: JobStore
     assert states(final)["on_failure"] == "cancelled"
 
 
-async def test_a_failed_callback_fails_the_batch(store: JobStore, service: WorkflowService) -> None:
+async def test_a_failed_callback_fails_the_batch(store: Store, service: WorkflowService) -> None:
     body = batch(1, on_complete="cb.complete")
     body["callbacks"]["on_complete"]["options"]["retry"] = {"max_attempts": 1}
     view = await service.create(body)
@@ -595,12 +592,10 @@ async def test_a_failed_callback_fails_the_batch(store: JobStore, service: Workf
     assert states(final)["on_complete"] == "failed"
 
 
-async def test_a_cancelled_callback_keeps_its_state_when_the_batch_ends(
-    store: JobStore, service: WorkflowService
-) -> None:
+async def test_a_cancelled_callback_keeps_its_state_when_the_batch_ends(store: Store, service: WorkflowService) -> None:
     view = await service.create(batch(2, on_complete="cb.complete"))
     ids = job_ids(view)
-    await store.cancel(ids["on_complete"], reason="", now_ms=now_ms())
+    await store.jobs.cancel(ids["on_complete"], reason="", now_ms=now_ms())
     before = states(await service.get(view.id))["on_complete"]
     assert before == "failed"
     await fetch(store)
@@ -614,11 +609,11 @@ async def test_a_cancelled_callback_keeps_its_state_when_the_batch_ends(
 
 
 async def test_a_cancelled_callback_is_not_counted_again_by_a_workflow_cancel(
-    store: JobStore, service: WorkflowService
+    store: Store, service: WorkflowService
 ) -> None:
     view = await service.create(batch(2, on_success="cb.success", on_complete="cb.complete"))
     ids = job_ids(view)
-    await store.cancel(ids["on_complete"], reason="", now_ms=now_ms())
+    await store.jobs.cancel(ids["on_complete"], reason="", now_ms=now_ms())
     await fetch(store)
     await ack(store, ids["0"], "a")
     await ack(store, ids["1"], "b")
@@ -634,7 +629,7 @@ async def test_a_cancelled_callback_is_not_counted_again_by_a_workflow_cancel(
 # --------------------------------------------------------------------------- workflow cancel
 
 
-async def test_cancel_stops_every_unfinished_member(store: JobStore, service: WorkflowService) -> None:
+async def test_cancel_stops_every_unfinished_member(store: Store, service: WorkflowService) -> None:
     view = await service.create(DIAMOND)
     ids = job_ids(view)
     [a] = await fetch(store)
@@ -665,7 +660,7 @@ async def test_cancel_stops_every_unfinished_member(store: JobStore, service: Wo
     assert again.details["current_state"] == "cancelled"
 
 
-async def test_cancel_of_a_finished_workflow_is_a_conflict(store: JobStore, service: WorkflowService) -> None:
+async def test_cancel_of_a_finished_workflow_is_a_conflict(store: Store, service: WorkflowService) -> None:
     view = await service.create({"type": "group", "jobs": [step("g.one", queue="wf")]})
     [member] = await fetch(store)
     await ack(store, member.id, 1)
@@ -682,13 +677,13 @@ async def test_cancel_and_get_of_unknown_workflows(service: WorkflowService) -> 
     await expect_error(ErrorCode.INVALID_REQUEST, service.get(""))
 
 
-async def test_activating_a_workflow_pending_job_is_a_conflict(store: JobStore, service: WorkflowService) -> None:
+async def test_activating_a_workflow_pending_job_is_a_conflict(store: Store, service: WorkflowService) -> None:
     view = await service.create(
         {"type": "chain", "steps": [step("c.one", queue="wf"), step("c.two", queue="wf", pending=True)]}
     )
     ids = job_ids(view)
     assert (await job(store, ids["1"])).state is JobState.PENDING
-    error = await expect_error(ErrorCode.CONFLICT, store.activate(ids["1"], now_ms=now_ms()))
+    error = await expect_error(ErrorCode.CONFLICT, store.jobs.activate(ids["1"], now_ms=now_ms()))
     assert error.details["current_state"] == "pending"
     assert (await job(store, ids["1"])).state is JobState.PENDING
     [first] = await fetch(store)
@@ -696,7 +691,7 @@ async def test_activating_a_workflow_pending_job_is_a_conflict(store: JobStore, 
     assert await fetch(store) == []
 
 
-async def test_a_pending_root_step_starts_available(store: JobStore, service: WorkflowService) -> None:
+async def test_a_pending_root_step_starts_available(store: Store, service: WorkflowService) -> None:
     view = await service.create({"type": "group", "jobs": [step("g.one", queue="wf", pending=True)]})
     [member] = await fetch(store)
     assert member.id == view.steps[0].job_id
@@ -719,7 +714,7 @@ async def test_invalid_member_jobs_are_reported_with_their_position(service: Wor
 
 
 async def test_finished_workflows_and_their_jobs_expire(
-    store: JobStore, service: WorkflowService, store_redis: Redis
+    store: Store, service: WorkflowService, store_redis: Redis
 ) -> None:
     keys = store.keys
     view = await service.create(
@@ -746,7 +741,7 @@ async def test_finished_workflows_and_their_jobs_expire(
 
 
 async def test_cancelled_workflows_and_their_jobs_expire(
-    store: JobStore, service: WorkflowService, store_redis: Redis
+    store: Store, service: WorkflowService, store_redis: Redis
 ) -> None:
     keys = store.keys
     view = await service.create(DIAMOND)
@@ -759,7 +754,7 @@ async def test_cancelled_workflows_and_their_jobs_expire(
 
 async def test_short_retention_removes_a_finished_workflow(store_redis: Redis) -> None:
     short = Retention(completed_ms=300, cancelled_ms=300, discarded_ms=300)
-    store = JobStore(store_redis, KeySchema(f"wfr-{uuid.uuid4().hex[:8]}"), events_maxlen=1000, retention=short)
+    store = Store(store_redis, KeySchema(f"wfr-{uuid.uuid4().hex[:8]}"), events_maxlen=1000, retention=short)
     await store.load_scripts()
     service = WorkflowService(store)
     view = await service.create({"type": "group", "jobs": [step("g.one", queue="wf")]})
@@ -776,21 +771,21 @@ async def test_short_retention_removes_a_finished_workflow(store_redis: Redis) -
 
     assert await gone()
     await expect_error(ErrorCode.NOT_FOUND, service.get(view.id))
-    assert await store.get(member.id) is None
+    assert await store.jobs.get(member.id) is None
 
 
 # --------------------------------------------------------------------------- concurrency
 
 
 @pytest.fixture
-async def roomy_store(store_redis: Redis) -> AsyncIterator[JobStore]:
+async def roomy_store(store_redis: Redis) -> AsyncIterator[Store]:
     # An event log long enough to hold every event of a thousand-job batch.
-    job_store = JobStore(store_redis, KeySchema(f"wfc-{uuid.uuid4().hex[:8]}"), events_maxlen=1_000_000)
+    job_store = Store(store_redis, KeySchema(f"wfc-{uuid.uuid4().hex[:8]}"), events_maxlen=1_000_000)
     await job_store.load_scripts()
     yield job_store
 
 
-async def test_a_thousand_concurrent_acks_fire_one_callback(roomy_store: JobStore) -> None:
+async def test_a_thousand_concurrent_acks_fire_one_callback(roomy_store: Store) -> None:
     store = roomy_store
     service = WorkflowService(store)
     size = 1_000
@@ -827,7 +822,7 @@ async def test_a_thousand_concurrent_acks_fire_one_callback(roomy_store: JobStor
     assert await fetch(store, "bulk-cb", count=10) == []
     assert callbacks[0].parent_results_json is not None
     assert orjson.loads(callbacks[0].parent_results_json) == [{"i": i} for i in range(size)]
-    enqueued = [e for e in await store.read_events(after=None, count=1_000_000) if e.job_id == callback_id]
+    enqueued = [e for e in await store.events.read_events(after=None, count=1_000_000) if e.job_id == callback_id]
     assert [e.type for e in enqueued].count("job.enqueued") == 2  # created pending, then released once
 
     running = await service.get(view.id)

@@ -1,4 +1,5 @@
 -- cancel: stop a job that has not reached a terminal state.
+-- include: status, emit, qcount, wf_job_done, read_job, retain
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] active zset  KEYS[4] event stream
 -- KEYS[5] expiring zset  KEYS[6] sequence counter
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
@@ -12,11 +13,11 @@ local job_key = KEYS[1]
 local id = ARGV[3]
 local f = redis.call('HMGET', job_key, 'state', 'type', 'queue')
 if not f[1] then
-  return {'not_found'}
+  return {STATUS.not_found}
 end
 local state = f[1]
 if state == 'completed' or state == 'cancelled' or state == 'discarded' then
-  return {'conflict', state}
+  return {STATUS.conflict, state}
 end
 redis.call('ZREM', ARGV[4] .. f[3], id)
 redis.call('ZREM', ARGV[5] .. f[3], id)
@@ -35,4 +36,4 @@ qcount(wfctx, f[3], state, 'cancelled')
 wf_job_done(wfctx, job_key, ARGV[1], KEYS[4], ARGV[2], KEYS[6])
 local job = read_job(job_key, KEYS[2])
 retain(job_key, KEYS[2], ARGV[7], wfctx)
-return {'ok', state, job}
+return {STATUS.ok, state, job}

@@ -1,4 +1,5 @@
 -- cron_fire: fire one due occurrence of a cron entry, exactly once.
+-- include: status, job_from_list, insert_job, emit
 -- KEYS[1] entry hash  KEYS[2] due zset
 -- KEYS[3] job hash  KEYS[4] available zset  KEYS[5] delayed zset  KEYS[6] queue registry
 -- KEYS[7] sequence counter  KEYS[8] event stream  KEYS[9] expiring zset
@@ -16,7 +17,7 @@
 local job = job_from_list(cjson.decode(ARGV[7]), cjson.decode(ARGV[6]), ARGV[1], ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'next_run_at', 'enabled', 'overlap_policy', 'last_job_id')
 if f[1] ~= ARGV[4] or f[2] ~= '1' then
-  return {'stale'}
+  return {STATUS.stale}
 end
 redis.call('HSET', KEYS[1], 'next_run_at', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
@@ -29,7 +30,7 @@ if f[3] == 'skip' and f[4] and f[4] ~= '' then
       'queue', job.queue, 'job_type', job.type, 'state', previous, 'time', ARGV[1],
       'data', cjson.encode({cron_name = ARGV[3], reason = 'overlap_skip', occurrence = tonumber(ARGV[4]),
                             job_type = job.type, queue = job.queue}))
-    return {'skipped', f[4]}
+    return {STATUS.skipped, f[4]}
   end
 end
 
@@ -41,4 +42,4 @@ redis.call('HSET', KEYS[1], 'last_run_at', ARGV[1], 'last_job_id', job.id)
 redis.call('HINCRBY', KEYS[1], 'run_count', 1)
 emit(KEYS[8], ARGV[2], 'cron.triggered', job.id, job.queue, job.type, job.state, ARGV[1],
   {cron_name = ARGV[3], occurrence = tonumber(ARGV[4])})
-return {'fired', job.id}
+return {STATUS.fired, job.id}

@@ -1,4 +1,5 @@
 -- delete_dead: remove a dead-lettered job for good.
+-- include: qcount
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset
 -- ARGV[1] job id  ARGV[2] script context (JSON, see lib.lua)
 -- Post: the job's data and its dead-letter entry are gone.

@@ -1,4 +1,5 @@
 -- enqueue_batch: store many new jobs, all or nothing.
+-- include: status, job_from_list, unique_check, insert_job, unique_lock
 -- KEYS[1] queue registry hash  KEYS[2] sequence counter  KEYS[3] event stream
 -- KEYS[4] expiring zset  KEYS[5] active zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
@@ -17,12 +18,12 @@ end
 
 for index, job in ipairs(jobs) do
   if redis.call('EXISTS', ctx.job .. job.id) == 1 then
-    return {'duplicate', index - 1, job.id}
+    return {STATUS.duplicate, index - 1, job.id}
   end
   if job.unique_action == 'reject' then
     local conflict = unique_check(ctx, job, KEYS[3], ARGV[2])
     if conflict then
-      return {'unique_conflict', index - 1, conflict[2], conflict[3]}
+      return {STATUS.unique_conflict, index - 1, conflict[2], conflict[3]}
     end
   end
 end
@@ -31,13 +32,13 @@ local results = {}
 for _, job in ipairs(jobs) do
   local conflict = unique_check(ctx, job, KEYS[3], ARGV[2])
   if conflict then
-    results[#results + 1] = {'unique_existing', conflict[2]}
+    results[#results + 1] = {STATUS.unique_existing, conflict[2]}
   else
     local enqueued_at = insert_job(
       {job = ctx.job .. job.id, available = ctx.available .. job.queue, delayed = ctx.delayed .. job.queue,
        queues = KEYS[1], sequence = KEYS[2], events = KEYS[3], expiring = KEYS[4]}, job)
     unique_lock(ctx, job)
-    results[#results + 1] = {'ok', enqueued_at, job.state, job.due}
+    results[#results + 1] = {STATUS.ok, enqueued_at, job.state, job.due}
   end
 end
-return {'ok', results}
+return {STATUS.ok, results}

@@ -1,4 +1,5 @@
 -- expire: discard jobs whose expires_at passed before they started.
+-- include: expire_job
 -- KEYS[1] expiring zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] active zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] available key prefix

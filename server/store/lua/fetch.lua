@@ -1,4 +1,5 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
+-- include: promote_due, expire_job, active_score, int_str, qcount, qminute, emit
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
 -- KEYS[5] worker registry zset  KEYS[6] paused queues hash
 -- KEYS[7 + 2i] available zset of queue i, KEYS[8 + 2i] its delayed zset (i from 0)

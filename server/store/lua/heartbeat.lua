@@ -1,4 +1,5 @@
 -- heartbeat: a worker reports in and extends the leases of the jobs it holds.
+-- include: active_score, int_str, emit
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] worker registry zset
 -- KEYS[4] this worker's hash (or a placeholder when no worker id is given)
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] worker id or ''

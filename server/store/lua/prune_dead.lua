@@ -1,4 +1,5 @@
 -- prune_dead: dead-letter retention by age and by count.
+-- include: qcount
 -- KEYS[1] dead-letter zset
 -- ARGV[1] oldest discarded_at kept (ms)  ARGV[2] max entries kept  ARGV[3] max removed per call
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] script context (JSON, see lib.lua)

@@ -1,4 +1,5 @@
 -- queue_pause: pause or resume delivery from a queue.
+-- include: emit, notify
 -- KEYS[1] paused queues hash  KEYS[2] queue registry hash  KEYS[3] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] queue  ARGV[4] '1' pause | '0' resume
 -- ARGV[5] script context (JSON, see lib.lua)  ARGV[6] the queue's available set (named in the wake-up)

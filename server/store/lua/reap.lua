@@ -1,4 +1,5 @@
 -- reap: settle active jobs whose lease or execution deadline has passed.
+-- include: fail_active, make_available, qcount, emit, active_score
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] dead-letter zset
 -- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
@@ -58,6 +59,8 @@ for _, id in ipairs(due) do
     elseif lease <= now then
       redis.call('ZREM', KEYS[1], id)
       local attempt = tonumber(f[5]) or 0
+      -- Only a job's own attempt limit ends it here: without one (the default policy), a job
+      -- whose lease lapses goes back to its queue however often that happens.
       local max_attempts = tonumber(f[6]) or 0
       failure.code = 'visibility_timeout'
       failure.error_type = 'visibility_timeout'

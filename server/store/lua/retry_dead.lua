@@ -1,4 +1,5 @@
 -- retry_dead: send a dead-lettered job back to its queue.
+-- include: status, qcount, make_available, emit, read_job
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset  KEYS[4] sequence counter
 -- KEYS[5] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
@@ -10,7 +11,7 @@
 local job_key = KEYS[1]
 local f = redis.call('HMGET', job_key, 'state', 'type', 'queue', 'priority')
 if not redis.call('ZSCORE', KEYS[3], ARGV[3]) or f[1] ~= 'discarded' then
-  return {'not_found'}
+  return {STATUS.not_found}
 end
 redis.call('ZREM', KEYS[3], ARGV[3])
 local ctx = cjson.decode(ARGV[5])
@@ -22,4 +23,4 @@ redis.call('HDEL', job_key, 'discarded_at', 'completed_at', 'retry_delay_ms', 'w
 make_available(job_key, ARGV[3], ARGV[4] .. f[3], KEYS[4], f[4], ARGV[1], ctx)
 emit(KEYS[5], ARGV[2], 'job.enqueued', ARGV[3], f[3], f[2], 'available', ARGV[1],
   {priority = tonumber(f[4]) or 0, from_dead_letter = true})
-return {'ok', read_job(job_key, KEYS[2])}
+return {STATUS.ok, read_job(job_key, KEYS[2])}

@@ -1,4 +1,5 @@
 -- settle_batch: ack or nack many active jobs, each entry on its own.
+-- include: status, ack_active, nack_active, read_job
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter
 -- KEYS[4] dead-letter zset  KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length
@@ -43,9 +44,9 @@ for _, e in ipairs(cjson.decode(ARGV[9])) do
   if refused then
     replies[#replies + 1] = refused
   elseif full then
-    replies[#replies + 1] = {'ok', read_job(job_key, errors_key, c.has_errors)}
+    replies[#replies + 1] = {STATUS.ok, read_job(job_key, errors_key, c.has_errors)}
   else
-    replies[#replies + 1] = {'ok', c.state}
+    replies[#replies + 1] = {STATUS.ok, c.state}
   end
 end
 return replies

@@ -1,4 +1,5 @@
 -- wf_cancel: cancel a running workflow and every member job that has not finished.
+-- include: status, wf_cancel_job, emit, retain
 -- KEYS[1] workflow hash  KEYS[2] workflow node hash  KEYS[3] event stream  KEYS[4] active zset
 -- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id
@@ -9,10 +10,10 @@
 -- Returns {'ok', nodes cancelled, nodes already completed} | {'not_found'} | {'conflict', state}.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
-  return {'not_found'}
+  return {STATUS.not_found}
 end
 if state ~= 'running' then
-  return {'conflict', state}
+  return {STATUS.conflict, state}
 end
 local ctx = cjson.decode(ARGV[4])
 ctx.active, ctx.expiring = KEYS[4], KEYS[5]
@@ -33,4 +34,4 @@ redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_at', ARGV[1], 'comp
 emit(KEYS[3], ARGV[2], 'workflow.cancelled', '', '', '', 'cancelled', ARGV[1],
   {workflow_id = ARGV[3], steps_cancelled = cancelled})
 retain(KEYS[1], KEYS[2], ctx.ttl_done)
-return {'ok', cancelled, completed}
+return {STATUS.ok, cancelled, completed}

@@ -1,4 +1,5 @@
 -- wf_create: store a workflow and enqueue its ready steps, all or nothing.
+-- include: insert_job, emit
 -- KEYS[1] workflow hash  KEYS[2] workflow node hash  KEYS[3] event stream  KEYS[4] sequence counter
 -- KEYS[5] queue registry  KEYS[6] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id  ARGV[4] name  ARGV[5] type

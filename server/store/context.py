@@ -1,0 +1,68 @@
+"""What every part of the store shares: the client, the keys, the scripts and the script context."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from server.domain.retry import DEFAULT_RETRY_POLICY
+from server.model.records import Retention
+from server.store import codec
+from server.store.keys import KeySchema
+from server.store.scripts import Scripts
+
+# Error entries kept per job (the spec asks for at least 10).
+ERROR_HISTORY_CAP = 50
+
+
+def draw_jitter() -> float:
+    """The factor a retry delay is multiplied by when its policy has jitter."""
+    return random.uniform(0.5, 1.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreContext:
+    redis: Redis
+    keys: KeySchema
+    scripts: Scripts
+    events_maxlen: int
+    retention: Retention
+    # The JSON most scripts receive: key prefixes, retention and the default retry policy.
+    script_context: bytes
+    jitter: Callable[[], float] = draw_jitter
+
+
+def script_context(keys: KeySchema, retention: Retention) -> bytes:
+    """Prefixes and settings the scripts need inside any transition that may end a job or move a workflow."""
+    policy = DEFAULT_RETRY_POLICY
+    return codec.dumps(
+        {
+            "wf": keys.workflow_prefix,
+            "nodes": keys.workflow_nodes_prefix,
+            "job": keys.job_prefix,
+            "errors": keys.errors_prefix,
+            "available": keys.available_prefix,
+            "delayed": keys.delayed_prefix,
+            "ttl_done": retention.completed_ms,
+            "ttl_cancelled": retention.cancelled_ms,
+            "counts": keys.queue_counts_prefix,
+            "minutes": keys.queue_minutes_prefix,
+            "qconf": keys.queue_limits_prefix,
+            "rate": keys.queue_rate_prefix,
+            "unique": keys.unique_prefix,
+            "notify": keys.notify_channel,
+            # The policy of jobs stored without their own (retry_delay.lua, fail_active.lua).
+            "retry": {
+                "max_attempts": policy.max_attempts,
+                "initial_ms": policy.initial_interval_ms,
+                "coefficient": policy.backoff_coefficient,
+                "max_interval_ms": policy.max_interval_ms,
+                "jitter": policy.jitter,
+                "strategy": policy.strategy.value,
+                "on_exhaustion": policy.on_exhaustion.value,
+            },
+        }
+    )

@@ -1,0 +1,72 @@
+"""The store as the composition root builds it: one object holding each part of the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from server.model.records import Retention
+from server.store.context import StoreContext, draw_jitter, script_context
+from server.store.cron import CronStore
+from server.store.dead_letter import DeadLetterStore
+from server.store.errors import translate_redis_errors
+from server.store.events import EventStore
+from server.store.jobs import JobStore
+from server.store.keys import KeySchema
+from server.store.leases import LeaseStore
+from server.store.queues import QueueStore
+from server.store.scripts import Scripts
+from server.store.workers import WorkerStore
+from server.store.workflows import WorkflowStore
+
+
+class Store:
+    """Every Redis read and write of the server, by concern; each state transition is one Lua script."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: KeySchema,
+        *,
+        events_maxlen: int = 100_000,
+        retention: Retention | None = None,
+        jitter: Callable[[], float] = draw_jitter,
+    ) -> None:
+        retention = retention or Retention()
+        self._ctx = StoreContext(
+            redis=redis,
+            keys=keys,
+            scripts=Scripts(redis),
+            events_maxlen=events_maxlen,
+            retention=retention,
+            script_context=script_context(keys, retention),
+            jitter=jitter,
+        )
+        self.jobs = JobStore(self._ctx)
+        self.leases = LeaseStore(self._ctx)
+        self.queues = QueueStore(self._ctx)
+        self.events = EventStore(self._ctx)
+        self.dead_letter = DeadLetterStore(self._ctx)
+        self.workflows = WorkflowStore(self._ctx, self.jobs)
+        self.cron = CronStore(self._ctx)
+        self.workers = WorkerStore(self._ctx)
+
+    @property
+    def keys(self) -> KeySchema:
+        return self._ctx.keys
+
+    @property
+    def retention(self) -> Retention:
+        return self._ctx.retention
+
+    @translate_redis_errors
+    async def load_scripts(self) -> None:
+        await self._ctx.scripts.preload(self._ctx.redis)
+
+    @translate_redis_errors
+    async def ping_ms(self) -> float:
+        started = time.perf_counter()
+        await self._ctx.redis.ping()
+        return (time.perf_counter() - started) * 1000

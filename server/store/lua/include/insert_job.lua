@@ -1,0 +1,43 @@
+-- include: rank_score, notify, qcount, emit
+-- Store a new job and make it visible in its initial state.
+-- k: job, available, delayed, queues, sequence, events, expiring (keys)
+-- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
+--    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list),
+--    ctx (the script context, for the queue counters)
+-- Returns enqueued_at ('' unless available). The caller checks the id is free.
+local function insert_job(k, a)
+  local fields = a.fields
+  fields[#fields + 1] = 'state'
+  fields[#fields + 1] = a.state
+  local enqueued_at = ''
+  if a.state == 'available' then
+    enqueued_at = a.now
+    fields[#fields + 1] = 'enqueued_at'
+    fields[#fields + 1] = a.now
+  end
+  redis.call('HSET', k.job, unpack(fields))
+  if a.state == 'available' then
+    local sequence = redis.call('INCR', k.sequence)
+    redis.call('ZADD', k.available, rank_score(a.priority, sequence), a.id)
+    notify(a.ctx, k.available)
+  elseif a.state == 'scheduled' then
+    redis.call('ZADD', k.delayed, a.due, a.id)
+  end
+  if a.expires ~= '' then
+    redis.call('ZADD', k.expiring, a.expires, a.id)
+  end
+  redis.call('HSETNX', k.queues, a.queue, a.now)
+  qcount(a.ctx, a.queue, nil, a.state)
+  -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
+  if a.rate ~= '' then
+    redis.call('HSET', a.ctx.qconf .. a.queue, 'max_per_second', a.rate)
+  end
+  if a.concurrency ~= '' then
+    redis.call('HSET', a.ctx.qconf .. a.queue, 'concurrency', a.concurrency)
+  end
+  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now, {priority = tonumber(a.priority)})
+  if a.state == 'scheduled' then
+    emit(k.events, a.maxlen, 'job.scheduled', a.id, a.queue, a.type, a.state, a.now, {scheduled_at = tonumber(a.due)})
+  end
+  return enqueued_at
+end
