@@ -18,12 +18,15 @@ class Rule:
     layer: str
     # Modules (and their submodules) the layer must not import.
     forbidden: tuple[str, ...] = ()
-    # When set, only the standard library and the layer itself may be imported.
+    # When set, only the standard library, the layer itself and `allowed` may be imported.
     stdlib_only: bool = False
+    allowed: tuple[str, ...] = ()
 
 
 RULES = (
     Rule("server.domain", stdlib_only=True),
+    # Values shared by the store, the services and rpc: pure like the domain they are built from.
+    Rule("server.model", stdlib_only=True, allowed=("server.domain",)),
     Rule(
         "server.store",
         forbidden=("server.service", "server.rpc", "server.loops", "server.app", "gateway", "grpc", "ojs"),
@@ -33,6 +36,8 @@ RULES = (
         forbidden=("server.rpc", "server.loops", "server.app", "gateway", "grpc", "ojs", "google.protobuf"),
     ),
     Rule("server.loops", forbidden=("server.rpc", "server.app", "gateway")),
+    # The servicer translates messages and calls services; it never reaches the store or Redis.
+    Rule("server.rpc", forbidden=("server.store", "redis", "server.loops", "server.app")),
     Rule("gateway", forbidden=("server",)),
 )
 
@@ -87,7 +92,7 @@ def violations(source: str, module_name: str, *, is_package: bool = False) -> li
         if not _is_within(module_name, rule.layer):
             continue
         for line, imported in imported_modules(source, module_name, is_package=is_package):
-            if _is_within(imported, rule.layer):
+            if _is_within(imported, rule.layer) or any(_is_within(imported, a) for a in rule.allowed):
                 continue
             top = imported.split(".")[0]
             if rule.stdlib_only and top not in sys.stdlib_module_names:
@@ -111,7 +116,7 @@ def test_every_module_respects_the_layering() -> None:
     modules = list(_modules())
     layers_seen = {rule.layer for rule in RULES for _, name, _ in modules if _is_within(name, rule.layer)}
     # Guards against the walk silently finding nothing.
-    assert {"server.domain", "gateway"} <= layers_seen
+    assert {"server.domain", "server.model", "server.rpc", "gateway"} <= layers_seen
     problems = [
         problem
         for path, name, is_package in modules
@@ -129,9 +134,16 @@ def test_every_module_respects_the_layering() -> None:
         ("server.domain.job", "from ..store import keys\n", "may import only the stdlib"),
         ("server.domain.job", "from server.config import Settings\n", "may import only the stdlib"),
         ("server.domain.job", "import importlib\nimportlib.import_module('grpc')\n", "may import only the stdlib"),
-        ("server.store.job_store", "from server.service import jobs\n", "must not import server.service"),
-        ("server.store.job_store", "from server import rpc\n", "must not import server.rpc"),
-        ("server.store.job_store", "import ojs.v1.job_pb2\n", "must not import ojs"),
+        ("server.store.jobs", "from server.service import jobs\n", "must not import server.service"),
+        ("server.store.jobs", "from server import rpc\n", "must not import server.rpc"),
+        ("server.store.jobs", "import ojs.v1.job_pb2\n", "must not import ojs"),
+        ("server.model.records", "import redis\n", "may import only the stdlib"),
+        ("server.model.records", "from server.store.keys import KeySchema\n", "may import only the stdlib"),
+        ("server.model.records", "from ..service.jobs import JobService\n", "may import only the stdlib"),
+        ("server.rpc.servicer", "from server.store.facade import Store\n", "must not import server.store"),
+        ("server.rpc.convert", "from ..store import codec\n", "must not import server.store"),
+        ("server.rpc.servicer", "import redis.asyncio\n", "must not import redis"),
+        ("server.rpc.servicer", "from redis import exceptions\n", "must not import redis"),
         ("server.service.jobs", "from ..rpc.convert import to_proto\n", "must not import server.rpc"),
         ("server.service.jobs", "import grpc\n", "must not import grpc"),
         ("server.service.jobs", "from ojs.v1 import job_pb2\n", "must not import ojs"),
@@ -154,8 +166,16 @@ def test_checker_finds_violations(module: str, source: str, expected: str) -> No
     [
         ("server.domain.job", "from __future__ import annotations\nimport dataclasses, enum\nfrom typing import Any\n"),
         ("server.domain.job", "from .errors import OJSError\nfrom server.domain.ids import new_id\n"),
-        ("server.store.job_store", "import redis.asyncio\nfrom ..domain.job import Job\nimport orjson\n"),
-        ("server.service.jobs", "from server.store.job_store import JobStore\nfrom server.domain import states\n"),
+        ("server.store.jobs", "import redis.asyncio\nfrom ..domain.job import Job\nimport orjson\n"),
+        ("server.service.jobs", "from server.store.facade import Store\nfrom server.domain import states\n"),
+        (
+            "server.model.records",
+            "import dataclasses\nfrom server.domain.job import StoredJob\nfrom ..domain import errors\n",
+        ),
+        (
+            "server.rpc.convert",
+            "from server.model.records import Settlement\nfrom server.service.jobs import JobService\n",
+        ),
         ("server.loops.reaper", "from server.service.jobs import JobService\n"),
         ("gateway.routes", "import grpc\nfrom aiohttp import web\nfrom ojs.v1 import service_pb2\n"),
         ("gateway.errors", "from google.rpc import error_details_pb2\nfrom .convert import x\n"),
@@ -167,6 +187,6 @@ def test_checker_accepts_allowed_imports(module: str, source: str) -> None:
 
 
 def test_relative_imports_resolve() -> None:
-    assert _resolve_relative("server.store.job_store", False, 2, "domain.job") == "server.domain.job"
+    assert _resolve_relative("server.store.jobs", False, 2, "domain.job") == "server.domain.job"
     assert _resolve_relative("server.store", True, 1, "keys") == "server.store.keys"
     assert _resolve_relative("server.store", True, 2, None) == "server"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,11 +14,12 @@ from redis.asyncio import Redis
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
 from server.domain.job import NewJob
-from server.domain.retry import RetryPolicy, backoff_delay_ms
+from server.domain.retry import DEFAULT_RETRY_POLICY, RetryPolicy, backoff_delay_ms
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
 from server.model.records import FailureReport
 from server.store.facade import Store
+from server.store.keys import KeySchema
 
 LEASE_MS = 30_000
 
@@ -195,6 +197,28 @@ async def test_lua_backoff_matches_the_reference_function(store: Store, policy: 
         failed = await store.leases.nack(job.id, failure(), worker_id="w1", now_ms=clock)
         assert failed.retry_delay_ms == backoff_delay_ms(job.retry, attempt)
         clock = failed.next_attempt_at_ms or clock
+
+
+@pytest.mark.parametrize("jitter", [0.5, 1.0, 1.4999])
+async def test_lua_backoff_of_a_default_policy_job_matches_the_reference_function(
+    store_redis: Redis, jitter: float
+) -> None:
+    """A job without its own policy stores no retry fields: Lua takes the defaults from the script context."""
+    store = Store(store_redis, KeySchema(f"parity-{uuid.uuid4().hex[:8]}"), events_maxlen=1000, jitter=lambda: jitter)
+    await store.load_scripts()
+    job = new_job()
+    assert job.retry == DEFAULT_RETRY_POLICY
+    await store.jobs.enqueue(job)
+    clock = now_ms()
+    for attempt in range(1, DEFAULT_RETRY_POLICY.max_attempts):
+        await fetch(store, at=clock)
+        failed = await store.leases.nack(job.id, failure(), worker_id="w1", now_ms=clock)
+        assert failed.state is JobState.RETRYABLE
+        assert failed.retry_delay_ms == backoff_delay_ms(DEFAULT_RETRY_POLICY, attempt, jitter)
+        clock = failed.next_attempt_at_ms or clock
+    await fetch(store, at=clock)
+    last = await store.leases.nack(job.id, failure(), worker_id="w1", now_ms=clock)
+    assert last.state is JobState.DISCARDED and last.attempt == DEFAULT_RETRY_POLICY.max_attempts
 
 
 async def test_jitter_stays_within_half_to_one_and_a_half(store: Store) -> None:
