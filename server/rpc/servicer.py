@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 import orjson
@@ -14,17 +14,17 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
-from server.domain.ids import is_uuid7
 from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
 from server.rpc.errors import to_status
+from server.rpc.manifest import manifest_response
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService, StreamSignal
 from server.service.jobs import JobService
 from server.service.queues import QueueService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
-from server.service.workers import WorkerService
+from server.service.workers import HeartbeatRequest, WorkerService
 from server.service.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 REQUEST_ID_KEY = "x-ojs-request-id"
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Handler = Callable[[Any, Req, Context], Awaitable[Resp]]
 
 
 def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -76,13 +77,6 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
-def _limit(requested: int, *, default: int, maximum: int = 1000) -> int:
-    limit = requested or default
-    if not 1 <= limit <= maximum:
-        raise OJSError(ErrorCode.INVALID_REQUEST, f"limit must be between 1 and {maximum}", details={"field": "limit"})
-    return limit
-
-
 _WORKER_STATE_NAMES = {
     worker_pb2.WORKER_STATE_RUNNING: "running",
     worker_pb2.WORKER_STATE_QUIET: "quiet",
@@ -110,12 +104,6 @@ def _queue_info(row: QueueRow) -> queue_pb2.QueueInfo:
     if row.paused_at_ms is not None:
         info.paused_at.CopyFrom(convert.timestamp(row.paused_at_ms))
     return info
-
-
-def _page(names: list[str], limit: int, cursor: str) -> tuple[int, int]:
-    """Start and end of a page of a sorted name list; the cursor is the last name already seen."""
-    start = next((i for i, name in enumerate(names) if name > cursor), len(names)) if cursor else 0
-    return start, start + limit
 
 
 class OJSServicer(service_pb2_grpc.OJSServiceServicer):
@@ -146,22 +134,11 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     # ---- System ----
 
     @rpc
-    async def Manifest(self, request: service_pb2.ManifestRequest, context: Any) -> service_pb2.ManifestResponse:
-        document = self._system.manifest()
-        implementation = document["implementation"]
-        return service_pb2.ManifestResponse(
-            ojs_version=document["ojs_version"],
-            implementation=service_pb2.Implementation(**implementation),
-            conformance_level=document["conformance_level"],
-            protocols=document["protocols"],
-            backend=document["backend"],
-            extensions=[ext["uri"] for ext in document["extensions"]["official"]],
-            schema_validation=document["schema_validation"],
-            manifest_json=orjson.dumps(document),
-        )
+    async def Manifest(self, request: service_pb2.ManifestRequest, context: Context) -> service_pb2.ManifestResponse:
+        return manifest_response(self._system.manifest())
 
     @rpc
-    async def Health(self, request: service_pb2.HealthRequest, context: Any) -> service_pb2.HealthResponse:
+    async def Health(self, request: service_pb2.HealthRequest, context: Context) -> service_pb2.HealthResponse:
         report = await self._system.health()
         backend: dict[str, Any] = {"type": "redis", "status": "connected" if report.healthy else "disconnected"}
         if report.latency_ms is not None:
@@ -181,12 +158,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     # ---- Jobs ----
 
     @rpc
-    async def Enqueue(self, request: job_pb2.EnqueueRequest, context: Any) -> job_pb2.EnqueueResponse:
+    async def Enqueue(self, request: job_pb2.EnqueueRequest, context: Context) -> job_pb2.EnqueueResponse:
         stored, deduplicated = await self._jobs.enqueue(convert.enqueue_envelope(request))
         return job_pb2.EnqueueResponse(job=convert.job(stored, json_only=request.json_only), deduplicated=deduplicated)
 
     @rpc
-    async def EnqueueBatch(self, request: job_pb2.EnqueueBatchRequest, context: Any) -> job_pb2.EnqueueBatchResponse:
+    async def EnqueueBatch(
+        self, request: job_pb2.EnqueueBatchRequest, context: Context
+    ) -> job_pb2.EnqueueBatchResponse:
         results = await self._jobs.enqueue_batch(convert.batch_envelope(request))
         if request.ids_only:
             jobs = [convert.job_id_and_state(stored) for stored, _ in results]
@@ -195,22 +174,22 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         return job_pb2.EnqueueBatchResponse(jobs=jobs, count=len(results))
 
     @rpc
-    async def GetJob(self, request: job_pb2.GetJobRequest, context: Any) -> job_pb2.GetJobResponse:
+    async def GetJob(self, request: job_pb2.GetJobRequest, context: Context) -> job_pb2.GetJobResponse:
         return job_pb2.GetJobResponse(job=convert.job(await self._jobs.get(request.job_id)))
 
     @rpc
-    async def CancelJob(self, request: job_pb2.CancelJobRequest, context: Any) -> job_pb2.CancelJobResponse:
+    async def CancelJob(self, request: job_pb2.CancelJobRequest, context: Context) -> job_pb2.CancelJobResponse:
         previous, stored = await self._jobs.cancel(request.job_id, reason=request.reason)
         return job_pb2.CancelJobResponse(job=convert.job(stored), previous_state=convert.STATE_TO_PROTO[previous])
 
     @rpc
-    async def ActivateJob(self, request: job_pb2.ActivateJobRequest, context: Any) -> job_pb2.ActivateJobResponse:
+    async def ActivateJob(self, request: job_pb2.ActivateJobRequest, context: Context) -> job_pb2.ActivateJobResponse:
         return job_pb2.ActivateJobResponse(job=convert.job(await self._jobs.activate(request.job_id)))
 
     # ---- Workers ----
 
     @rpc
-    async def Fetch(self, request: worker_pb2.FetchRequest, context: Any) -> worker_pb2.FetchResponse:
+    async def Fetch(self, request: worker_pb2.FetchRequest, context: Context) -> worker_pb2.FetchResponse:
         jobs = await self._jobs.fetch(
             list(request.queues),
             count=request.count,
@@ -223,7 +202,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         return worker_pb2.FetchResponse(jobs=[convert.job(j, json_only=request.json_only) for j in jobs])
 
     @rpc
-    async def Ack(self, request: worker_pb2.AckRequest, context: Any) -> worker_pb2.AckResponse:
+    async def Ack(self, request: worker_pb2.AckRequest, context: Context) -> worker_pb2.AckResponse:
         if request.result_json:
             convert.decode_json(request.result_json, field="result_json")
             result: bytes | None = request.result_json
@@ -240,14 +219,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         return worker_pb2.AckResponse(acknowledged=True, job=convert.job(stored, json_only=request.json_only))
 
     @rpc
-    async def AckBatch(self, request: worker_pb2.AckBatchRequest, context: Any) -> worker_pb2.AckBatchResponse:
+    async def AckBatch(self, request: worker_pb2.AckBatchRequest, context: Context) -> worker_pb2.AckBatchResponse:
         entries = [convert.settlement(entry, index, request.worker_id) for index, entry in enumerate(request.entries)]
         replies = await self._jobs.settle_batch(entries, return_jobs=request.return_jobs)
         results = [convert.settle_result(reply, json_only=request.json_only) for reply in replies]
         return worker_pb2.AckBatchResponse(results=results, settled=sum(result.ok for result in results))
 
     @rpc
-    async def Nack(self, request: worker_pb2.NackRequest, context: Any) -> worker_pb2.NackResponse:
+    async def Nack(self, request: worker_pb2.NackRequest, context: Context) -> worker_pb2.NackResponse:
         stored = await self._jobs.nack(
             request.job_id,
             convert.failure(
@@ -265,29 +244,17 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         return response
 
     @rpc
-    async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Any) -> worker_pb2.HeartbeatResponse:
-        extend_ms = convert.duration_ms(request.extend_by) if request.HasField("extend_by") else None
-        token = request.lease_token if request.HasField("lease_token") else None
-        worker_id = request.worker_id or ("" if is_uuid7(request.id) else request.id)
-        outcome = None
-        if not request.active_job_ids and request.id and request.id != worker_id and is_uuid7(request.id):
-            try:
-                outcome = await self._workers.heartbeat_job(
-                    request.id, worker_id=worker_id, extend_ms=extend_ms, lease_token=token
-                )
-            except OJSError as exc:
-                # `id` may also be a worker id that happens to be a UUIDv7.
-                if exc.code is not ErrorCode.NOT_FOUND or request.worker_id:
-                    raise
-                worker_id = request.id
-        if outcome is None:
-            outcome = await self._workers.heartbeat(
-                worker_id=worker_id,
-                job_ids=list(request.active_job_ids),
-                extend_ms=extend_ms,
+    async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Context) -> worker_pb2.HeartbeatResponse:
+        outcome = await self._workers.handle(
+            HeartbeatRequest(
+                id=request.id,
+                worker_id=request.worker_id,
+                active_job_ids=tuple(request.active_job_ids),
+                extend_ms=convert.duration_ms(request.extend_by) if request.HasField("extend_by") else None,
                 reported_state=_WORKER_STATE_NAMES.get(request.current_state, ""),
-                lease_token=token,
+                lease_token=request.lease_token if request.HasField("lease_token") else None,
             )
+        )
         response = worker_pb2.HeartbeatResponse(
             directed_state=_WORKER_STATES[outcome.directive],
             jobs_extended=outcome.extended,
@@ -301,7 +268,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def SetWorkerDirective(
-        self, request: worker_pb2.SetWorkerDirectiveRequest, context: Any
+        self, request: worker_pb2.SetWorkerDirectiveRequest, context: Context
     ) -> worker_pb2.SetWorkerDirectiveResponse:
         directive = _WORKER_STATE_NAMES.get(request.directive)
         if directive is None:
@@ -314,39 +281,36 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         return worker_pb2.SetWorkerDirectiveResponse(worker=_worker_info(row))
 
     @rpc
-    async def ListWorkers(self, request: worker_pb2.ListWorkersRequest, context: Any) -> worker_pb2.ListWorkersResponse:
-        rows = await self._workers.registry()
-        limit = _limit(request.limit, default=100)
-        start, end = _page([row.worker_id for row in rows], limit, request.cursor)
-        page = rows[start:end]
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, context: Context
+    ) -> worker_pb2.ListWorkersResponse:
+        page = await self._workers.page(limit=request.limit, cursor=request.cursor)
         return worker_pb2.ListWorkersResponse(
-            workers=[_worker_info(row) for row in page],
-            next_cursor=page[-1].worker_id if end < len(rows) and page else "",
-            total=len(rows),
+            workers=[_worker_info(row) for row in page.items], next_cursor=page.next_cursor, total=page.total
         )
 
     # ---- Dead letter ----
 
     @rpc
     async def ListDeadLetter(
-        self, request: queue_pb2.ListDeadLetterRequest, context: Any
+        self, request: queue_pb2.ListDeadLetterRequest, context: Context
     ) -> queue_pb2.ListDeadLetterResponse:
         page = await self._dead_letter.page(
             queue=request.queue, job_type=request.type, limit=request.limit, cursor=request.cursor
         )
         return queue_pb2.ListDeadLetterResponse(
-            jobs=[convert.job(j) for j in page.jobs], total_count=page.total, next_cursor=page.next_cursor
+            jobs=[convert.job(j) for j in page.items], total_count=page.total, next_cursor=page.next_cursor
         )
 
     @rpc
     async def RetryDeadLetter(
-        self, request: queue_pb2.RetryDeadLetterRequest, context: Any
+        self, request: queue_pb2.RetryDeadLetterRequest, context: Context
     ) -> queue_pb2.RetryDeadLetterResponse:
         return queue_pb2.RetryDeadLetterResponse(job=convert.job(await self._dead_letter.retry(request.job_id)))
 
     @rpc
     async def DeleteDeadLetter(
-        self, request: queue_pb2.DeleteDeadLetterRequest, context: Any
+        self, request: queue_pb2.DeleteDeadLetterRequest, context: Context
     ) -> queue_pb2.DeleteDeadLetterResponse:
         await self._dead_letter.delete(request.job_id)
         return queue_pb2.DeleteDeadLetterResponse(job_id=request.job_id, deleted=True)
@@ -355,14 +319,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def CreateWorkflow(
-        self, request: workflow_pb2.CreateWorkflowRequest, context: Any
+        self, request: workflow_pb2.CreateWorkflowRequest, context: Context
     ) -> workflow_pb2.CreateWorkflowResponse:
         view = await self._workflows.create(convert.workflow_request(request))
         return workflow_pb2.CreateWorkflowResponse(workflow=convert.workflow(view))
 
     @rpc
     async def GetWorkflow(
-        self, request: workflow_pb2.GetWorkflowRequest, context: Any
+        self, request: workflow_pb2.GetWorkflowRequest, context: Context
     ) -> workflow_pb2.GetWorkflowResponse:
         return workflow_pb2.GetWorkflowResponse(
             workflow=convert.workflow(await self._workflows.get(request.workflow_id))
@@ -370,7 +334,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def CancelWorkflow(
-        self, request: workflow_pb2.CancelWorkflowRequest, context: Any
+        self, request: workflow_pb2.CancelWorkflowRequest, context: Context
     ) -> workflow_pb2.CancelWorkflowResponse:
         view, cancelled, completed = await self._workflows.cancel(request.workflow_id)
         return workflow_pb2.CancelWorkflowResponse(
@@ -381,7 +345,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def RegisterCron(
-        self, request: service_pb2.RegisterCronRequest, context: Any
+        self, request: service_pb2.RegisterCronRequest, context: Context
     ) -> service_pb2.RegisterCronResponse:
         body = convert.cron_registration(request)
         created, entry = await self._cron.register(body)
@@ -393,46 +357,42 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def UnregisterCron(
-        self, request: service_pb2.UnregisterCronRequest, context: Any
+        self, request: service_pb2.UnregisterCronRequest, context: Context
     ) -> service_pb2.UnregisterCronResponse:
         await self._cron.unregister(request.name)
         return service_pb2.UnregisterCronResponse(name=request.name)
 
     @rpc
-    async def GetCron(self, request: service_pb2.GetCronRequest, context: Any) -> service_pb2.GetCronResponse:
+    async def GetCron(self, request: service_pb2.GetCronRequest, context: Context) -> service_pb2.GetCronResponse:
         return service_pb2.GetCronResponse(entry=convert.cron_entry(await self._cron.get(request.name)))
 
     @rpc
-    async def ListCron(self, request: service_pb2.ListCronRequest, context: Any) -> service_pb2.ListCronResponse:
+    async def ListCron(self, request: service_pb2.ListCronRequest, context: Context) -> service_pb2.ListCronResponse:
         return service_pb2.ListCronResponse(entries=[convert.cron_entry(e) for e in await self._cron.entries()])
 
     # ---- Queues ----
 
     @rpc
-    async def ListQueues(self, request: queue_pb2.ListQueuesRequest, context: Any) -> queue_pb2.ListQueuesResponse:
-        rows = await self._jobs.list_queues()
-        limit = _limit(request.limit, default=100)
-        start, end = _page([row.name for row in rows], limit, request.cursor)
-        page = rows[start:end]
-        has_more = end < len(rows)
+    async def ListQueues(self, request: queue_pb2.ListQueuesRequest, context: Context) -> queue_pb2.ListQueuesResponse:
+        page = await self._queues.page(limit=request.limit, cursor=request.cursor)
         return queue_pb2.ListQueuesResponse(
-            queues=[_queue_info(row) for row in page],
-            next_cursor=page[-1].name if has_more and page else "",
-            total=len(rows),
+            queues=[_queue_info(row) for row in page.items], next_cursor=page.next_cursor, total=page.total
         )
 
     @rpc
-    async def PauseQueue(self, request: queue_pb2.PauseQueueRequest, context: Any) -> queue_pb2.PauseQueueResponse:
+    async def PauseQueue(self, request: queue_pb2.PauseQueueRequest, context: Context) -> queue_pb2.PauseQueueResponse:
         row = await self._queues.set_paused(request.queue, paused=True)
         return queue_pb2.PauseQueueResponse(queue=_queue_info(row))
 
     @rpc
-    async def ResumeQueue(self, request: queue_pb2.ResumeQueueRequest, context: Any) -> queue_pb2.ResumeQueueResponse:
+    async def ResumeQueue(
+        self, request: queue_pb2.ResumeQueueRequest, context: Context
+    ) -> queue_pb2.ResumeQueueResponse:
         row = await self._queues.set_paused(request.queue, paused=False)
         return queue_pb2.ResumeQueueResponse(queue=_queue_info(row))
 
     @rpc
-    async def QueueStats(self, request: queue_pb2.QueueStatsRequest, context: Any) -> queue_pb2.QueueStatsResponse:
+    async def QueueStats(self, request: queue_pb2.QueueStatsRequest, context: Context) -> queue_pb2.QueueStatsResponse:
         stats = await self._queues.stats(request.queue)
         return queue_pb2.QueueStatsResponse(
             queue=stats.name,
@@ -458,7 +418,9 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     # ---- Events ----
 
     @rpc
-    async def ListEvents(self, request: events_pb2.ListEventsRequest, context: Any) -> events_pb2.ListEventsResponse:
+    async def ListEvents(
+        self, request: events_pb2.ListEventsRequest, context: Context
+    ) -> events_pb2.ListEventsResponse:
         page = await self._events.list(
             EventFilter(
                 types=list(request.types),

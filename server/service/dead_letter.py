@@ -2,48 +2,38 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from server.domain.clock import now_ms
 from server.domain.errors import invalid, not_found
 from server.domain.job import StoredJob
+from server.service.paging import Page, check_limit, paginate
 from server.store.facade import Store
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 # Ids whose queue/type are read per round trip while filtering.
 _FILTER_BATCH = 500
-
-
-@dataclasses.dataclass(frozen=True)
-class DeadLetterPage:
-    jobs: list[StoredJob]
-    total: int
-    next_cursor: str
 
 
 class DeadLetterService:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def page(self, *, queue: str, job_type: str, limit: int, cursor: str) -> DeadLetterPage:
+    async def page(self, *, queue: str, job_type: str, limit: int, cursor: str) -> Page[StoredJob]:
         """Newest first. The cursor names the last job returned, so retrying or deleting
         jobs between pages neither skips nor repeats any."""
-        limit = limit or DEFAULT_LIMIT
-        if not 1 <= limit <= MAX_LIMIT:
-            raise invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+        limit = check_limit(limit, default=DEFAULT_LIMIT)
         after = _parse_cursor(cursor)
         entries = await self._store.dead_letter.dead_letter_entries()
         if queue or job_type:
             entries = await self._filter(entries, queue=queue, job_type=job_type)
-        total = len(entries)
-        if after is not None:
-            # Same order as the sorted set read newest first: score, then id, descending.
-            entries = [(job_id, score) for job_id, score in entries if (score, job_id) < after[::-1]]
-        page = entries[:limit]
-        jobs = await self._store.jobs.get_many([job_id for job_id, _ in page])
-        more = len(entries) > limit
-        return DeadLetterPage(jobs=jobs, total=total, next_cursor=_cursor(page[-1]) if more and page else "")
+        # Same order as the sorted set read newest first: score, then id, descending.
+        page = paginate(
+            entries,
+            limit=limit,
+            after_cursor=(lambda entry: (entry[1], entry[0]) < (after[1], after[0])) if after else None,
+            cursor_of=_cursor,
+        )
+        jobs = await self._store.jobs.get_many([job_id for job_id, _ in page.items])
+        return Page(items=jobs, total=page.total, next_cursor=page.next_cursor)
 
     async def _filter(self, entries: list[tuple[str, int]], *, queue: str, job_type: str) -> list[tuple[str, int]]:
         kept: list[tuple[str, int]] = []

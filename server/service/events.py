@@ -9,13 +9,13 @@ import orjson
 
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.model.records import EventRecord
+from server.service.paging import check_limit
 from server.store.event_feed import EventFeed
 from server.store.facade import Store
 
 DEFAULT_LIMIT = 100
 # An idle event stream sends a keepalive this often.
 KEEPALIVE_S = 15.0
-MAX_LIMIT = 1000
 # Entries examined per request at most, so a rare filter cannot scan the whole log.
 MAX_SCANNED = 20_000
 _SCAN_BATCH = 500
@@ -102,10 +102,7 @@ class EventService:
                     yield live
 
     async def list(self, event_filter: EventFilter, *, after: str, limit: int) -> EventPage:
-        if limit == 0:
-            limit = DEFAULT_LIMIT
-        if not 1 <= limit <= MAX_LIMIT:
-            raise invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+        limit = check_limit(limit, default=DEFAULT_LIMIT)
         if after and not _is_cursor(after):
             raise invalid("after must be a cursor returned by a previous call", field="after")
         found: list[EventRecord] = []

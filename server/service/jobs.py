@@ -15,7 +15,7 @@ from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
-from server.model.records import EnqueueOutcome, FailureReport, QueueRow, Settlement, SettleReply
+from server.model.records import EnqueueOutcome, FailureReport, Settlement, SettleReply
 from server.service.settle import SettleGroup
 from server.store.facade import Store
 from server.store.notifications import JobNotifier
@@ -355,9 +355,6 @@ class JobService:
                 self._settled(reply.job_id)
             out.append(reply)
         return out
-
-    async def list_queues(self) -> list[QueueRow]:
-        return await self._store.queues.list_queues()
 
 
 def failure_report(

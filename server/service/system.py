@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 from server.domain.errors import OJSError
 from server.store.facade import Store
@@ -23,44 +22,76 @@ class HealthReport:
     error: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    name: str
+    version: str
+    language: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Extension:
+    name: str
+    uri: str
+    version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    spec_version: str
+    implementation: Implementation
+    conformance_level: int
+    conformance_tier: str
+    protocols: tuple[str, ...]
+    backend: str
+    # Capability name -> supported, in the order the manifest lists them.
+    capabilities: tuple[tuple[str, bool], ...]
+    official_extensions: tuple[Extension, ...]
+    experimental_extensions: tuple[Extension, ...]
+    schema_validation: bool
+    unique_job_strength: str
+    event_delivery: str
+    # Endpoint name -> path.
+    endpoints: tuple[tuple[str, str], ...]
+
+
+MANIFEST = Manifest(
+    spec_version=SPEC_VERSION,
+    implementation=Implementation(name=IMPLEMENTATION_NAME, version=IMPLEMENTATION_VERSION, language="python"),
+    conformance_level=CONFORMANCE_LEVEL,
+    conformance_tier="runtime",
+    protocols=("http", "grpc"),
+    backend="redis",
+    capabilities=(
+        ("batch_enqueue", True),
+        ("cron_jobs", True),
+        ("dead_letter", True),
+        ("delayed_jobs", True),
+        ("job_ttl", True),
+        ("priority_queues", True),
+        ("rate_limiting", True),
+        ("schema_validation", False),
+        ("unique_jobs", True),
+        ("workflows", True),
+        ("pause_resume", True),
+    ),
+    official_extensions=(),
+    experimental_extensions=(),
+    schema_validation=False,
+    unique_job_strength="strong",
+    event_delivery="at_least_once",
+    endpoints=(("base_url", "/ojs/v1"), ("manifest", "/ojs/manifest"), ("health", "/ojs/v1/health")),
+)
+
+
 class SystemService:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._started = time.monotonic()
 
-    def manifest(self) -> dict[str, Any]:
-        """The manifest document (HTTP binding §21, conformance §4)."""
-        return {
-            "specversion": SPEC_VERSION,
-            "ojs_version": SPEC_VERSION,
-            "implementation": {
-                "name": IMPLEMENTATION_NAME,
-                "version": IMPLEMENTATION_VERSION,
-                "language": "python",
-            },
-            "conformance_level": CONFORMANCE_LEVEL,
-            "conformance_tier": "runtime",
-            "protocols": ["http", "grpc"],
-            "backend": "redis",
-            "capabilities": {
-                "batch_enqueue": True,
-                "cron_jobs": True,
-                "dead_letter": True,
-                "delayed_jobs": True,
-                "job_ttl": True,
-                "priority_queues": True,
-                "rate_limiting": True,
-                "schema_validation": False,
-                "unique_jobs": True,
-                "workflows": True,
-                "pause_resume": True,
-            },
-            "extensions": {"official": [], "experimental": []},
-            "schema_validation": False,
-            "unique_job_strength": "strong",
-            "event_delivery": "at_least_once",
-            "endpoints": {"base_url": "/ojs/v1", "manifest": "/ojs/manifest", "health": "/ojs/v1/health"},
-        }
+    def manifest(self) -> Manifest:
+        """What this server implements (HTTP binding §21, conformance §4)."""
+        return MANIFEST
 
     async def health(self) -> HealthReport:
         uptime = int(time.monotonic() - self._started)

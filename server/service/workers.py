@@ -2,22 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from server.domain.clock import now_ms
-from server.domain.errors import conflict, invalid, not_found
+from server.domain.errors import ErrorCode, OJSError, conflict, invalid, not_found
 from server.domain.ids import is_uuid7
 from server.model.records import HeartbeatOutcome, WorkerRow
+from server.service.paging import Page, check_limit, page_by_name
 from server.store.facade import Store
 
 WORKER_STATES = ("running", "quiet", "terminate")
 MAX_JOBS_PER_HEARTBEAT = 10_000
+DEFAULT_LIMIT = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class HeartbeatRequest:
+    """A heartbeat as a client sends it (worker protocol and the gRPC binding)."""
+
+    # The binding's `id`: a worker id, or the id of the one job a per-job heartbeat is for.
+    id: str
+    worker_id: str
+    active_job_ids: tuple[str, ...]
+    extend_ms: int | None
+    # running | quiet | terminate, or "" when not reported.
+    reported_state: str
+    lease_token: int | None
 
 
 class WorkerService:
     def __init__(self, store: Store, *, default_visibility_timeout_ms: int) -> None:
         self._store = store
         self._default_lease_ms = default_visibility_timeout_ms
+
+    async def handle(self, request: HeartbeatRequest) -> HeartbeatOutcome:
+        """A heartbeat whose `id` is told apart: a job id (UUIDv7) without a job list asks to
+        extend that job; anything else names the worker. A UUIDv7 that is no job is a worker id."""
+        worker_id = request.worker_id or ("" if is_uuid7(request.id) else request.id)
+        if not request.active_job_ids and request.id and request.id != worker_id and is_uuid7(request.id):
+            try:
+                return await self.heartbeat_job(
+                    request.id, worker_id=worker_id, extend_ms=request.extend_ms, lease_token=request.lease_token
+                )
+            except OJSError as exc:
+                if exc.code is not ErrorCode.NOT_FOUND or request.worker_id:
+                    raise
+                worker_id = request.id
+        return await self.heartbeat(
+            worker_id=worker_id,
+            job_ids=request.active_job_ids,
+            extend_ms=request.extend_ms,
+            reported_state=request.reported_state,
+            lease_token=request.lease_token,
+        )
 
     async def heartbeat(
         self,
@@ -72,5 +110,8 @@ class WorkerService:
             raise invalid(f"directive must be one of {', '.join(WORKER_STATES)}", field="directive")
         return await self._store.workers.set_worker_directive(worker_id, directive, now_ms=now_ms())
 
-    async def registry(self) -> list[WorkerRow]:
-        return await self._store.workers.list_workers()
+    async def page(self, *, limit: int = 0, cursor: str = "") -> Page[WorkerRow]:
+        """Known workers by id; the cursor is the last worker id of the previous page."""
+        limit = check_limit(limit, default=DEFAULT_LIMIT)
+        rows = await self._store.workers.list_workers()
+        return page_by_name(rows, name_of=lambda row: row.worker_id, limit=limit, cursor=cursor)

@@ -637,7 +637,9 @@ async def test_pause_does_not_touch_active_jobs(store: Store, service: JobServic
     assert (await ack(store, job.id)).state is JobState.COMPLETED
 
 
-async def test_list_queues_shows_pause_and_the_first_pause_time(store: Store, service: JobService) -> None:
+async def test_list_queues_shows_pause_and_the_first_pause_time(
+    store: Store, service: JobService, queues: QueueService
+) -> None:
     await service.enqueue(body(queue="qa"))
     await service.enqueue(body(queue="qb"))
     first = await store.queues.set_paused("qa", paused=True, now_ms=1_700_000_000_000)
@@ -645,7 +647,7 @@ async def test_list_queues_shows_pause_and_the_first_pause_time(store: Store, se
     again = await store.queues.set_paused("qa", paused=True, now_ms=1_700_000_999_000)
     assert again.paused is True
     assert again.paused_at_ms == 1_700_000_000_000
-    rows = {row.name: row for row in await service.list_queues()}
+    rows = {row.name: row for row in (await queues.page()).items}
     assert rows["qa"].paused is True
     assert rows["qa"].paused_at_ms == 1_700_000_000_000
     assert rows["qa"].available == 1
@@ -655,7 +657,7 @@ async def test_list_queues_shows_pause_and_the_first_pause_time(store: Store, se
 
     await store.queues.set_paused("qa", paused=False, now_ms=1_700_001_000_000)
     await store.queues.set_paused("qa", paused=False, now_ms=1_700_001_001_000)
-    rows = {row.name: row for row in await service.list_queues()}
+    rows = {row.name: row for row in (await queues.page()).items}
     assert (rows["qa"].paused, rows["qa"].paused_at_ms) == (False, None)
     assert (await event_types(store, queue="qa")).count("queue.resumed") == 1
     paused_again = await store.queues.set_paused("qa", paused=True, now_ms=1_700_002_000_000)
