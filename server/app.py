@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.client import InProcessClient
 from server.config import Settings
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import OJSError
 from server.embedded_redis import EmbeddedRedis
 from server.loops.runner import LoopRunner, PeriodicTask
@@ -43,9 +44,14 @@ RETENTION_INTERVAL_S = 60.0
 
 
 def build_servicer(
-    store: Store, settings: Settings, *, notifier: JobNotifier | None = None, feed: EventFeed | None = None
+    store: Store,
+    settings: Settings,
+    *,
+    notifier: JobNotifier | None = None,
+    feed: EventFeed | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> OJSServicer:
-    """The service layer over one store, behind the gRPC servicer."""
+    """The service layer over one store, behind the gRPC servicer; every service reads `clock`."""
     lease_ms = settings.default_visibility_timeout_ms
     return OJSServicer(
         JobService(
@@ -54,21 +60,24 @@ def build_servicer(
             default_timeout_ms=settings.default_timeout_ms,
             max_batch=settings.max_batch_jobs,
             notifier=notifier,
+            clock=clock,
         ),
         EventService(store, feed),
         SystemService(store),
-        WorkerService(store, default_visibility_timeout_ms=lease_ms),
-        DeadLetterService(store),
-        CronService(store),
-        WorkflowService(store),
-        QueueService(store),
+        WorkerService(store, default_visibility_timeout_ms=lease_ms, clock=clock),
+        DeadLetterService(store, clock=clock),
+        CronService(store, clock=clock),
+        WorkflowService(store, clock=clock),
+        QueueService(store, clock=clock),
     )
 
 
 class Application:
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
-        """`reuse_port`: bind with SO_REUSEPORT, as one of several worker processes sharing the ports."""
+    def __init__(self, settings: Settings, *, reuse_port: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
+        """`reuse_port`: bind with SO_REUSEPORT, as one of several worker processes sharing the ports.
+        `clock`: the time every service and background loop reads."""
         self.settings = settings
+        self.clock = clock
         self.reuse_port = reuse_port
         self.grpc_port = 0
         self.http_port = 0
@@ -112,7 +121,7 @@ class Application:
             self._notifier = JobNotifier(self._redis, store.keys)
             self._notifier.start()
             self._feed = EventFeed(self._redis, store.keys)
-            servicer = build_servicer(store, settings, notifier=self._notifier, feed=self._feed)
+            servicer = build_servicer(store, settings, notifier=self._notifier, feed=self._feed, clock=self.clock)
             self._servicer = servicer
             self._grpc = GrpcServer(servicer, api_key=settings.api_key, reuse_port=self.reuse_port)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
@@ -127,8 +136,10 @@ class Application:
             await site.start()
             self.http_port = int(self._http.addresses[0][1])
 
-            cron = CronService(store)
-            maintenance = MaintenanceService(store, worker_retention_ms=settings.worker_retention_s * 1000)
+            cron = CronService(store, clock=self.clock)
+            maintenance = MaintenanceService(
+                store, worker_retention_ms=settings.worker_retention_s * 1000, clock=self.clock
+            )
             self._loops = LoopRunner(
                 [
                     PeriodicTask("reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired),

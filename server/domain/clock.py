@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from typing import Protocol
 
 _UTC = dt.UTC
 # RFC 3339 date-time; the zone is mandatory (OJS rejects zone-less timestamps).
@@ -13,6 +14,37 @@ _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class Clock(Protocol):
+    """Where the services read the time: the wall clock, or a clock a test moves by hand."""
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return now_ms()
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class ManualClock:
+    """A clock that moves only when told to, so tests step through time instead of sleeping."""
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self._now = now_ms() if start_ms is None else start_ms
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def advance(self, ms: int) -> int:
+        """Move forward `ms` milliseconds; returns the new time."""
+        if ms < 0:
+            raise ValueError("a clock does not go backwards")
+        self._now += ms
+        return self._now
 
 
 def format_rfc3339_ms(epoch_ms: int) -> str:

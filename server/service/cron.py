@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from server.domain.clock import format_rfc3339_ms, now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock, format_rfc3339_ms
 from server.domain.cron import next_fire_ms, parse_cron
 from server.domain.cron_entry import CronEntry, firing_envelope, parse_registration
 from server.domain.errors import OJSError, invalid, not_found
@@ -21,12 +21,13 @@ FIRE_BATCH = 100
 
 
 class CronService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
 
     async def register(self, body: Any) -> tuple[bool, CronEntry]:
         """Create or update (by name); returns whether it was created."""
-        now = now_ms()
+        now = self._clock.now_ms()
         registration = parse_registration(body, now_ms=now)
         schedule = registration.schedule
         next_run = next_fire_ms(schedule, now) if registration.enabled else None
@@ -62,7 +63,7 @@ class CronService:
         After downtime an entry fires once for all the occurrences it missed,
         then continues on schedule from now.
         """
-        now = now_ms()
+        now = self._clock.now_ms()
         fired = 0
         for name, occurrence in await self._store.cron.due_crons(now_ms=now, limit=FIRE_BATCH):
             entry = await self._store.cron.get_cron(name)

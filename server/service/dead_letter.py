@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import invalid, not_found
 from server.domain.job import StoredJob
 from server.service.paging import Page, check_limit, paginate
@@ -14,7 +14,8 @@ _FILTER_BATCH = 500
 
 
 class DeadLetterService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
 
     async def page(self, *, queue: str, job_type: str, limit: int, cursor: str) -> Page[StoredJob]:
@@ -48,7 +49,7 @@ class DeadLetterService:
     async def retry(self, job_id: str) -> StoredJob:
         if not job_id:
             raise invalid("job_id is required", field="job_id")
-        return await self._store.dead_letter.retry_dead(job_id, now_ms=now_ms())
+        return await self._store.dead_letter.retry_dead(job_id, now_ms=self._clock.now_ms())
 
     async def delete(self, job_id: str) -> None:
         if not job_id:

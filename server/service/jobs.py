@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import ErrorCode, OJSError, invalid, not_found
 from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
@@ -65,11 +65,13 @@ class JobService:
         default_timeout_ms: int = 0,
         max_batch: int = 10_000,
         notifier: JobNotifier | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._max_batch = max_batch
         self._notifier = notifier
-        self._settle_group = SettleGroup(store)
+        self._settle_group = SettleGroup(store, clock=clock)
         # Requeues of undelivered jobs still running (kept referenced until done).
         self._background: set[asyncio.Future[Any]] = set()
         # The streams holding each delivered job, told when it is acked or nacked here.
@@ -84,7 +86,7 @@ class JobService:
         Returns the job and whether it is an existing one kept by a unique policy
         (on_conflict "ignore") instead of the new one.
         """
-        job = parse_enqueue(envelope, now_ms=now_ms())
+        job = parse_enqueue(envelope, now_ms=self._clock.now_ms())
         outcome = await self._store.jobs.enqueue(job)
         if outcome.existing is not None:
             return outcome.existing, True
@@ -106,7 +108,7 @@ class JobService:
         defaults = body.get("default_options") or {}
         if not isinstance(defaults, Mapping):
             raise invalid("default_options must be a JSON object", field="default_options")
-        now = now_ms()
+        now = self._clock.now_ms()
         jobs: list[NewJob] = []
         errors: list[dict[str, Any]] = []
         seen_ids: set[str] = set()
@@ -154,10 +156,10 @@ class JobService:
         return job
 
     async def cancel(self, job_id: str, *, reason: str = "") -> tuple[JobState, StoredJob]:
-        return await self._store.jobs.cancel(_job_id(job_id), reason=reason, now_ms=now_ms())
+        return await self._store.jobs.cancel(_job_id(job_id), reason=reason, now_ms=self._clock.now_ms())
 
     async def activate(self, job_id: str) -> StoredJob:
-        return await self._store.jobs.activate(_job_id(job_id), now_ms=now_ms())
+        return await self._store.jobs.activate(_job_id(job_id), now_ms=self._clock.now_ms())
 
     def _fetch_args(
         self, queues: Sequence[str], count: int, visibility_timeout_ms: int | None, *, maximum: int = MAX_FETCH_COUNT
@@ -183,7 +185,7 @@ class JobService:
             worker_id=worker_id,
             lease_ms=visibility_timeout_ms,
             default_lease_ms=self._default_lease_ms,
-            now_ms=now_ms(),
+            now_ms=self._clock.now_ms(),
             default_timeout_ms=self._default_timeout_ms,
         )
 
@@ -286,7 +288,9 @@ class JobService:
         entries = [
             Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNDELIVERED) for job in jobs
         ]
-        task = asyncio.ensure_future(self._store.leases.settle_batch(entries, now_ms=now_ms(), return_jobs=False))
+        task = asyncio.ensure_future(
+            self._store.leases.settle_batch(entries, now_ms=self._clock.now_ms(), return_jobs=False)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -342,7 +346,9 @@ class JobService:
             )
         valid = [entry for entry in entries if entry.job_id]
         replies = iter(
-            await self._store.leases.settle_batch(valid, now_ms=now_ms(), return_jobs=return_jobs) if valid else []
+            await self._store.leases.settle_batch(valid, now_ms=self._clock.now_ms(), return_jobs=return_jobs)
+            if valid
+            else []
         )
         out: list[SettleReply] = []
         for index, entry in enumerate(entries):

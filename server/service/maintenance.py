@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.store.facade import Store
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class ReapTotals:
 
 
 class MaintenanceService:
-    def __init__(self, store: Store, *, worker_retention_ms: int) -> None:
+    def __init__(self, store: Store, *, worker_retention_ms: int, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
         self._worker_retention_ms = worker_retention_ms
 
@@ -38,7 +39,7 @@ class MaintenanceService:
         """Requeue jobs whose lease expired and fail jobs past their execution timeout."""
         totals = ReapTotals()
         for _ in range(MAX_CALLS_PER_STEP):
-            outcome = await self._store.leases.reap(now_ms=now_ms(), batch=REAP_BATCH)
+            outcome = await self._store.leases.reap(now_ms=self._clock.now_ms(), batch=REAP_BATCH)
             totals = ReapTotals(
                 calls=totals.calls + 1,
                 examined=totals.examined + outcome.examined,
@@ -58,7 +59,7 @@ class MaintenanceService:
         for start in range(0, len(queues), PROMOTE_QUEUES_PER_CALL):
             chunk = queues[start : start + PROMOTE_QUEUES_PER_CALL]
             for _ in range(MAX_CALLS_PER_STEP):
-                handled = await self._store.leases.promote(chunk, now_ms=now_ms(), batch=PROMOTE_BATCH)
+                handled = await self._store.leases.promote(chunk, now_ms=self._clock.now_ms(), batch=PROMOTE_BATCH)
                 moved += handled
                 if handled < PROMOTE_BATCH:
                     break
@@ -68,7 +69,7 @@ class MaintenanceService:
         """Discard jobs whose expires_at passed before they started."""
         expired = 0
         for _ in range(MAX_CALLS_PER_STEP):
-            examined, count = await self._store.leases.expire(now_ms=now_ms(), batch=PROMOTE_BATCH)
+            examined, count = await self._store.leases.expire(now_ms=self._clock.now_ms(), batch=PROMOTE_BATCH)
             expired += count
             if examined < PROMOTE_BATCH:
                 break
@@ -82,11 +83,11 @@ class MaintenanceService:
         """Dead letter retention (age and count) and the worker registry."""
         removed = 0
         for _ in range(MAX_CALLS_PER_STEP):
-            count = await self._store.dead_letter.prune_dead(now_ms=now_ms(), batch=PRUNE_BATCH)
+            count = await self._store.dead_letter.prune_dead(now_ms=self._clock.now_ms(), batch=PRUNE_BATCH)
             removed += count
             if count < PRUNE_BATCH:
                 break
-        cutoff = now_ms() - self._worker_retention_ms
+        cutoff = self._clock.now_ms() - self._worker_retention_ms
         while await self._store.workers.prune_workers(cutoff_ms=cutoff, batch=PRUNE_BATCH) == PRUNE_BATCH:
             pass
         if removed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.model.records import Settlement, SettleReply
 from server.store.facade import Store
 
@@ -21,7 +21,8 @@ class SettleGroup:
     every ack that arrived during the previous one.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
         self._waiting: list[tuple[Settlement, asyncio.Future[SettleReply]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -39,7 +40,7 @@ class SettleGroup:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 try:
                     replies: Sequence[SettleReply] = await self._store.leases.settle_batch(
-                        [entry for entry, _ in group], now_ms=now_ms(), return_jobs=True
+                        [entry for entry, _ in group], now_ms=self._clock.now_ms(), return_jobs=True
                     )
                 except Exception as exc:  # every waiter gets the store's error
                     for _, future in group:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import ErrorCode, OJSError, conflict, invalid, not_found
 from server.domain.ids import is_uuid7
 from server.model.records import HeartbeatOutcome, WorkerRow
@@ -32,7 +32,8 @@ class HeartbeatRequest:
 
 
 class WorkerService:
-    def __init__(self, store: Store, *, default_visibility_timeout_ms: int) -> None:
+    def __init__(self, store: Store, *, default_visibility_timeout_ms: int, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
         self._default_lease_ms = default_visibility_timeout_ms
 
@@ -82,7 +83,7 @@ class WorkerService:
             default_lease_ms=self._default_lease_ms,
             reported_state=reported_state,
             lease_token=lease_token,
-            now_ms=now_ms(),
+            now_ms=self._clock.now_ms(),
         )
 
     async def heartbeat_job(
@@ -108,7 +109,7 @@ class WorkerService:
             raise invalid("worker_id is required", field="worker_id")
         if directive not in WORKER_STATES:
             raise invalid(f"directive must be one of {', '.join(WORKER_STATES)}", field="directive")
-        return await self._store.workers.set_worker_directive(worker_id, directive, now_ms=now_ms())
+        return await self._store.workers.set_worker_directive(worker_id, directive, now_ms=self._clock.now_ms())
 
     async def page(self, *, limit: int = 0, cursor: str = "") -> Page[WorkerRow]:
         """Known workers by id; the cursor is the last worker id of the previous page."""

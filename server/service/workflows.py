@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from server.domain.clock import now_ms
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import OJSError, invalid, not_found
 from server.domain.ids import is_uuid7, new_uuid7
 from server.domain.states import JobState
@@ -65,12 +65,13 @@ def _section(plan: WorkflowPlan, kind: NodeKind, index: int) -> str:
 
 
 class WorkflowService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._store = store
 
     async def create(self, body: Any) -> WorkflowView:
         plan = parse_workflow(body)
-        now = now_ms()
+        now = self._clock.now_ms()
         workflow_id = new_uuid7()
         dependents = plan.dependents()
         nodes: list[NodeSpec] = []
@@ -113,7 +114,7 @@ class WorkflowService:
     async def cancel(self, workflow_id: str) -> tuple[WorkflowView, int, int]:
         if not is_uuid7(workflow_id):
             raise not_found("workflow", workflow_id)
-        cancelled, completed = await self._store.workflows.cancel_workflow(workflow_id, now_ms=now_ms())
+        cancelled, completed = await self._store.workflows.cancel_workflow(workflow_id, now_ms=self._clock.now_ms())
         return await self.get(workflow_id), cancelled, completed
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from server.domain.clock import now_ms
+from server.domain.clock import ManualClock, now_ms
 from server.domain.cron import next_fire_ms, parse_cron
 from server.domain.errors import ErrorCode, OJSError
 from server.domain.states import JobState
@@ -35,9 +35,9 @@ async def make_due(redis: Redis, store: Store, name: str, at: int) -> None:
     await redis.zadd(store.keys.cron_due, {name: at})
 
 
-async def queued_jobs(store: Store, queue: str = "cron-q") -> list[Any]:
+async def queued_jobs(store: Store, queue: str = "cron-q", *, at: int | None = None) -> list[Any]:
     return await store.leases.fetch(
-        [queue], count=100, worker_id="w", lease_ms=None, default_lease_ms=60_000, now_ms=now_ms()
+        [queue], count=100, worker_id="w", lease_ms=None, default_lease_ms=60_000, now_ms=now_ms() if at is None else at
     )
 
 
@@ -90,30 +90,32 @@ async def test_a_due_occurrence_fires_exactly_once_under_concurrent_schedulers(
     assert entry.next_run_at_ms is not None and entry.next_run_at_ms > now_ms() - 1000
 
 
-async def test_missed_occurrences_fire_once_then_the_schedule_continues(store: Store, store_redis: Redis) -> None:
-    service = CronService(store)
+async def test_missed_occurrences_fire_once_then_the_schedule_continues(store: Store) -> None:
+    clock = ManualClock()
+    service = CronService(store, clock=clock)
     await service.register(registration(overlap_policy="allow"))
-    await make_due(store_redis, store, "nightly", now_ms() - 3 * 60 * MINUTE_MS)
+    clock.advance(3 * 60 * MINUTE_MS)
     assert await service.fire_due() == 1
     assert await service.fire_due() == 0
     entry = await service.get("nightly")
-    assert entry.next_run_at_ms is not None and entry.next_run_at_ms > now_ms()
-    assert len(await queued_jobs(store)) == 1
+    assert entry.next_run_at_ms is not None and clock.now_ms() < entry.next_run_at_ms <= clock.now_ms() + MINUTE_MS
+    assert len(await queued_jobs(store, at=clock.now_ms())) == 1
 
 
-async def test_skip_overlap_waits_for_the_previous_job(store: Store, store_redis: Redis) -> None:
-    service = CronService(store)
+async def test_skip_overlap_waits_for_the_previous_job(store: Store) -> None:
+    clock = ManualClock()
+    service = CronService(store, clock=clock)
     await service.register(registration())
-    await make_due(store_redis, store, "nightly", now_ms() - 10)
+    clock.advance(MINUTE_MS)
     assert await service.fire_due() == 1
-    [first] = await queued_jobs(store)
-    await make_due(store_redis, store, "nightly", now_ms() - 5)
+    [first] = await queued_jobs(store, at=clock.now_ms())
+    clock.advance(MINUTE_MS)
     assert await service.fire_due() == 0
-    assert await queued_jobs(store) == []
-    await store.leases.ack(first.id, result_json=None, worker_id="w", now_ms=now_ms())
-    await make_due(store_redis, store, "nightly", now_ms() - 1)
+    assert await queued_jobs(store, at=clock.now_ms()) == []
+    await store.leases.ack(first.id, result_json=None, worker_id="w", now_ms=clock.now_ms())
+    clock.advance(MINUTE_MS)
     assert await service.fire_due() == 1
-    assert len(await queued_jobs(store)) == 1
+    assert len(await queued_jobs(store, at=clock.now_ms())) == 1
 
 
 async def test_disabled_entries_do_not_fire_and_unregister_keeps_enqueued_jobs(

@@ -332,8 +332,8 @@ async def test_retryable_job_keeps_the_lock_and_discarding_releases_it(store: St
     assert (await nack(store, first.id)).state is JobState.RETRYABLE
     error = await expect_error(ErrorCode.DUPLICATE, service.enqueue(unique_body()))
     assert error.details["existing_job_state"] == "retryable"
-    await asyncio.sleep(0.05)
-    [again] = await fetch(store)
+    # Past the 10 ms backoff, without waiting for it.
+    [again] = await fetch(store, at=now_ms() + 1_000)
     assert again.id == first.id
     assert (await nack(store, first.id)).state is JobState.DISCARDED
     second, deduplicated = await service.enqueue(unique_body())

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from server.domain.clock import format_rfc3339_ms, now_ms, parse_rfc3339_ms
+from server.domain.clock import ManualClock, format_rfc3339_ms, now_ms, parse_rfc3339_ms
 from server.domain.durations import format_duration_ms, parse_duration_ms
 from server.domain.ids import UUIDV7_PATTERN, is_uuid7, new_uuid7
 
@@ -264,3 +264,11 @@ def test_is_uuid7() -> None:
 )
 def test_is_uuid7_rejects_other_forms(text: str) -> None:
     assert not is_uuid7(text)
+
+
+def test_a_manual_clock_moves_only_when_told() -> None:
+    clock = ManualClock(1_000)
+    assert clock.now_ms() == 1_000
+    assert clock.advance(250) == 1_250 and clock.now_ms() == 1_250
+    with pytest.raises(ValueError):
+        clock.advance(-1)
