@@ -21,7 +21,7 @@ class KeySchema:
         self.worker_prefix = f"{p}worker:"  # hash per worker: last heartbeat, state, directive
         self.cron_prefix = f"{p}cron:"  # hash per cron entry: definition and run history
         self.workflow_prefix = f"{p}wf:"  # hash per workflow: state and counters
-        self.workflow_nodes_prefix = f"{p}wfn:"  # hash per workflow: its node table (see lib.lua)
+        self.workflow_nodes_prefix = f"{p}wfn:"  # hash per workflow: its node table (see lua/include/wf_settle.lua)
         self.queue_counts_prefix = f"{p}qcount:"  # hash per queue: state gauges and totals
         self.queue_minutes_prefix = f"{p}qmin:"  # hash per queue and minute: activity, kept 2 hours
         self.queue_limits_prefix = f"{p}qconf:"  # hash per queue: max_per_second, concurrency

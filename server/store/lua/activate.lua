@@ -2,7 +2,7 @@
 -- include: status, rank_score, qcount, notify, emit, read_job
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] sequence counter  KEYS[4] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
--- ARGV[5] script context (JSON, see lib.lua)
+-- ARGV[5] script context (JSON, see server/store/context.py)
 -- Pre:  state = pending.
 -- Post: state = available, ranked in its queue, enqueued_at; job.enqueued emitted.
 -- Returns {'ok', job} | {'not_found'} | {'conflict', state}.

@@ -4,7 +4,7 @@
 -- KEYS[5] expiring zset  KEYS[6] sequence counter
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
 -- ARGV[4] available key prefix  ARGV[5] delayed key prefix  ARGV[6] reason or ''
--- ARGV[7] retention of cancelled jobs (ms, 0 = keep)  ARGV[8] workflow context (JSON, see lib.lua)
+-- ARGV[7] retention of cancelled jobs (ms, 0 = keep)  ARGV[8] workflow context (JSON, see server/store/context.py)
 -- Pre:  state is scheduled, available, pending, retryable or active.
 -- Post: state = cancelled, cancelled_at; removed from every index; an active
 --       job's worker learns of it on its next heartbeat or ack; job.cancelled emitted.

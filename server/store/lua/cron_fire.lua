@@ -5,7 +5,7 @@
 -- KEYS[7] sequence counter  KEYS[8] event stream  KEYS[9] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] entry name
 -- ARGV[4] the occurrence being fired: the entry's next_run_at as read by the caller
--- ARGV[5] the following occurrence (ms)  ARGV[6] script context (JSON, see lib.lua)
+-- ARGV[5] the following occurrence (ms)  ARGV[6] script context (JSON, see server/store/context.py)
 -- ARGV[7] the job (JSON, as job_from_list reads it)
 -- Pre:  the entry exists, is enabled and its next_run_at still equals ARGV[4]. The
 --       occurrence time is the firing's identity: however many servers race for it,

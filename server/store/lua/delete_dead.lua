@@ -1,7 +1,7 @@
 -- delete_dead: remove a dead-lettered job for good.
 -- include: qcount
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset
--- ARGV[1] job id  ARGV[2] script context (JSON, see lib.lua)
+-- ARGV[1] job id  ARGV[2] script context (JSON, see server/store/context.py)
 -- Post: the job's data and its dead-letter entry are gone.
 -- Returns 1 if it was dead-lettered, else 0.
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then

@@ -3,7 +3,7 @@
 -- KEYS[1] job hash  KEYS[2] available zset of the queue  KEYS[3] delayed zset of the queue
 -- KEYS[4] queue registry hash  KEYS[5] sequence counter  KEYS[6] event stream  KEYS[7] expiring zset
 -- KEYS[8] active zset
--- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
+-- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see server/store/context.py)
 -- ARGV[4] the job (JSON, as job_from_list reads it)
 -- Pre:  the job key does not exist; under a unique policy, no job with the same
 --       fingerprint is in the policy's states (else reject, ignore or replace it).

@@ -2,7 +2,7 @@
 -- include: status, job_from_list, unique_check, insert_job, unique_lock
 -- KEYS[1] queue registry hash  KEYS[2] sequence counter  KEYS[3] event stream
 -- KEYS[4] expiring zset  KEYS[5] active zset
--- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see lib.lua)
+-- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see server/store/context.py)
 -- ARGV[4] the jobs: a JSON array of jobs as job_from_list reads them
 -- Pre:  no job id exists yet and no job meets a "reject" uniqueness conflict; both are
 --       checked for every job before anything is written.

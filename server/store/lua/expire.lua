@@ -4,7 +4,7 @@
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] available key prefix
 -- ARGV[7] delayed key prefix  ARGV[8] retention of discarded jobs (ms)
--- ARGV[9] workflow context (JSON, see lib.lua)
+-- ARGV[9] workflow context (JSON, see server/store/context.py)
 -- Pre:  none; at most ARGV[3] due entries are examined.
 -- Post: each due job still waiting to start (scheduled, pending, available or
 --       retryable) is discarded with an "expired" error (see expire_job);

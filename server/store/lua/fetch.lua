@@ -7,7 +7,7 @@
 -- ARGV[4] worker id or ''  ARGV[5] lease length override (ms) or ''
 -- ARGV[6] default lease length (ms)  ARGV[7] errors key prefix  ARGV[8] max due jobs promoted per queue per call
 -- ARGV[9] default execution timeout (ms), 0 = none  ARGV[10] retention of discarded jobs (ms)
--- ARGV[11] script context (JSON, see lib.lua)  ARGV[12 + i] name of queue i
+-- ARGV[11] script context (JSON, see server/store/context.py)  ARGV[12 + i] name of queue i
 -- Pre:  none. Due scheduled/retryable jobs of each queue are promoted first,
 --       so a fetch never waits for the background promoter.
 -- Post: paused queues are skipped; a queue's rate limit (starts per sliding second) and

@@ -2,7 +2,7 @@
 -- include: qcount
 -- KEYS[1] dead-letter zset
 -- ARGV[1] oldest discarded_at kept (ms)  ARGV[2] max entries kept  ARGV[3] max removed per call
--- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] script context (JSON, see lib.lua)
+-- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] script context (JSON, see server/store/context.py)
 -- Post: entries older than the cutoff, then the oldest beyond the count,
 --       are removed with their job data, at most ARGV[3] per call.
 -- Returns the number removed.

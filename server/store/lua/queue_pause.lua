@@ -2,7 +2,7 @@
 -- include: emit, notify
 -- KEYS[1] paused queues hash  KEYS[2] queue registry hash  KEYS[3] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] queue  ARGV[4] '1' pause | '0' resume
--- ARGV[5] script context (JSON, see lib.lua)  ARGV[6] the queue's available set (named in the wake-up)
+-- ARGV[5] script context (JSON, see server/store/context.py)  ARGV[6] the queue's available set (named in the wake-up)
 -- Post: paused -> the queue is in the paused hash (since its first pause) and fetch skips
 --       it; enqueue still accepts jobs. Resumed -> delivery restarts. The queue is
 --       registered; queue.paused / queue.resumed emitted when the state changed.

@@ -6,7 +6,7 @@
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] available key prefix
 -- ARGV[7] delayed key prefix  ARGV[8] error history cap  ARGV[9] jitter factor
 -- ARGV[10] retention of discarded jobs (ms)  ARGV[11] retention of dead-lettered jobs (ms)
--- ARGV[12] workflow context (JSON, see lib.lua)
+-- ARGV[12] workflow context (JSON, see server/store/context.py)
 -- Pre:  none; at most `batch` entries of the active set are examined.
 -- Post: past its execution deadline -> fails with error type "timeout" and
 --       follows its retry policy; past its lease -> a "visibility_timeout"

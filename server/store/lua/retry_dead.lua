@@ -3,7 +3,7 @@
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset  KEYS[4] sequence counter
 -- KEYS[5] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
--- ARGV[5] script context (JSON, see lib.lua)
+-- ARGV[5] script context (JSON, see server/store/context.py)
 -- Pre:  the job is in the dead-letter set and discarded.
 -- Post: state = available, attempt = 0, error history kept, expiry removed,
 --       out of the dead-letter set; job.enqueued emitted.

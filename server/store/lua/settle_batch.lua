@@ -5,7 +5,7 @@
 -- ARGV[1] now (ms)  ARGV[2] event log max length
 -- ARGV[3] retention of completed jobs (ms)  ARGV[4] of discarded jobs  ARGV[5] of dead-lettered jobs
 -- ARGV[6] error history cap  ARGV[7] '1' to return each job in full, '0' for its state only
--- ARGV[8] script context (JSON, see lib.lua; job and errors keys come from its prefixes)
+-- ARGV[8] script context (JSON, see server/store/context.py; job and errors keys come from its prefixes)
 -- ARGV[9] the entries: a JSON array of string arrays, each
 --   job id, 'ack'|'nack', worker id or '', lease token or '', then
 --   ack: '1' if a result is given, result JSON;
@@ -13,7 +13,7 @@
 --         requeue '1'|'0', jitter factor, error code, error message,
 --         undelivered '1'|'0' (with requeue: the claim's attempt is given back).
 -- Pre:  none; each entry's job must be active and held by its worker and lease token.
--- Post: an accepted ack completes its job (ack_active in lib.lua); an accepted nack
+-- Post: an accepted ack completes its job (include/ack_active.lua); an accepted nack
 --       requeues it or applies its retry policy (nack_active). Single acks and nacks
 --       are one-entry calls of this script.
 -- Returns one reply per entry, in order: {'ok', job or state} | {'not_found'} | {'conflict', state}

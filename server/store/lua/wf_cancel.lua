@@ -3,7 +3,7 @@
 -- KEYS[1] workflow hash  KEYS[2] workflow node hash  KEYS[3] event stream  KEYS[4] active zset
 -- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id
--- ARGV[4] workflow context (JSON, see lib.lua)
+-- ARGV[4] workflow context (JSON, see server/store/context.py)
 -- Pre:  the workflow exists and is running.
 -- Post: state = cancelled; unfinished nodes cancelled with their jobs (active ones too:
 --       their workers learn it on the next heartbeat); workflow.cancelled emitted.

@@ -3,7 +3,7 @@
 -- KEYS[1] workflow hash  KEYS[2] workflow node hash  KEYS[3] event stream  KEYS[4] sequence counter
 -- KEYS[5] queue registry  KEYS[6] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id  ARGV[4] name  ARGV[5] type
--- ARGV[6] workflow context (JSON, see lib.lua)
+-- ARGV[6] workflow context (JSON, see server/store/context.py)
 -- ARGV[7] nodes (JSON array): {id, kind, deps: [i], dependents: [i], job: {id, type, queue, priority,
 --         state, due, expires, rate, concurrency, fields: [field, value, ...]}}; a node without dependencies
 --         has state available or scheduled, every other one pending.
