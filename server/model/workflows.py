@@ -37,7 +37,9 @@ class NodeRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkflowRecord:
+class WorkflowHeader:
+    """A workflow's own fields, without its nodes."""
+
     id: str
     name: str
     type: str
@@ -49,4 +51,8 @@ class WorkflowRecord:
     started_at_ms: int | None
     completed_at_ms: int | None
     cancelled_at_ms: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowRecord(WorkflowHeader):
     nodes: tuple[NodeRecord, ...]

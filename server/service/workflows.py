@@ -11,7 +11,7 @@ from server.domain.ids import is_uuid7, new_uuid7
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
 from server.domain.workflow import NodeKind, WorkflowPlan, WorkflowType, parse_workflow
-from server.model.workflows import NodeRecord, NodeSpec, WorkflowRecord
+from server.model.workflows import NodeRecord, NodeSpec, WorkflowHeader, WorkflowRecord
 from server.store.facade import Store
 
 
@@ -29,18 +29,7 @@ class StepView:
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkflowView:
-    id: str
-    name: str
-    type: str
-    state: str
-    steps_total: int
-    steps_completed: int
-    steps_failed: int
-    created_at_ms: int
-    started_at_ms: int | None
-    completed_at_ms: int | None
-    cancelled_at_ms: int | None
+class WorkflowView(WorkflowHeader):
     steps: tuple[StepView, ...]
 
 

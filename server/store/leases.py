@@ -10,6 +10,7 @@ from server.model.records import FailureReport, HeartbeatOutcome, ReapOutcome, S
 from server.store import codec
 from server.store.context import ERROR_HISTORY_CAP, StoreContext
 from server.store.errors import refusal, translate_redis_errors
+from server.store.keys import KeySchema
 from server.store.status import ScriptStatus, status_of
 
 # Due scheduled/retryable jobs promoted per queue by one fetch.
@@ -185,10 +186,7 @@ class LeaseStore:
                 now_ms,
                 c.events_maxlen,
                 batch,
-                k.job_prefix,
-                k.errors_prefix,
-                k.available_prefix,
-                k.delayed_prefix,
+                *_job_prefixes(k),
                 ERROR_HISTORY_CAP,
                 repr(c.jitter()),
                 c.retention.discarded_ms,
@@ -219,15 +217,17 @@ class LeaseStore:
                 now_ms,
                 c.events_maxlen,
                 batch,
-                k.job_prefix,
-                k.errors_prefix,
-                k.available_prefix,
-                k.delayed_prefix,
+                *_job_prefixes(k),
                 c.retention.discarded_ms,
                 c.script_context,
             ],
         )
         return int(examined), int(expired)
+
+
+def _job_prefixes(keys: KeySchema) -> list[str]:
+    """The per-job and per-queue key prefixes, in the order the sweeping scripts (reap, expire) read them."""
+    return [keys.job_prefix, keys.errors_prefix, keys.available_prefix, keys.delayed_prefix]
 
 
 def _settle_reply(entry: Settlement, reply: list[Any], return_jobs: bool) -> SettleReply:
