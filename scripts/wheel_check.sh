@@ -22,10 +22,15 @@ grep -E '^[A-Za-z0-9]' requirements.lock | sed 's/ *\\$//' >"$work/constraints.t
 "$work/venv/bin/python" - <<'PY'
 import importlib.resources as r
 lua = [p.name for p in r.files("server.store").joinpath("lua").iterdir() if p.name.endswith(".lua")]
+includes = [p.name for p in r.files("server.store").joinpath("lua/include").iterdir() if p.name.endswith(".lua")]
 stubs = [p.name for p in r.files("ojs.v1").iterdir() if p.name.endswith(".pyi")]
 assert lua, "no Lua scripts in the wheel"
+assert includes, "no Lua includes in the wheel"
+from server.store.scripts import SCRIPT_NAMES, program
+for name in SCRIPT_NAMES:
+    program(name)  # every script assembles from what the wheel ships
 assert stubs and r.files("ojs").joinpath("py.typed").is_file(), "no type stubs in the wheel"
-print(f"wheel-check: {len(lua)} Lua files, {len(stubs)} stub files shipped")
+print(f"wheel-check: {len(lua)} Lua scripts, {len(includes)} includes, {len(stubs)} stub files shipped")
 PY
 
 read -r http_port grpc_port < <("$work/venv/bin/python" -c '
