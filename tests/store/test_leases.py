@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
+from server.domain.retry import DEFAULT_RETRY_POLICY
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
 from server.model.records import FailureReport
@@ -90,6 +91,22 @@ async def test_a_job_that_keeps_losing_its_worker_ends_per_on_exhaustion(store: 
     assert final is not None and final.state is JobState.DISCARDED
     assert [e.type for e in final.errors] == ["visibility_timeout", "visibility_timeout"]
     assert job_id in await store.dead_letter.dead_letter_ids()
+
+
+async def test_a_default_policy_job_that_keeps_losing_its_worker_is_discarded_after_the_default_attempts(
+    store: Store,
+) -> None:
+    job_id = await enqueue(store)
+    clock = now_ms()
+    for attempt in range(1, DEFAULT_RETRY_POLICY.max_attempts + 1):
+        [leased] = await fetch(store, "flaky", clock)
+        assert leased.attempt == attempt
+        clock += LEASE_MS
+        await store.leases.reap(now_ms=clock, batch=100)
+    final = await store.jobs.get(job_id)
+    assert final is not None and final.state is JobState.DISCARDED
+    assert [e.type for e in final.errors] == ["visibility_timeout"] * DEFAULT_RETRY_POLICY.max_attempts
+    assert await fetch(store, "flaky", clock + 1) == []
 
 
 async def test_always_failing_job_reaches_the_dead_letter_queue_with_its_history(store: Store) -> None:

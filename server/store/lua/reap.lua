@@ -59,9 +59,9 @@ for _, id in ipairs(due) do
     elseif lease <= now then
       redis.call('ZREM', KEYS[1], id)
       local attempt = tonumber(f[5]) or 0
-      -- Only a job's own attempt limit ends it here: without one (the default policy), a job
-      -- whose lease lapses goes back to its queue however often that happens.
-      local max_attempts = tonumber(f[6]) or 0
+      -- Jobs stored without a policy of their own follow the default one (from the context), so a job
+      -- that keeps losing its worker ends after max_attempts like a failing one, instead of looping.
+      local max_attempts = tonumber(f[6]) or tonumber(wfctx.retry.max_attempts) or 0
       failure.code = 'visibility_timeout'
       failure.error_type = 'visibility_timeout'
       failure.message = 'lease expired before the job was acknowledged'
