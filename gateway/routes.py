@@ -17,8 +17,26 @@ import orjson
 from aiohttp import web
 from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, worker_pb2, workflow_pb2
 
-from gateway import convert
 from gateway.client import OJSClient
+from gateway.convert.common import json_object, query_int
+from gateway.convert.cron import cron_to_json, render_crons
+from gateway.convert.dead_letter import render_dead_letter
+from gateway.convert.events import list_events_request, render_events, sse_frame, stream_events_request
+from gateway.convert.jobs import job_state, job_to_json, render_batch
+from gateway.convert.queues import render_queue_state, render_queue_stats, render_queues
+from gateway.convert.system import render_health, render_manifest
+from gateway.convert.workers import (
+    ack_request,
+    fetch_request,
+    heartbeat_request,
+    nack_request,
+    render_ack,
+    render_heartbeat,
+    render_nack,
+    render_workers,
+    worker_to_json,
+)
+from gateway.convert.workflows import render_cancelled_workflow, workflow_to_json
 from gateway.errors import from_rpc_error
 
 __all__ = ["EVENT_STREAM", "MEDIA_TYPE", "REQUEST_ID", "Routes", "json_response", "rpc_metadata"]
@@ -127,7 +145,7 @@ class Routes:
 
     async def manifest(self, request: web.Request) -> web.Response:
         response = await self._client.Manifest(service_pb2.ManifestRequest(), metadata=rpc_metadata(request))
-        return json_response(convert.render_manifest(response))
+        return json_response(render_manifest(response))
 
     async def health(self, request: web.Request) -> web.Response:
         try:
@@ -140,7 +158,7 @@ class Routes:
                 "backend": {"type": "redis", "status": "disconnected", "error": error.message},
             }
             return json_response(body, status=503, headers={"Retry-After": error.headers.get("Retry-After", "5")})
-        status, body = convert.render_health(response)
+        status, body = render_health(response)
         return json_response(body, status=status)
 
     # ---- Jobs ----
@@ -148,11 +166,11 @@ class Routes:
     async def enqueue(self, request: web.Request) -> web.Response:
         raw = await request.read()
         # Only checked for shape; the server parses and validates the envelope itself.
-        convert.json_object(raw)
+        json_object(raw)
         response = await self._client.Enqueue(
             job_pb2.EnqueueRequest(job_json=raw, json_only=True), metadata=rpc_metadata(request)
         )
-        job = convert.job_to_json(response.job)
+        job = job_to_json(response.job)
         if response.deduplicated:
             return json_response({"job": job, "deduplicated": True})
         return json_response({"job": job}, status=201, headers={"Location": f"/ojs/v1/jobs/{response.job.id}"})
@@ -160,83 +178,83 @@ class Routes:
     async def enqueue_batch(self, request: web.Request) -> web.Response:
         raw = await request.read()
         # Only checked for shape; the server parses every job and validates the batch as a whole.
-        convert.json_object(raw)
+        json_object(raw)
         rpc = job_pb2.EnqueueBatchRequest(batch_json=raw, json_only=True)
         response = await self._client.EnqueueBatch(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_batch(response), status=201)
+        return json_response(render_batch(response), status=201)
 
     async def get_job(self, request: web.Request) -> web.Response:
         rpc = job_pb2.GetJobRequest(job_id=request.match_info["id"])
         response = await self._client.GetJob(rpc, metadata=rpc_metadata(request))
-        return json_response({"job": convert.job_to_json(response.job)})
+        return json_response({"job": job_to_json(response.job)})
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         rpc = job_pb2.CancelJobRequest(job_id=request.match_info["id"])
         response = await self._client.CancelJob(rpc, metadata=rpc_metadata(request))
-        job = convert.job_to_json(response.job)
+        job = job_to_json(response.job)
         if response.previous_state:
-            job["previous_state"] = convert.job_state(response.previous_state)
+            job["previous_state"] = job_state(response.previous_state)
         return json_response({"job": job})
 
     async def activate_job(self, request: web.Request) -> web.Response:
         rpc = job_pb2.ActivateJobRequest(job_id=request.match_info["id"])
         response = await self._client.ActivateJob(rpc, metadata=rpc_metadata(request))
-        return json_response({"job": convert.job_to_json(response.job)})
+        return json_response({"job": job_to_json(response.job)})
 
     # ---- Workers ----
 
     async def fetch(self, request: web.Request) -> web.Response:
-        body = convert.json_object(await request.read())
-        response = await self._client.Fetch(convert.fetch_request(body), metadata=rpc_metadata(request))
-        return json_response({"jobs": [convert.job_to_json(job) for job in response.jobs]})
+        body = json_object(await request.read())
+        response = await self._client.Fetch(fetch_request(body), metadata=rpc_metadata(request))
+        return json_response({"jobs": [job_to_json(job) for job in response.jobs]})
 
     async def ack(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        rpc = convert.ack_request(convert.json_object(raw), raw)
+        rpc = ack_request(json_object(raw), raw)
         response = await self._client.Ack(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_ack(response, rpc.job_id))
+        return json_response(render_ack(response, rpc.job_id))
 
     async def nack(self, request: web.Request) -> web.Response:
-        rpc = convert.nack_request(convert.json_object(await request.read()))
+        rpc = nack_request(json_object(await request.read()))
         response = await self._client.Nack(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_nack(response, rpc.job_id))
+        return json_response(render_nack(response, rpc.job_id))
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        rpc = convert.heartbeat_request(convert.json_object(await request.read()))
+        rpc = heartbeat_request(json_object(await request.read()))
         response = await self._client.Heartbeat(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_heartbeat(response))
+        return json_response(render_heartbeat(response))
 
     # ---- Queues ----
 
     async def list_queues(self, request: web.Request) -> web.Response:
-        limit = convert.query_int(request.query, "limit")
+        limit = query_int(request.query, "limit")
         rpc = queue_pb2.ListQueuesRequest(limit=limit or 0, cursor=request.query.get("cursor", ""))
         response = await self._client.ListQueues(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_queues(response, limit or _LIST_QUEUES_DEFAULT_LIMIT))
+        return json_response(render_queues(response, limit or _LIST_QUEUES_DEFAULT_LIMIT))
 
     async def queue_stats(self, request: web.Request) -> web.Response:
         rpc = queue_pb2.QueueStatsRequest(queue=request.match_info["name"])
         response = await self._client.QueueStats(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_queue_stats(response, rpc.queue))
+        return json_response(render_queue_stats(response, rpc.queue))
 
     async def pause_queue(self, request: web.Request) -> web.Response:
         await _optional_body(request)
         rpc = queue_pb2.PauseQueueRequest(queue=request.match_info["name"])
         response = await self._client.PauseQueue(rpc, metadata=rpc_metadata(request))
         info = response.queue if response.HasField("queue") else None
-        return json_response(convert.render_queue_state(info, rpc.queue, paused=True))
+        return json_response(render_queue_state(info, rpc.queue, paused=True))
 
     async def resume_queue(self, request: web.Request) -> web.Response:
         await _optional_body(request)
         rpc = queue_pb2.ResumeQueueRequest(queue=request.match_info["name"])
         response = await self._client.ResumeQueue(rpc, metadata=rpc_metadata(request))
         info = response.queue if response.HasField("queue") else None
-        return json_response(convert.render_queue_state(info, rpc.queue, paused=False))
+        return json_response(render_queue_state(info, rpc.queue, paused=False))
 
     # ---- Dead letter ----
 
     async def list_dead_letter(self, request: web.Request) -> web.Response:
-        limit = convert.query_int(request.query, "limit")
+        limit = query_int(request.query, "limit")
         rpc = queue_pb2.ListDeadLetterRequest(
             queue=request.query.get("queue", ""),
             type=request.query.get("type", ""),
@@ -244,13 +262,13 @@ class Routes:
             cursor=request.query.get("cursor", ""),
         )
         response = await self._client.ListDeadLetter(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_dead_letter(response, limit or _LIST_DEAD_LETTER_DEFAULT_LIMIT))
+        return json_response(render_dead_letter(response, limit or _LIST_DEAD_LETTER_DEFAULT_LIMIT))
 
     async def retry_dead_letter(self, request: web.Request) -> web.Response:
         await _optional_body(request)
         rpc = queue_pb2.RetryDeadLetterRequest(job_id=request.match_info["id"])
         response = await self._client.RetryDeadLetter(rpc, metadata=rpc_metadata(request))
-        return json_response({"job": convert.job_to_json(response.job)})
+        return json_response({"job": job_to_json(response.job)})
 
     async def delete_dead_letter(self, request: web.Request) -> web.Response:
         rpc = queue_pb2.DeleteDeadLetterRequest(job_id=request.match_info["id"])
@@ -263,7 +281,7 @@ class Routes:
     async def register_cron(self, request: web.Request) -> web.Response:
         raw = await request.read()
         # Only checked for shape; the server reads either dialect and validates it.
-        convert.json_object(raw)
+        json_object(raw)
         rpc = service_pb2.RegisterCronRequest(cron_json=raw)
         response = await self._client.RegisterCron(rpc, metadata=rpc_metadata(request))
         entry = (
@@ -271,17 +289,17 @@ class Routes:
             if response.HasField("entry")
             else service_pb2.CronEntry(name=response.name, next_run_at=response.next_run_at)
         )
-        cron = convert.cron_to_json(entry)
+        cron = cron_to_json(entry)
         return json_response({"cron": cron, "cron_job": cron}, status=201 if response.created else 200)
 
     async def list_cron(self, request: web.Request) -> web.Response:
         response = await self._client.ListCron(service_pb2.ListCronRequest(), metadata=rpc_metadata(request))
-        return json_response(convert.render_crons(response))
+        return json_response(render_crons(response))
 
     async def get_cron(self, request: web.Request) -> web.Response:
         rpc = service_pb2.GetCronRequest(name=request.match_info["name"])
         response = await self._client.GetCron(rpc, metadata=rpc_metadata(request))
-        cron = convert.cron_to_json(response.entry)
+        cron = cron_to_json(response.entry)
         return json_response({"cron": cron, "cron_job": cron})
 
     async def unregister_cron(self, request: web.Request) -> web.Response:
@@ -296,10 +314,10 @@ class Routes:
     async def create_workflow(self, request: web.Request) -> web.Response:
         raw = await request.read()
         # Only checked for shape; the server reads every workflow form and validates it.
-        convert.json_object(raw)
+        json_object(raw)
         rpc = workflow_pb2.CreateWorkflowRequest(workflow_json=raw)
         response = await self._client.CreateWorkflow(rpc, metadata=rpc_metadata(request))
-        workflow = convert.workflow_to_json(response.workflow)
+        workflow = workflow_to_json(response.workflow)
         return json_response(
             {"workflow": workflow}, status=201, headers={"Location": f"/ojs/v1/workflows/{response.workflow.id}"}
         )
@@ -307,28 +325,28 @@ class Routes:
     async def get_workflow(self, request: web.Request) -> web.Response:
         rpc = workflow_pb2.GetWorkflowRequest(workflow_id=request.match_info["id"])
         response = await self._client.GetWorkflow(rpc, metadata=rpc_metadata(request))
-        return json_response({"workflow": convert.workflow_to_json(response.workflow)})
+        return json_response({"workflow": workflow_to_json(response.workflow)})
 
     async def cancel_workflow(self, request: web.Request) -> web.Response:
         rpc = workflow_pb2.CancelWorkflowRequest(workflow_id=request.match_info["id"])
         response = await self._client.CancelWorkflow(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_cancelled_workflow(response))
+        return json_response(render_cancelled_workflow(response))
 
     # ---- Events ----
 
     async def list_events(self, request: web.Request) -> web.Response:
-        rpc: events_pb2.ListEventsRequest = convert.list_events_request(request.query)
+        rpc: events_pb2.ListEventsRequest = list_events_request(request.query)
         response = await self._client.ListEvents(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_events(response))
+        return json_response(render_events(response))
 
     async def job_events(self, request: web.Request) -> web.StreamResponse:
-        rpc = convert.stream_events_request(
+        rpc = stream_events_request(
             request.query, request.headers.get("Last-Event-ID"), job_id=request.match_info["id"]
         )
         return await self._event_stream(request, rpc)
 
     async def queue_events(self, request: web.Request) -> web.StreamResponse:
-        rpc = convert.stream_events_request(
+        rpc = stream_events_request(
             request.query, request.headers.get("Last-Event-ID"), queue=request.match_info["name"]
         )
         return await self._event_stream(request, rpc)
@@ -356,7 +374,7 @@ class Routes:
                 if event is None:
                     break
                 try:
-                    await response.write(convert.sse_frame(event))
+                    await response.write(sse_frame(event))
                 except ConnectionError:
                     break
             with contextlib.suppress(ConnectionError):
@@ -380,10 +398,10 @@ class Routes:
     # ---- Worker registry ----
 
     async def list_workers(self, request: web.Request) -> web.Response:
-        limit = convert.query_int(request.query, "limit")
+        limit = query_int(request.query, "limit")
         rpc = worker_pb2.ListWorkersRequest(limit=limit or 0, cursor=request.query.get("cursor", ""))
         response = await self._client.ListWorkers(rpc, metadata=rpc_metadata(request))
-        return json_response(convert.render_workers(response, limit or _LIST_WORKERS_DEFAULT_LIMIT))
+        return json_response(render_workers(response, limit or _LIST_WORKERS_DEFAULT_LIMIT))
 
     async def quiet_worker(self, request: web.Request) -> web.Response:
         return await self._set_directive(request, worker_pb2.WORKER_STATE_QUIET)
@@ -398,7 +416,7 @@ class Routes:
         await _optional_body(request)
         rpc = worker_pb2.SetWorkerDirectiveRequest(worker_id=request.match_info["id"], directive=directive)
         response = await self._client.SetWorkerDirective(rpc, metadata=rpc_metadata(request))
-        return json_response({"worker": convert.worker_to_json(response.worker)})
+        return json_response({"worker": worker_to_json(response.worker)})
 
 
 async def _next_event(stream: AsyncIterator[events_pb2.Event]) -> events_pb2.Event | None:
@@ -435,4 +453,4 @@ async def _optional_body(request: web.Request) -> None:
     """Routes whose request carries nothing in the body: none is needed, but one sent must be a JSON object."""
     raw = await request.read()
     if raw.strip():
-        convert.json_object(raw)
+        json_object(raw)

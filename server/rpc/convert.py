@@ -10,6 +10,7 @@ import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from ojs.v1 import events_pb2, job_pb2, service_pb2, worker_pb2, workflow_pb2
 
+from ojs_json.policies import retry_policy_to_json, unique_policy_to_json
 from server.domain.clock import format_rfc3339_ms, now_ms
 from server.domain.cron_entry import CronEntry
 from server.domain.durations import format_duration_ms
@@ -31,13 +32,6 @@ STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
     JobState.RETRYABLE: job_pb2.JOB_STATE_RETRYABLE,
     JobState.CANCELLED: job_pb2.JOB_STATE_CANCELLED,
     JobState.DISCARDED: job_pb2.JOB_STATE_DISCARDED,
-}
-_PROTO_TO_STATE = {v: k for k, v in STATE_TO_PROTO.items()}
-_CONFLICT_ACTIONS = {
-    job_pb2.UNIQUE_CONFLICT_ACTION_REJECT: "reject",
-    job_pb2.UNIQUE_CONFLICT_ACTION_REPLACE: "replace",
-    job_pb2.UNIQUE_CONFLICT_ACTION_IGNORE: "ignore",
-    job_pb2.UNIQUE_CONFLICT_ACTION_REPLACE_EXCEPT_SCHEDULE: "replace_except_schedule",
 }
 
 
@@ -271,55 +265,15 @@ def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str,
     if options.max_attempts:
         out["max_attempts"] = options.max_attempts
     if options.HasField("retry"):
-        out["retry"] = _retry(options.retry)
+        out["retry"] = retry_policy_to_json(options.retry)
     if options.HasField("unique"):
-        out["unique"] = _unique(options.unique)
+        out["unique"] = unique_policy_to_json(options.unique)
     if options.pending:
         out["pending"] = True
     meta = struct_to_dict(options.meta, field="options.meta") if options.HasField("meta") else None
     if options.trace_id:
         meta = {**(meta or {}), "trace_id": options.trace_id}
     return out, meta
-
-
-def _retry(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
-    # proto3 cannot tell 0 from unset: zero numbers mean "use the default".
-    # A bool has no such escape, so jitter is taken as sent (off unless set).
-    out: dict[str, Any] = {"jitter": policy.jitter}
-    if policy.max_attempts:
-        out["max_attempts"] = policy.max_attempts
-    if policy.HasField("initial_interval"):
-        out["initial_interval_ms"] = duration_ms(policy.initial_interval)
-    if policy.backoff_coefficient:
-        out["backoff_coefficient"] = policy.backoff_coefficient
-    if policy.HasField("max_interval"):
-        out["max_interval_ms"] = duration_ms(policy.max_interval)
-    if policy.non_retryable_errors:
-        out["non_retryable_errors"] = list(policy.non_retryable_errors)
-    if policy.on_exhaustion:
-        out["on_exhaustion"] = policy.on_exhaustion
-    if policy.backoff_strategy:
-        out["backoff_strategy"] = policy.backoff_strategy
-    return out
-
-
-def _unique(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if policy.keys:
-        out["keys"] = list(policy.keys)
-    if policy.key:
-        out["args_keys"] = list(policy.key)
-    if policy.args_keys:
-        out["args_keys"] = list(policy.args_keys)
-    if policy.meta_keys:
-        out["meta_keys"] = list(policy.meta_keys)
-    if policy.HasField("period"):
-        out["period"] = format_duration_ms(duration_ms(policy.period))
-    if policy.on_conflict in _CONFLICT_ACTIONS:
-        out["on_conflict"] = _CONFLICT_ACTIONS[policy.on_conflict]
-    if policy.states:
-        out["states"] = [_PROTO_TO_STATE[s].value for s in policy.states if s in _PROTO_TO_STATE]
-    return out
 
 
 # ---- service values -> responses ----

@@ -16,9 +16,9 @@ from aiohttp import web
 from google.protobuf import struct_pb2
 from ojs.v1 import events_pb2, service_pb2_grpc, worker_pb2
 
-from gateway import convert
 from gateway.app import create_app
 from gateway.client import ChannelClient, InProcessClient
+from gateway.convert.events import event_to_json
 from tests.gateway.conftest import JOB_ID, MEDIA_TYPE, FakeClient, MakeClient, rich_status, rpc_error, ts
 
 EVENT_STREAM = "text/event-stream"
@@ -100,8 +100,8 @@ async def test_framing_of_events_keepalives_and_drops(make_client: MakeClient) -
 
     assert resp.status == 200
     body = await resp.read()
-    enqueued = orjson.dumps(convert.event_to_json(ENQUEUED))
-    completed = orjson.dumps(convert.event_to_json(COMPLETED))
+    enqueued = orjson.dumps(event_to_json(ENQUEUED))
+    completed = orjson.dumps(event_to_json(COMPLETED))
     assert body == (
         b"id: 1739356200123-0\nevent: job.enqueued\ndata: " + enqueued + b"\n\n"
         b": keepalive\n\n"

@@ -1,0 +1,212 @@
+"""Worker routes: fetch, ack, nack and heartbeat bodies, their replies, and the worker registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ojs.v1 import worker_pb2
+
+from gateway.convert.common import (
+    INT32,
+    INT64,
+    boolean_field,
+    encode_value,
+    enum_names,
+    now,
+    optional_integer,
+    pagination,
+    string_field,
+    string_list,
+    timestamp,
+)
+from gateway.convert.jobs import job_state, job_to_json
+from gateway.errors import invalid_request
+
+_WORKER_STATES = enum_names(worker_pb2.WorkerState.items(), "WORKER_STATE_")
+# Worker JSON says "unknown" where the proto has UNSPECIFIED (a worker that never reported a state).
+_WORKER_STATE_WORDS = {**_WORKER_STATES, worker_pb2.WORKER_STATE_UNSPECIFIED: "unknown"}
+_WORKER_STATE_BY_NAME: dict[str, worker_pb2.WorkerState.ValueType] = {
+    name.removeprefix("WORKER_STATE_").lower(): number for name, number in worker_pb2.WorkerState.items() if number
+}
+
+
+def fetch_request(body: Mapping[str, Any]) -> worker_pb2.FetchRequest:
+    if "queues" not in body:
+        raise invalid_request("'queues' is required: an array of queue names", field="queues")
+    # The gateway renders jobs from their JSON byte fields, so it skips the Value copies.
+    request = worker_pb2.FetchRequest(queues=string_list(body["queues"], "queues"), json_only=True)
+    count = optional_integer(body, "count", INT32)
+    if count is not None:
+        request.count = count
+    worker_id = string_field(body, "worker_id")
+    if worker_id is not None:
+        request.worker_id = worker_id
+    visibility_timeout_ms = optional_integer(body, "visibility_timeout_ms", INT64)
+    if visibility_timeout_ms is not None:
+        request.visibility_timeout_ms = visibility_timeout_ms
+    wait_ms = optional_integer(body, "wait_ms", INT32)
+    if wait_ms is not None:
+        request.wait_ms = wait_ms
+    return request
+
+
+def ack_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckRequest:
+    request = worker_pb2.AckRequest(job_id=string_field(body, "job_id") or "", json_only=True)
+    worker_id = string_field(body, "worker_id")
+    if worker_id is not None:
+        request.worker_id = worker_id
+    if "result" in body:
+        request.result_json = encode_value(body["result"], raw_body, "result")
+    lease_token = optional_integer(body, "lease_token", INT64)
+    if lease_token is not None:
+        request.lease_token = lease_token
+    return request
+
+
+def nack_request(body: Mapping[str, Any]) -> worker_pb2.NackRequest:
+    request = worker_pb2.NackRequest(job_id=string_field(body, "job_id") or "", json_only=True)
+    worker_id = string_field(body, "worker_id")
+    if worker_id is not None:
+        request.worker_id = worker_id
+    requeue = boolean_field(body, "requeue")
+    if requeue is not None:
+        request.requeue = requeue
+    lease_token = optional_integer(body, "lease_token", INT64)
+    if lease_token is not None:
+        request.lease_token = lease_token
+    error = body.get("error")
+    if error is None:
+        return request
+    if not isinstance(error, dict):
+        raise invalid_request("'error' must be an object", field="error")
+    job_error = request.error
+    job_error.SetInParent()
+    for key in ("code", "message", "type"):
+        text = string_field(error, key, where="error.")
+        if text is not None:
+            setattr(job_error, key, text)
+    retryable = boolean_field(error, "retryable", where="error.")
+    if retryable is not None:
+        job_error.retryable = retryable
+        request.retryable = retryable
+    details = error.get("details")
+    if details is not None:
+        if not isinstance(details, dict):
+            raise invalid_request("'error.details' must be an object", field="error.details")
+        job_error.details.update(details)
+    backtrace = error.get("backtrace")
+    if isinstance(backtrace, list) and all(isinstance(line, str) for line in backtrace):
+        # Some SDKs send the stack as a list of frames.
+        job_error.backtrace = "\n".join(backtrace)
+    elif backtrace is not None:
+        text = string_field(error, "backtrace", where="error.")
+        job_error.backtrace = text or ""
+    return request
+
+
+def heartbeat_request(body: Mapping[str, Any]) -> worker_pb2.HeartbeatRequest:
+    """Worker-level heartbeat; accepts the binding's and the worker protocol's shapes."""
+    worker_id = string_field(body, "worker_id") or ""
+    request = worker_pb2.HeartbeatRequest(id=worker_id, worker_id=worker_id)
+    job_ids: list[str] = []
+    active_jobs = body.get("active_jobs")
+    if isinstance(active_jobs, list):
+        job_ids.extend(string_list(active_jobs, "active_jobs"))
+    elif active_jobs is not None and (isinstance(active_jobs, bool) or not isinstance(active_jobs, int)):
+        # The worker protocol sends a count here, the HTTP binding a list of ids.
+        raise invalid_request("'active_jobs' must be an array of job ids or a count", field="active_jobs")
+    active_job_ids = body.get("active_job_ids")
+    if active_job_ids is not None:
+        job_ids.extend(string_list(active_job_ids, "active_job_ids"))
+    job_id = string_field(body, "job_id")
+    if job_id:
+        job_ids.append(job_id)
+    request.active_job_ids.extend(dict.fromkeys(job_ids))
+    visibility_timeout_ms = optional_integer(body, "visibility_timeout_ms", INT64)
+    if visibility_timeout_ms is not None:
+        request.extend_by.FromMilliseconds(visibility_timeout_ms)
+    state = string_field(body, "state")
+    if state:
+        # The reported state is informational; an unknown word must not fail the heartbeat.
+        request.current_state = _WORKER_STATE_BY_NAME.get(state.lower(), worker_pb2.WORKER_STATE_UNSPECIFIED)
+    return request
+
+
+def render_ack(response: worker_pb2.AckResponse, job_id: str) -> dict[str, Any]:
+    if not response.HasField("job"):
+        return {"acknowledged": response.acknowledged, "id": job_id, "job_id": job_id, "state": "completed"}
+    job = response.job
+    out: dict[str, Any] = {
+        "acknowledged": response.acknowledged,
+        "id": job.id,
+        "job_id": job.id,
+        "state": job_state(job.state),
+    }
+    if job.HasField("completed_at"):
+        out["completed_at"] = timestamp(job.completed_at)
+    out["job"] = job_to_json(job)
+    return out
+
+
+def render_nack(response: worker_pb2.NackResponse, job_id: str) -> dict[str, Any]:
+    job = response.job if response.HasField("job") else None
+    state = response.state or (job.state if job is not None else 0)
+    out: dict[str, Any] = {"id": job.id if job is not None else job_id}
+    out["job_id"] = out["id"]
+    out["state"] = job_state(state)
+    if job is not None:
+        out["attempt"] = job.attempt
+        out["max_attempts"] = job.max_attempts
+    if response.HasField("next_attempt_at"):
+        out["next_attempt_at"] = timestamp(response.next_attempt_at)
+    elif job is not None and job.HasField("next_attempt_at"):
+        out["next_attempt_at"] = timestamp(job.next_attempt_at)
+    if job is not None:
+        if job.HasField("retry_delay_ms"):
+            out["retry_delay_ms"] = job.retry_delay_ms
+        if job.HasField("discarded_at"):
+            out["discarded_at"] = timestamp(job.discarded_at)
+        if job.HasField("completed_at"):
+            out["completed_at"] = timestamp(job.completed_at)
+        out["job"] = job_to_json(job)
+    return out
+
+
+def render_heartbeat(response: worker_pb2.HeartbeatResponse) -> dict[str, Any]:
+    state = _WORKER_STATES.get(response.directed_state) if response.directed_state else None
+    state = state or "running"
+    return {
+        "state": state,
+        "directive": state,
+        "jobs_extended": list(response.jobs_extended),
+        "jobs_cancelled": list(response.jobs_cancelled),
+        "jobs_not_held": list(response.jobs_not_held),
+        "server_time": timestamp(response.server_time) if response.HasField("server_time") else now(),
+    }
+
+
+def worker_state(state: int) -> str:
+    return _WORKER_STATE_WORDS.get(state, "unknown")
+
+
+def worker_to_json(worker: worker_pb2.WorkerInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        # Admin API readers look for `id`, worker-protocol readers for `worker_id`.
+        "id": worker.worker_id,
+        "worker_id": worker.worker_id,
+        "state": worker_state(worker.state),
+        "directive": worker_state(worker.directive),
+    }
+    if worker.HasField("last_heartbeat_at"):
+        out["last_heartbeat_at"] = timestamp(worker.last_heartbeat_at)
+    out["active_jobs"] = worker.active_jobs
+    return out
+
+
+def render_workers(response: worker_pb2.ListWorkersResponse, limit: int) -> dict[str, Any]:
+    return {
+        "items": [worker_to_json(worker) for worker in response.workers],
+        "summary": {"total": response.total},
+        "pagination": pagination(response.total, limit, response.next_cursor),
+    }

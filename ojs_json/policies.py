@@ -1,0 +1,88 @@
+"""Retry and unique policies, protobuf -> OJS JSON: the one mapping used everywhere.
+
+The gateway renders a job's `retry`/`unique` with it, and the gRPC adapter turns
+typed `EnqueueOptions` into the JSON envelope the service validates with it, so a
+policy reads the same whichever way it came in or goes out.
+
+proto3 cannot tell zero from unset: a zero number, an empty string or an
+UNSPECIFIED enum is left out, so the reader applies its default. A bool has no
+such escape; `jitter` is always written as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import duration_pb2
+from ojs.v1 import job_pb2
+
+__all__ = ["CONFLICT_ACTIONS", "JOB_STATE_NAMES", "iso_duration", "retry_policy_to_json", "unique_policy_to_json"]
+
+JOB_STATE_NAMES: dict[int, str] = {
+    number: name.removeprefix("JOB_STATE_").lower() for name, number in job_pb2.JobState.items() if number
+}
+CONFLICT_ACTIONS: dict[int, str] = {
+    number: name.removeprefix("UNIQUE_CONFLICT_ACTION_").lower()
+    for name, number in job_pb2.UniqueConflictAction.items()
+    if number
+}
+
+
+def iso_duration(d: duration_pb2.Duration) -> str:
+    """ISO 8601 duration in hours/minutes/seconds: PT1S, PT0.5S, PT5M, PT1H30M."""
+    total = d.seconds * 1_000_000_000 + d.nanos
+    sign = "-" if total < 0 else ""
+    seconds, nanos = divmod(abs(total), 1_000_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{sign}PT"
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if nanos:
+        text += f"{seconds}.{nanos:09d}".rstrip("0") + "S"
+    elif seconds or not (hours or minutes):
+        text += f"{seconds}S"
+    return text
+
+
+def retry_policy_to_json(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
+    """The `retry` object (ojs-retry.md); intervals as ISO 8601 durations."""
+    out: dict[str, Any] = {}
+    if policy.max_attempts:
+        out["max_attempts"] = policy.max_attempts
+    if policy.HasField("initial_interval"):
+        out["initial_interval"] = iso_duration(policy.initial_interval)
+    if policy.backoff_coefficient:
+        out["backoff_coefficient"] = policy.backoff_coefficient
+    if policy.HasField("max_interval"):
+        out["max_interval"] = iso_duration(policy.max_interval)
+    out["jitter"] = policy.jitter
+    out["non_retryable_errors"] = list(policy.non_retryable_errors)
+    if policy.on_exhaustion:
+        out["on_exhaustion"] = policy.on_exhaustion
+    if policy.backoff_strategy:
+        out["backoff_strategy"] = policy.backoff_strategy
+    return out
+
+
+def unique_policy_to_json(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
+    """The `unique` object (ojs-unique-jobs.md); each field under its own name, `key` included."""
+    out: dict[str, Any] = {}
+    if policy.keys:
+        out["keys"] = list(policy.keys)
+    if policy.key:
+        out["key"] = list(policy.key)
+    if policy.args_keys:
+        out["args_keys"] = list(policy.args_keys)
+    if policy.meta_keys:
+        out["meta_keys"] = list(policy.meta_keys)
+    if policy.HasField("period"):
+        out["period"] = iso_duration(policy.period)
+    if policy.on_conflict in CONFLICT_ACTIONS:
+        out["on_conflict"] = CONFLICT_ACTIONS[policy.on_conflict]
+    states = [JOB_STATE_NAMES[state] for state in policy.states if state in JOB_STATE_NAMES]
+    if states:
+        out["states"] = states
+    return out
