@@ -1,10 +1,15 @@
-"""The stub-shaped interface the gateway calls, and its two implementations.
+"""The interface the gateway calls, and its two adapters, built from the service descriptor.
 
-`OJSClient` mirrors `OJSServiceAsyncStub`: request message in, response message
-out, failures raised as `grpc.RpcError` carrying a rich status (ErrorInfo in
-`grpc-status-details-bin`). `ChannelClient` goes over a real `grpc.aio` channel;
-`InProcessClient` calls a servicer object directly, skipping serialization and
-the network hop, with the same error shape so routes cannot tell them apart.
+The interface is the generated async stub, `OJSServiceAsyncStub` (typed by
+`service_pb2_grpc.pyi`): `await client.Enqueue(request, metadata=...)` for a
+unary RPC, `client.StreamEvents(request, ...)` giving a call to iterate and
+`cancel()` for a server-streaming one. Failures are raised as `grpc.RpcError`
+carrying a rich status (ErrorInfo in `grpc-status-details-bin`).
+
+`ChannelClient` goes over a real `grpc.aio` channel. `InProcessClient` calls a
+servicer object directly, skipping serialization and the network hop, with the
+same error shape so routes cannot tell them apart. Both take their RPCs from
+`service_pb2.DESCRIPTOR`, so a new RPC needs no code here.
 """
 
 from __future__ import annotations
@@ -12,20 +17,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import MethodDescriptor
 from google.rpc import error_details_pb2, status_pb2
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
+from ojs.v1 import service_pb2, service_pb2_grpc
 
 __all__ = [
     "ERROR_DOMAIN",
+    "SERVICE",
     "STATUS_DETAILS_KEY",
     "ChannelClient",
     "InProcessClient",
     "InProcessContext",
+    "InProcessStreamCall",
     "Metadata",
     "OJSClient",
     "RpcStatusError",
@@ -34,136 +42,23 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Metadata = Sequence[tuple[str, str]]
+OJSClient: TypeAlias = "service_pb2_grpc.OJSServiceAsyncStub"
 
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["OJSService"]
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 ERROR_DOMAIN = "openjobspec.org"
+# A request field asking the server to hold the call open this long (the long-poll Fetch).
+_WAIT_FIELD = "wait_ms"
 
-_ReqT = TypeVar("_ReqT")
-_RespT = TypeVar("_RespT")
+if TYPE_CHECKING:
+    # The adapters answer every RPC the generated stub declares; the attributes are set from the descriptor.
+    _StubShaped: TypeAlias = service_pb2_grpc.OJSServiceAsyncStub
+else:
+    _StubShaped = object
 
 
-class OJSClient(Protocol):
-    """Async view of `ojs.v1.OJSService`; every method may raise `grpc.RpcError`."""
-
-    # ---- System ----
-    async def Manifest(
-        self, request: service_pb2.ManifestRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ManifestResponse: ...
-
-    async def Health(
-        self, request: service_pb2.HealthRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.HealthResponse: ...
-
-    # ---- Jobs ----
-    async def Enqueue(self, request: job_pb2.EnqueueRequest, *, metadata: Metadata = ()) -> job_pb2.EnqueueResponse: ...
-
-    async def EnqueueBatch(
-        self, request: job_pb2.EnqueueBatchRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.EnqueueBatchResponse: ...
-
-    async def GetJob(self, request: job_pb2.GetJobRequest, *, metadata: Metadata = ()) -> job_pb2.GetJobResponse: ...
-
-    async def CancelJob(
-        self, request: job_pb2.CancelJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.CancelJobResponse: ...
-
-    async def ActivateJob(
-        self, request: job_pb2.ActivateJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.ActivateJobResponse: ...
-
-    # ---- Workers ----
-    async def Fetch(self, request: worker_pb2.FetchRequest, *, metadata: Metadata = ()) -> worker_pb2.FetchResponse: ...
-
-    async def Ack(self, request: worker_pb2.AckRequest, *, metadata: Metadata = ()) -> worker_pb2.AckResponse: ...
-
-    async def Nack(self, request: worker_pb2.NackRequest, *, metadata: Metadata = ()) -> worker_pb2.NackResponse: ...
-
-    async def Heartbeat(
-        self, request: worker_pb2.HeartbeatRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.HeartbeatResponse: ...
-
-    # ---- Streaming ----
-    def StreamJobs(
-        self, request: worker_pb2.StreamJobsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[job_pb2.Job]: ...
-
-    def StreamEvents(
-        self, request: events_pb2.StreamEventsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[events_pb2.Event]: ...
-
-    # ---- Queues ----
-    async def ListQueues(
-        self, request: queue_pb2.ListQueuesRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListQueuesResponse: ...
-
-    async def QueueStats(
-        self, request: queue_pb2.QueueStatsRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.QueueStatsResponse: ...
-
-    async def PauseQueue(
-        self, request: queue_pb2.PauseQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.PauseQueueResponse: ...
-
-    async def ResumeQueue(
-        self, request: queue_pb2.ResumeQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ResumeQueueResponse: ...
-
-    # ---- Dead letter ----
-    async def ListDeadLetter(
-        self, request: queue_pb2.ListDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListDeadLetterResponse: ...
-
-    async def RetryDeadLetter(
-        self, request: queue_pb2.RetryDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.RetryDeadLetterResponse: ...
-
-    async def DeleteDeadLetter(
-        self, request: queue_pb2.DeleteDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.DeleteDeadLetterResponse: ...
-
-    # ---- Cron ----
-    async def RegisterCron(
-        self, request: service_pb2.RegisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.RegisterCronResponse: ...
-
-    async def UnregisterCron(
-        self, request: service_pb2.UnregisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.UnregisterCronResponse: ...
-
-    async def ListCron(
-        self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ListCronResponse: ...
-
-    async def GetCron(
-        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.GetCronResponse: ...
-
-    # ---- Workflows ----
-    async def CreateWorkflow(
-        self, request: workflow_pb2.CreateWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CreateWorkflowResponse: ...
-
-    async def GetWorkflow(
-        self, request: workflow_pb2.GetWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.GetWorkflowResponse: ...
-
-    async def CancelWorkflow(
-        self, request: workflow_pb2.CancelWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CancelWorkflowResponse: ...
-
-    # ---- Events ----
-    async def ListEvents(
-        self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
-    ) -> events_pb2.ListEventsResponse: ...
-
-    # ---- Worker registry ----
-    async def SetWorkerDirective(
-        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.SetWorkerDirectiveResponse: ...
-
-    async def ListWorkers(
-        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.ListWorkersResponse: ...
+def _merged(defaults: tuple[tuple[str, str], ...], metadata: Any) -> tuple[tuple[str, str], ...]:
+    return (*defaults, *metadata) if metadata else defaults
 
 
 # ---------------------------------------------------------------------------
@@ -171,7 +66,32 @@ class OJSClient(Protocol):
 # ---------------------------------------------------------------------------
 
 
-class ChannelClient:
+class _ChannelMethod:
+    """One multi-callable of the generated stub, with the client's default metadata and deadline."""
+
+    __slots__ = ("_call", "_defaults", "_long_poll", "_timeout_s")
+
+    def __init__(
+        self, call: Any, method: MethodDescriptor, defaults: tuple[tuple[str, str], ...], timeout_s: float | None
+    ) -> None:
+        self._call = call
+        self._defaults = defaults
+        # No default deadline on streams: a stream lives as long as its consumer wants it.
+        streaming = method.server_streaming or method.client_streaming
+        self._timeout_s = None if streaming else timeout_s
+        self._long_poll = not streaming and _WAIT_FIELD in method.input_type.fields_by_name
+
+    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None, **options: Any) -> Any:
+        if timeout is None and self._timeout_s is not None:
+            timeout = self._timeout_s
+            wait_ms = getattr(request, _WAIT_FIELD, 0) if self._long_poll else 0
+            if wait_ms > 0:
+                # A long poll may legitimately take `wait_ms`; the deadline only guards the work after it.
+                timeout += wait_ms / 1000
+        return self._call(request, timeout=timeout, metadata=_merged(self._defaults, metadata), **options)
+
+
+class ChannelClient(_StubShaped):
     """`OJSClient` over a `grpc.aio.Channel` (the standalone gateway).
 
     `metadata` is sent with every call before the per-call metadata (e.g. the
@@ -181,257 +101,14 @@ class ChannelClient:
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, metadata: Metadata = (), timeout_s: float | None = 30.0) -> None:
-        self._stub = cast("service_pb2_grpc.OJSServiceAsyncStub", service_pb2_grpc.OJSServiceStub(channel))
-        self._metadata = tuple(metadata)
-        self._timeout_s = timeout_s
-
-    def _md(self, metadata: Metadata) -> tuple[tuple[str, str], ...]:
-        return (*self._metadata, *metadata) if metadata else self._metadata
-
-    async def Manifest(
-        self, request: service_pb2.ManifestRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ManifestResponse:
-        response: service_pb2.ManifestResponse = await self._stub.Manifest(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def Health(
-        self, request: service_pb2.HealthRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.HealthResponse:
-        response: service_pb2.HealthResponse = await self._stub.Health(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def Enqueue(self, request: job_pb2.EnqueueRequest, *, metadata: Metadata = ()) -> job_pb2.EnqueueResponse:
-        response: job_pb2.EnqueueResponse = await self._stub.Enqueue(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def EnqueueBatch(
-        self, request: job_pb2.EnqueueBatchRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.EnqueueBatchResponse:
-        response: job_pb2.EnqueueBatchResponse = await self._stub.EnqueueBatch(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def GetJob(self, request: job_pb2.GetJobRequest, *, metadata: Metadata = ()) -> job_pb2.GetJobResponse:
-        response: job_pb2.GetJobResponse = await self._stub.GetJob(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def CancelJob(
-        self, request: job_pb2.CancelJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.CancelJobResponse:
-        response: job_pb2.CancelJobResponse = await self._stub.CancelJob(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ActivateJob(
-        self, request: job_pb2.ActivateJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.ActivateJobResponse:
-        response: job_pb2.ActivateJobResponse = await self._stub.ActivateJob(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def Fetch(self, request: worker_pb2.FetchRequest, *, metadata: Metadata = ()) -> worker_pb2.FetchResponse:
-        # A long poll may legitimately take `wait_ms`; the deadline only guards the work after it.
-        timeout = self._timeout_s
-        if timeout is not None and request.wait_ms > 0:
-            timeout += request.wait_ms / 1000
-        response: worker_pb2.FetchResponse = await self._stub.Fetch(
-            request, metadata=self._md(metadata), timeout=timeout
-        )
-        return response
-
-    async def Ack(self, request: worker_pb2.AckRequest, *, metadata: Metadata = ()) -> worker_pb2.AckResponse:
-        response: worker_pb2.AckResponse = await self._stub.Ack(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def Nack(self, request: worker_pb2.NackRequest, *, metadata: Metadata = ()) -> worker_pb2.NackResponse:
-        response: worker_pb2.NackResponse = await self._stub.Nack(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def Heartbeat(
-        self, request: worker_pb2.HeartbeatRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.HeartbeatResponse:
-        response: worker_pb2.HeartbeatResponse = await self._stub.Heartbeat(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def StreamJobs(
-        self, request: worker_pb2.StreamJobsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[job_pb2.Job]:
-        # No deadline: a stream lives as long as its consumer wants it.
-        call = self._stub.StreamJobs(request, metadata=self._md(metadata))
-        try:
-            async for item in call:
-                job: job_pb2.Job = item
-                yield job
-        finally:
-            call.cancel()
-
-    async def StreamEvents(
-        self, request: events_pb2.StreamEventsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[events_pb2.Event]:
-        call = self._stub.StreamEvents(request, metadata=self._md(metadata))
-        try:
-            async for item in call:
-                event: events_pb2.Event = item
-                yield event
-        finally:
-            call.cancel()
-
-    async def ListQueues(
-        self, request: queue_pb2.ListQueuesRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListQueuesResponse:
-        response: queue_pb2.ListQueuesResponse = await self._stub.ListQueues(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def QueueStats(
-        self, request: queue_pb2.QueueStatsRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.QueueStatsResponse:
-        response: queue_pb2.QueueStatsResponse = await self._stub.QueueStats(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def PauseQueue(
-        self, request: queue_pb2.PauseQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.PauseQueueResponse:
-        response: queue_pb2.PauseQueueResponse = await self._stub.PauseQueue(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ResumeQueue(
-        self, request: queue_pb2.ResumeQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ResumeQueueResponse:
-        response: queue_pb2.ResumeQueueResponse = await self._stub.ResumeQueue(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ListDeadLetter(
-        self, request: queue_pb2.ListDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListDeadLetterResponse:
-        response: queue_pb2.ListDeadLetterResponse = await self._stub.ListDeadLetter(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def RetryDeadLetter(
-        self, request: queue_pb2.RetryDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.RetryDeadLetterResponse:
-        response: queue_pb2.RetryDeadLetterResponse = await self._stub.RetryDeadLetter(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def DeleteDeadLetter(
-        self, request: queue_pb2.DeleteDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.DeleteDeadLetterResponse:
-        response: queue_pb2.DeleteDeadLetterResponse = await self._stub.DeleteDeadLetter(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def RegisterCron(
-        self, request: service_pb2.RegisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.RegisterCronResponse:
-        response: service_pb2.RegisterCronResponse = await self._stub.RegisterCron(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def UnregisterCron(
-        self, request: service_pb2.UnregisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.UnregisterCronResponse:
-        response: service_pb2.UnregisterCronResponse = await self._stub.UnregisterCron(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ListCron(
-        self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ListCronResponse:
-        response: service_pb2.ListCronResponse = await self._stub.ListCron(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def GetCron(
-        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.GetCronResponse:
-        response: service_pb2.GetCronResponse = await self._stub.GetCron(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def CreateWorkflow(
-        self, request: workflow_pb2.CreateWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CreateWorkflowResponse:
-        response: workflow_pb2.CreateWorkflowResponse = await self._stub.CreateWorkflow(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def GetWorkflow(
-        self, request: workflow_pb2.GetWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.GetWorkflowResponse:
-        response: workflow_pb2.GetWorkflowResponse = await self._stub.GetWorkflow(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def CancelWorkflow(
-        self, request: workflow_pb2.CancelWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CancelWorkflowResponse:
-        response: workflow_pb2.CancelWorkflowResponse = await self._stub.CancelWorkflow(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ListEvents(
-        self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
-    ) -> events_pb2.ListEventsResponse:
-        response: events_pb2.ListEventsResponse = await self._stub.ListEvents(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def SetWorkerDirective(
-        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.SetWorkerDirectiveResponse:
-        response: worker_pb2.SetWorkerDirectiveResponse = await self._stub.SetWorkerDirective(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
-
-    async def ListWorkers(
-        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.ListWorkersResponse:
-        response: worker_pb2.ListWorkersResponse = await self._stub.ListWorkers(
-            request, metadata=self._md(metadata), timeout=self._timeout_s
-        )
-        return response
+        stub = service_pb2_grpc.OJSServiceStub(channel)
+        defaults = tuple(metadata)
+        for method in SERVICE.methods:
+            setattr(self, method.name, _ChannelMethod(getattr(stub, method.name), method, defaults, timeout_s))
 
 
 # ---------------------------------------------------------------------------
-# In process
+# In process: errors and the servicer context
 # ---------------------------------------------------------------------------
 
 
@@ -622,35 +299,115 @@ def _escaped(context: InProcessContext, method: object) -> RpcStatusError:
     return internal_error(context.request_id())
 
 
-class InProcessClient:
-    """`OJSClient` calling a servicer in this process: no serialization, no socket.
+# ---------------------------------------------------------------------------
+# In process: the adapter
+# ---------------------------------------------------------------------------
 
-    `servicer` is an `ojs.v1.service_pb2_grpc.OJSServiceServicer` written for
-    grpc.aio (async methods taking `(request, context)`). Requests are handed
-    to the servicer as they are, so a caller must not mutate a request after
-    passing it in; responses are the servicer's own objects.
+# Streams ended by `cancel()` close in the background; held here so they are not collected half way.
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _closed(task: asyncio.Task[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("closing an in-process stream failed", exc_info=task.exception())
+
+
+class InProcessStreamCall:
+    """A server-streaming call in process, used as a grpc.aio one: iterate it (or `read()`), `cancel()` it.
+
+    `cancel()` is what a client going away looks like to the servicer: its
+    context reads cancelled and its stream is closed, so its cleanup runs. A
+    read in progress in another task is its owner's to cancel first.
     """
 
-    def __init__(self, servicer: service_pb2_grpc.OJSServiceServicer, *, metadata: Metadata = ()) -> None:
-        self._servicer = servicer
-        self._metadata = tuple(metadata)
+    __slots__ = ("_cancelled", "_context", "_messages")
 
-    def _context(self, metadata: Metadata) -> InProcessContext:
-        return InProcessContext((*self._metadata, *metadata) if metadata else self._metadata)
+    def __init__(self, messages: AsyncGenerator[Any, None], context: InProcessContext | None = None) -> None:
+        self._messages = messages
+        self._context = context
+        self._cancelled = False
 
-    async def _unary(
-        self,
-        method: Callable[[_ReqT, Any], _RespT | Awaitable[_RespT]],
-        request: _ReqT,
-        metadata: Metadata,
-    ) -> _RespT:
-        context = self._context(metadata)
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages
+
+    async def read(self) -> Any:
         try:
-            outcome = method(request, context)
+            return await anext(self._messages)
+        except StopAsyncIteration:
+            return grpc.aio.EOF
+
+    def done(self) -> bool:
+        # A finished async generator has dropped its frame.
+        return self._cancelled or getattr(self._messages, "ag_frame", None) is None
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self._cancelled = True
+        if self._context is not None:
+            self._context.cancel()
+        if not getattr(self._messages, "ag_running", False):
+            task = asyncio.get_running_loop().create_task(self._messages.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closed)
+        return True
+
+
+async def _stream_messages(
+    handler: Callable[[Any, InProcessContext], Any], request: Any, context: InProcessContext
+) -> AsyncGenerator[Any, None]:
+    stream: Any = None
+    try:
+        try:
+            stream = handler(request, context)
+            if inspect.isawaitable(stream):
+                stream = await stream
+            if stream is not None:
+                async for item in stream:
+                    yield item
+        except Exception as exc:
+            escaped = _escaped(context, handler)
+            if escaped is exc:
+                raise
+            raise escaped from exc
+        error = context.status_error()
+        if error is not None:
+            raise error
+    except (GeneratorExit, asyncio.CancelledError):
+        # The consumer went away: what a client cancelling the call looks like to a servicer.
+        context.cancel()
+        raise
+    finally:
+        if stream is not None and hasattr(stream, "aclose"):
+            await stream.aclose()
+        context.finish()
+
+
+def _streaming_method(
+    handler: Callable[[Any, InProcessContext], Any], defaults: tuple[tuple[str, str], ...]
+) -> Callable[..., InProcessStreamCall]:
+    def call(request: Any, *, metadata: Any = None, **_options: Any) -> InProcessStreamCall:
+        context = InProcessContext(_merged(defaults, metadata))
+        return InProcessStreamCall(_stream_messages(handler, request, context), context)
+
+    return call
+
+
+def _unary_method(
+    handler: Callable[[Any, InProcessContext], Any], defaults: tuple[tuple[str, str], ...]
+) -> Callable[..., Any]:
+    async def call(request: Any, *, metadata: Any = None, **_options: Any) -> Any:
+        context = InProcessContext(_merged(defaults, metadata))
+        try:
+            outcome = handler(request, context)
             if inspect.isawaitable(outcome):
                 outcome = await outcome
         except Exception as exc:
-            escaped = _escaped(context, method)
+            escaped = _escaped(context, handler)
             if escaped is exc:
                 raise
             raise escaped from exc
@@ -659,174 +416,25 @@ class InProcessClient:
         error = context.status_error()
         if error is not None:
             raise error
-        return cast(_RespT, outcome)
+        return outcome
 
-    async def _stream(
-        self, method: Callable[[_ReqT, Any], Any], request: _ReqT, metadata: Metadata
-    ) -> AsyncIterator[Any]:
-        context = self._context(metadata)
-        stream: Any = None
-        try:
-            try:
-                stream = method(request, context)
-                if inspect.isawaitable(stream):
-                    stream = await stream
-                if stream is not None:
-                    async for item in stream:
-                        yield item
-            except Exception as exc:
-                escaped = _escaped(context, method)
-                if escaped is exc:
-                    raise
-                raise escaped from exc
-            error = context.status_error()
-            if error is not None:
-                raise error
-        except (GeneratorExit, asyncio.CancelledError):
-            # The consumer went away: what a client cancelling the call looks like to a servicer.
-            context.cancel()
-            raise
-        finally:
-            if stream is not None and hasattr(stream, "aclose"):
-                await stream.aclose()
-            context.finish()
+    return call
 
-    async def Manifest(
-        self, request: service_pb2.ManifestRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ManifestResponse:
-        return await self._unary(self._servicer.Manifest, request, metadata)
 
-    async def Health(
-        self, request: service_pb2.HealthRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.HealthResponse:
-        return await self._unary(self._servicer.Health, request, metadata)
+class InProcessClient(_StubShaped):
+    """`OJSClient` calling a servicer in this process: no serialization, no socket.
 
-    async def Enqueue(self, request: job_pb2.EnqueueRequest, *, metadata: Metadata = ()) -> job_pb2.EnqueueResponse:
-        return await self._unary(self._servicer.Enqueue, request, metadata)
+    `servicer` is an `ojs.v1.service_pb2_grpc.OJSServiceServicer` written for
+    grpc.aio (async methods taking `(request, context)`; a client-streaming RPC
+    gets the request iterator as given). Requests are handed to the servicer as
+    they are, so a caller must not mutate a request after passing it in;
+    responses are the servicer's own objects. A call runs in its caller's task:
+    there is no deadline (`timeout` and the other call options are accepted and
+    have no effect), and cancelling the caller cancels the call.
+    """
 
-    async def EnqueueBatch(
-        self, request: job_pb2.EnqueueBatchRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.EnqueueBatchResponse:
-        return await self._unary(self._servicer.EnqueueBatch, request, metadata)
-
-    async def GetJob(self, request: job_pb2.GetJobRequest, *, metadata: Metadata = ()) -> job_pb2.GetJobResponse:
-        return await self._unary(self._servicer.GetJob, request, metadata)
-
-    async def CancelJob(
-        self, request: job_pb2.CancelJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.CancelJobResponse:
-        return await self._unary(self._servicer.CancelJob, request, metadata)
-
-    async def ActivateJob(
-        self, request: job_pb2.ActivateJobRequest, *, metadata: Metadata = ()
-    ) -> job_pb2.ActivateJobResponse:
-        return await self._unary(self._servicer.ActivateJob, request, metadata)
-
-    async def Fetch(self, request: worker_pb2.FetchRequest, *, metadata: Metadata = ()) -> worker_pb2.FetchResponse:
-        return await self._unary(self._servicer.Fetch, request, metadata)
-
-    async def Ack(self, request: worker_pb2.AckRequest, *, metadata: Metadata = ()) -> worker_pb2.AckResponse:
-        return await self._unary(self._servicer.Ack, request, metadata)
-
-    async def Nack(self, request: worker_pb2.NackRequest, *, metadata: Metadata = ()) -> worker_pb2.NackResponse:
-        return await self._unary(self._servicer.Nack, request, metadata)
-
-    async def Heartbeat(
-        self, request: worker_pb2.HeartbeatRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.HeartbeatResponse:
-        return await self._unary(self._servicer.Heartbeat, request, metadata)
-
-    def StreamJobs(
-        self, request: worker_pb2.StreamJobsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[job_pb2.Job]:
-        return self._stream(self._servicer.StreamJobs, request, metadata)
-
-    def StreamEvents(
-        self, request: events_pb2.StreamEventsRequest, *, metadata: Metadata = ()
-    ) -> AsyncIterator[events_pb2.Event]:
-        return self._stream(self._servicer.StreamEvents, request, metadata)
-
-    async def ListQueues(
-        self, request: queue_pb2.ListQueuesRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListQueuesResponse:
-        return await self._unary(self._servicer.ListQueues, request, metadata)
-
-    async def QueueStats(
-        self, request: queue_pb2.QueueStatsRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.QueueStatsResponse:
-        return await self._unary(self._servicer.QueueStats, request, metadata)
-
-    async def PauseQueue(
-        self, request: queue_pb2.PauseQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.PauseQueueResponse:
-        return await self._unary(self._servicer.PauseQueue, request, metadata)
-
-    async def ResumeQueue(
-        self, request: queue_pb2.ResumeQueueRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ResumeQueueResponse:
-        return await self._unary(self._servicer.ResumeQueue, request, metadata)
-
-    async def ListDeadLetter(
-        self, request: queue_pb2.ListDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.ListDeadLetterResponse:
-        return await self._unary(self._servicer.ListDeadLetter, request, metadata)
-
-    async def RetryDeadLetter(
-        self, request: queue_pb2.RetryDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.RetryDeadLetterResponse:
-        return await self._unary(self._servicer.RetryDeadLetter, request, metadata)
-
-    async def DeleteDeadLetter(
-        self, request: queue_pb2.DeleteDeadLetterRequest, *, metadata: Metadata = ()
-    ) -> queue_pb2.DeleteDeadLetterResponse:
-        return await self._unary(self._servicer.DeleteDeadLetter, request, metadata)
-
-    async def RegisterCron(
-        self, request: service_pb2.RegisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.RegisterCronResponse:
-        return await self._unary(self._servicer.RegisterCron, request, metadata)
-
-    async def UnregisterCron(
-        self, request: service_pb2.UnregisterCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.UnregisterCronResponse:
-        return await self._unary(self._servicer.UnregisterCron, request, metadata)
-
-    async def ListCron(
-        self, request: service_pb2.ListCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.ListCronResponse:
-        return await self._unary(self._servicer.ListCron, request, metadata)
-
-    async def GetCron(
-        self, request: service_pb2.GetCronRequest, *, metadata: Metadata = ()
-    ) -> service_pb2.GetCronResponse:
-        return await self._unary(self._servicer.GetCron, request, metadata)
-
-    async def CreateWorkflow(
-        self, request: workflow_pb2.CreateWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CreateWorkflowResponse:
-        return await self._unary(self._servicer.CreateWorkflow, request, metadata)
-
-    async def GetWorkflow(
-        self, request: workflow_pb2.GetWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.GetWorkflowResponse:
-        return await self._unary(self._servicer.GetWorkflow, request, metadata)
-
-    async def CancelWorkflow(
-        self, request: workflow_pb2.CancelWorkflowRequest, *, metadata: Metadata = ()
-    ) -> workflow_pb2.CancelWorkflowResponse:
-        return await self._unary(self._servicer.CancelWorkflow, request, metadata)
-
-    async def ListEvents(
-        self, request: events_pb2.ListEventsRequest, *, metadata: Metadata = ()
-    ) -> events_pb2.ListEventsResponse:
-        return await self._unary(self._servicer.ListEvents, request, metadata)
-
-    async def SetWorkerDirective(
-        self, request: worker_pb2.SetWorkerDirectiveRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.SetWorkerDirectiveResponse:
-        return await self._unary(self._servicer.SetWorkerDirective, request, metadata)
-
-    async def ListWorkers(
-        self, request: worker_pb2.ListWorkersRequest, *, metadata: Metadata = ()
-    ) -> worker_pb2.ListWorkersResponse:
-        return await self._unary(self._servicer.ListWorkers, request, metadata)
+    def __init__(self, servicer: service_pb2_grpc.OJSServiceServicer, *, metadata: Metadata = ()) -> None:
+        defaults = tuple(metadata)
+        for method in SERVICE.methods:
+            bind = _streaming_method if method.server_streaming else _unary_method
+            setattr(self, method.name, bind(getattr(servicer, method.name), defaults))

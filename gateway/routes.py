@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -353,7 +353,8 @@ class Routes:
 
     async def _event_stream(self, request: web.Request, rpc: events_pb2.StreamEventsRequest) -> web.StreamResponse:
         """StreamEvents as Server-Sent Events, until the client leaves or the stream ends."""
-        stream = self._client.StreamEvents(rpc, metadata=rpc_metadata(request))
+        call = self._client.StreamEvents(rpc, metadata=rpc_metadata(request))
+        stream = aiter(call)
         first = asyncio.ensure_future(_next_event(stream))
         pending: asyncio.Task[events_pb2.Event | None] | None = first
         try:
@@ -382,8 +383,7 @@ class Routes:
             return response
         finally:
             await _discard(pending)
-            if isinstance(stream, AsyncGenerator):
-                await stream.aclose()
+            call.cancel()
 
     async def _until_done(self, request: web.Request, pending: asyncio.Task[Any]) -> bool:
         """Wait for `pending`; False if the client disconnects or the app shuts down first."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -15,7 +15,12 @@ from grpc_status import rpc_status
 from ojs.v1 import job_pb2
 
 from gateway.app import create_app
-from gateway.client import OJSClient, RpcStatusError
+from gateway.client import SERVICE, InProcessStreamCall, OJSClient, RpcStatusError
+
+if TYPE_CHECKING:
+    from ojs.v1.service_pb2_grpc import OJSServiceAsyncStub as _StubShaped
+else:
+    _StubShaped = object
 
 MEDIA_TYPE = "application/openjobspec+json"
 JOB_ID = "019539a4-b68c-7def-8000-1a2b3c4d5e6f"
@@ -93,14 +98,29 @@ def fresh_job(**fields: Any) -> job_pb2.Job:
 
 
 Outcome = message.Message | BaseException | Callable[[Any], message.Message]
+# A streaming RPC's outcome: the messages to send, with exceptions among them raised where they stand.
+StreamOutcome = Iterable[message.Message | BaseException]
 
 
-class FakeClient:
-    """Answers each RPC with a canned response (or raises a canned error) and records the call."""
+class FakeClient(_StubShaped):
+    """Answers each RPC with a canned response (or raises a canned error) and records the call.
 
-    def __init__(self, **outcomes: Outcome) -> None:
-        self.outcomes: dict[str, Outcome] = dict(outcomes)
+    The RPCs come from the service descriptor: a unary one answers its outcome
+    (a message, an exception, or a function of the request), a streaming one
+    sends its outcome's items; an RPC without an outcome fails UNIMPLEMENTED.
+    A subclass may answer an RPC itself by defining the method.
+    """
+
+    def __init__(self, **outcomes: Outcome | StreamOutcome) -> None:
+        unknown = set(outcomes) - set(SERVICE.methods_by_name)
+        if unknown:
+            raise TypeError(f"not RPCs of {SERVICE.full_name}: {sorted(unknown)}")
+        self.outcomes: dict[str, Any] = dict(outcomes)
         self.calls: list[tuple[str, Any, dict[str, str]]] = []
+        for method in SERVICE.methods:
+            if not hasattr(type(self), method.name):
+                bind = self._streaming if method.server_streaming else self._unary
+                setattr(self, method.name, bind(method.name))
 
     def last(self, name: str) -> tuple[Any, dict[str, str]]:
         for called, request, metadata in reversed(self.calls):
@@ -108,113 +128,38 @@ class FakeClient:
                 return request, metadata
         raise AssertionError(f"{name} was not called")
 
-    async def _call(self, name: str, request: Any, metadata: Any) -> Any:
-        self.calls.append((name, request, dict(metadata)))
+    def record(self, name: str, request: Any, metadata: Any) -> None:
+        self.calls.append((name, request, dict(metadata or ())))
+
+    def _unary(self, name: str) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, *, metadata: Any = None, **_options: Any) -> Any:
+            self.record(name, request, metadata)
+            outcome = self.outcomes.get(name)
+            if outcome is None:
+                raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unimplemented", f"{name} is not faked")
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if isinstance(outcome, message.Message):
+                return outcome
+            return outcome(request)
+
+        return call
+
+    def _streaming(self, name: str) -> Callable[..., InProcessStreamCall]:
+        def call(request: Any, *, metadata: Any = None, **_options: Any) -> InProcessStreamCall:
+            self.record(name, request, metadata)
+            return InProcessStreamCall(self._send(name))
+
+        return call
+
+    async def _send(self, name: str) -> AsyncGenerator[Any, None]:
         outcome = self.outcomes.get(name)
         if outcome is None:
             raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unimplemented", f"{name} is not faked")
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if isinstance(outcome, message.Message):
-            return outcome
-        return outcome(request)
-
-    async def Manifest(self, request, *, metadata=()):
-        return await self._call("Manifest", request, metadata)
-
-    async def Health(self, request, *, metadata=()):
-        return await self._call("Health", request, metadata)
-
-    async def Enqueue(self, request, *, metadata=()):
-        return await self._call("Enqueue", request, metadata)
-
-    async def EnqueueBatch(self, request, *, metadata=()):
-        return await self._call("EnqueueBatch", request, metadata)
-
-    async def GetJob(self, request, *, metadata=()):
-        return await self._call("GetJob", request, metadata)
-
-    async def CancelJob(self, request, *, metadata=()):
-        return await self._call("CancelJob", request, metadata)
-
-    async def ActivateJob(self, request, *, metadata=()):
-        return await self._call("ActivateJob", request, metadata)
-
-    async def Fetch(self, request, *, metadata=()):
-        return await self._call("Fetch", request, metadata)
-
-    async def Ack(self, request, *, metadata=()):
-        return await self._call("Ack", request, metadata)
-
-    async def Nack(self, request, *, metadata=()):
-        return await self._call("Nack", request, metadata)
-
-    async def Heartbeat(self, request, *, metadata=()):
-        return await self._call("Heartbeat", request, metadata)
-
-    async def StreamJobs(self, request, *, metadata=()):
-        raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unimplemented", "StreamJobs is not faked")
-        yield
-
-    async def StreamEvents(self, request, *, metadata=()):
-        raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unimplemented", "StreamEvents is not faked")
-        yield
-
-    async def ListQueues(self, request, *, metadata=()):
-        return await self._call("ListQueues", request, metadata)
-
-    async def QueueStats(self, request, *, metadata=()):
-        return await self._call("QueueStats", request, metadata)
-
-    async def PauseQueue(self, request, *, metadata=()):
-        return await self._call("PauseQueue", request, metadata)
-
-    async def ResumeQueue(self, request, *, metadata=()):
-        return await self._call("ResumeQueue", request, metadata)
-
-    async def ListDeadLetter(self, request, *, metadata=()):
-        return await self._call("ListDeadLetter", request, metadata)
-
-    async def RetryDeadLetter(self, request, *, metadata=()):
-        return await self._call("RetryDeadLetter", request, metadata)
-
-    async def DeleteDeadLetter(self, request, *, metadata=()):
-        return await self._call("DeleteDeadLetter", request, metadata)
-
-    async def RegisterCron(self, request, *, metadata=()):
-        return await self._call("RegisterCron", request, metadata)
-
-    async def UnregisterCron(self, request, *, metadata=()):
-        return await self._call("UnregisterCron", request, metadata)
-
-    async def ListCron(self, request, *, metadata=()):
-        return await self._call("ListCron", request, metadata)
-
-    async def GetCron(self, request, *, metadata=()):
-        return await self._call("GetCron", request, metadata)
-
-    async def CreateWorkflow(self, request, *, metadata=()):
-        return await self._call("CreateWorkflow", request, metadata)
-
-    async def GetWorkflow(self, request, *, metadata=()):
-        return await self._call("GetWorkflow", request, metadata)
-
-    async def CancelWorkflow(self, request, *, metadata=()):
-        return await self._call("CancelWorkflow", request, metadata)
-
-    async def ListEvents(self, request, *, metadata=()):
-        return await self._call("ListEvents", request, metadata)
-
-    async def SetWorkerDirective(self, request, *, metadata=()):
-        return await self._call("SetWorkerDirective", request, metadata)
-
-    async def ListWorkers(self, request, *, metadata=()):
-        return await self._call("ListWorkers", request, metadata)
-
-
-def _conforms(client: FakeClient) -> OJSClient:
-    # Checked by mypy: the fake stays in step with the protocol.
-    return client
+        for item in outcome:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 MakeClient = Callable[..., Awaitable[Client]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -14,10 +14,10 @@ import orjson
 import pytest
 from aiohttp import web
 from google.protobuf import struct_pb2
-from ojs.v1 import events_pb2, service_pb2_grpc, worker_pb2
+from ojs.v1 import events_pb2, job_pb2, service_pb2_grpc, worker_pb2
 
 from gateway.app import create_app
-from gateway.client import ChannelClient, InProcessClient
+from gateway.client import ChannelClient, InProcessClient, InProcessStreamCall
 from gateway.convert.events import event_to_json
 from tests.gateway.conftest import JOB_ID, MEDIA_TYPE, FakeClient, MakeClient, rich_status, rpc_error, ts
 
@@ -63,8 +63,11 @@ class StreamingFake(FakeClient):
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
 
-    async def StreamEvents(self, request, *, metadata=()):
-        self.calls.append(("StreamEvents", request, dict(metadata)))
+    def StreamEvents(self, request, *, metadata=None, **_options):
+        self.record("StreamEvents", request, metadata)
+        return InProcessStreamCall(self._events())
+
+    async def _events(self) -> AsyncGenerator[events_pb2.Event, None]:
         self.opened.set()
         try:
             if self.gate is not None:
@@ -380,26 +383,36 @@ async def test_fetch_range_is_the_servers_to_judge(make_client: MakeClient) -> N
     assert request.wait_ms == -5
 
 
-class _RecordingStub:
+class _RecordingChannel:
+    """Stands in for a grpc.aio channel: every multi-callable the stub asks for records its call options."""
+
     def __init__(self) -> None:
-        self.timeouts: list[float | None] = []
+        self.calls: list[tuple[str, float | None, tuple[tuple[str, str], ...]]] = []
 
-    async def Fetch(self, request: Any, **kwargs: Any) -> worker_pb2.FetchResponse:
-        self.timeouts.append(kwargs["timeout"])
-        return worker_pb2.FetchResponse()
+    def _callable(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        def call(request: Any, *, timeout: float | None = None, metadata: Any = None, **options: Any) -> Any:
+            self.calls.append((path.rsplit("/", 1)[1], timeout, tuple(metadata)))
+            return None
+
+        return call
+
+    unary_unary = unary_stream = stream_unary = stream_stream = _callable
 
 
-async def test_channel_deadline_leaves_room_for_the_long_poll() -> None:
-    channel = grpc.aio.insecure_channel("127.0.0.1:1")
-    try:
-        stub = _RecordingStub()
-        bounded = ChannelClient(channel, timeout_s=30)
-        unbounded = ChannelClient(channel, timeout_s=None)
-        bounded._stub = stub  # type: ignore[assignment]
-        unbounded._stub = stub  # type: ignore[assignment]
-        await bounded.Fetch(worker_pb2.FetchRequest(queues=["q"]))
-        await bounded.Fetch(worker_pb2.FetchRequest(queues=["q"], wait_ms=60_000))
-        await unbounded.Fetch(worker_pb2.FetchRequest(queues=["q"], wait_ms=60_000))
-    finally:
-        await channel.close()
-    assert stub.timeouts == [30, 90, None]
+def test_channel_deadline_leaves_room_for_the_long_poll() -> None:
+    channel = _RecordingChannel()
+    bounded = ChannelClient(channel, timeout_s=30, metadata=[("authorization", "Bearer k")])
+    unbounded = ChannelClient(channel, timeout_s=None)
+    bounded.Fetch(worker_pb2.FetchRequest(queues=["q"]))
+    bounded.Fetch(worker_pb2.FetchRequest(queues=["q"], wait_ms=60_000), metadata=[("x-ojs-request-id", "r")])
+    unbounded.Fetch(worker_pb2.FetchRequest(queues=["q"], wait_ms=60_000))
+    bounded.GetJob(job_pb2.GetJobRequest(job_id="j"), timeout=2)
+    bounded.StreamEvents(events_pb2.StreamEventsRequest())
+    assert channel.calls == [
+        ("Fetch", 30, (("authorization", "Bearer k"),)),
+        ("Fetch", 90, (("authorization", "Bearer k"), ("x-ojs-request-id", "r"))),
+        ("Fetch", None, ()),
+        # A deadline given by the caller wins; streams get none by default.
+        ("GetJob", 2, (("authorization", "Bearer k"),)),
+        ("StreamEvents", None, (("authorization", "Bearer k"),)),
+    ]
