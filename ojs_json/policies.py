@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import duration_pb2
 from ojs.v1 import job_pb2
 
-__all__ = ["CONFLICT_ACTIONS", "JOB_STATE_NAMES", "iso_duration", "retry_policy_to_json", "unique_policy_to_json"]
+from ojs_json.scalars import iso_duration
+
+__all__ = ["CONFLICT_ACTIONS", "JOB_STATE_NAMES", "retry_policy_to_json", "unique_policy_to_json"]
 
 JOB_STATE_NAMES: dict[int, str] = {
     number: name.removeprefix("JOB_STATE_").lower() for name, number in job_pb2.JobState.items() if number
@@ -26,25 +27,6 @@ CONFLICT_ACTIONS: dict[int, str] = {
     for name, number in job_pb2.UniqueConflictAction.items()
     if number
 }
-
-
-def iso_duration(d: duration_pb2.Duration) -> str:
-    """ISO 8601 duration in hours/minutes/seconds: PT1S, PT0.5S, PT5M, PT1H30M."""
-    total = d.seconds * 1_000_000_000 + d.nanos
-    sign = "-" if total < 0 else ""
-    seconds, nanos = divmod(abs(total), 1_000_000_000)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{sign}PT"
-    if hours:
-        text += f"{hours}H"
-    if minutes:
-        text += f"{minutes}M"
-    if nanos:
-        text += f"{seconds}.{nanos:09d}".rstrip("0") + "S"
-    elif seconds or not (hours or minutes):
-        text += f"{seconds}S"
-    return text
 
 
 def retry_policy_to_json(policy: job_pb2.RetryPolicy) -> dict[str, Any]:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import orjson
-from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from multidict import MultiMapping
 
 from gateway.errors import invalid_payload, invalid_request
+from ojs_json.scalars import timestamp
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -25,26 +25,10 @@ def enum_names(items: Sequence[tuple[str, int]], prefix: str) -> dict[int, str]:
 T = TypeVar("T")
 
 
-def timestamp(ts: timestamp_pb2.Timestamp) -> str:
-    """RFC 3339 UTC, e.g. 2026-02-12T10:30:00.123Z; whole seconds drop the fraction.
-
-    A time given in whole seconds (`"expires_at": "2099-12-31T23:59:59Z"`) thus
-    round-trips exactly as the client wrote it.
-    """
-    t = time.gmtime(ts.seconds)
-    stamp = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-    millis = ts.nanos // 1_000_000
-    return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
-
-
 def now() -> str:
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
     return timestamp(ts)
-
-
-def duration_ms(d: duration_pb2.Duration) -> int:
-    return d.seconds * 1000 + int(d.nanos / 1_000_000)
 
 
 def value_to_py(value: struct_pb2.Value) -> Any:

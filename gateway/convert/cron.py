@@ -6,41 +6,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from ojs.v1 import job_pb2, service_pb2
+from ojs.v1 import service_pb2
 
-from gateway.convert.common import duration_ms, loads_exact, struct_to_py, timestamp, value_to_py
-from ojs_json.policies import iso_duration, retry_policy_to_json, unique_policy_to_json
-
-
-def enqueue_options_to_json(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Official enqueue options as the JSON `options` object, plus the job `meta` they carry (if any)."""
-    out: dict[str, Any] = {}
-    if options.queue:
-        out["queue"] = options.queue
-    if options.priority:
-        out["priority"] = options.priority
-    if options.HasField("delay_until"):
-        out["delay_until"] = timestamp(options.delay_until)
-    if options.HasField("timeout"):
-        out["timeout_ms"] = duration_ms(options.timeout)
-    if options.HasField("visibility_timeout"):
-        out["visibility_timeout_ms"] = duration_ms(options.visibility_timeout)
-    if options.HasField("ttl"):
-        out["expires_at"] = "+" + iso_duration(options.ttl)
-    if options.tags:
-        out["tags"] = list(options.tags)
-    if options.max_attempts:
-        out["max_attempts"] = options.max_attempts
-    if options.HasField("retry"):
-        out["retry"] = retry_policy_to_json(options.retry)
-    if options.HasField("unique"):
-        out["unique"] = unique_policy_to_json(options.unique)
-    if options.pending:
-        out["pending"] = True
-    meta = struct_to_py(options.meta) if options.HasField("meta") else None
-    if options.trace_id:
-        meta = {**(meta or {}), "trace_id": options.trace_id}
-    return out, meta
+from gateway.convert.common import loads_exact, struct_to_py, value_to_py
+from ojs_json.options import enqueue_options_to_json
+from ojs_json.scalars import timestamp
 
 
 def _cron_template(entry: service_pb2.CronEntry) -> tuple[Any, Mapping[str, Any]]:
@@ -59,7 +29,7 @@ def _cron_template(entry: service_pb2.CronEntry) -> tuple[Any, Mapping[str, Any]
             return orjson.Fragment(raw), parsed
     template: dict[str, Any] = {"type": entry.type, "args": [value_to_py(value) for value in entry.args]}
     if entry.HasField("options"):
-        options, meta = enqueue_options_to_json(entry.options)
+        options, meta = enqueue_options_to_json(entry.options, meta_to_json=struct_to_py)
         if meta is not None:
             template["meta"] = meta
         template["options"] = options

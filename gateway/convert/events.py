@@ -8,7 +8,8 @@ import orjson
 from multidict import MultiMapping
 from ojs.v1 import events_pb2
 
-from gateway.convert.common import query_int, query_values, struct_to_py, timestamp
+from gateway.convert.common import query_int, query_values, struct_to_py
+from ojs_json.scalars import timestamp
 
 # Events carry no source in the proto; CloudEvents-style consumers need one.
 EVENT_SOURCE = "ojs://ojs-server/events"

@@ -7,8 +7,9 @@ from typing import Any, Literal
 import orjson
 from ojs.v1 import job_pb2
 
-from gateway.convert.common import duration_ms, loads_exact, struct_to_py, timestamp, value_to_py
+from gateway.convert.common import loads_exact, struct_to_py, value_to_py
 from ojs_json.policies import JOB_STATE_NAMES, retry_policy_to_json, unique_policy_to_json
+from ojs_json.scalars import duration_ms, timestamp
 
 # Keys of the job object; unknown envelope fields (extra_json) never replace them.
 _JOB_KEYS = frozenset(

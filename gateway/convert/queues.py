@@ -6,7 +6,8 @@ from typing import Any
 
 from ojs.v1 import queue_pb2
 
-from gateway.convert.common import now, pagination, timestamp
+from gateway.convert.common import now, pagination
+from ojs_json.scalars import timestamp
 
 
 def queue_status(paused: bool) -> str:

@@ -18,10 +18,10 @@ from gateway.convert.common import (
     pagination,
     string_field,
     string_list,
-    timestamp,
 )
 from gateway.convert.jobs import job_state, job_to_json
 from gateway.errors import invalid_request
+from ojs_json.scalars import timestamp
 
 _WORKER_STATES = enum_names(worker_pb2.WorkerState.items(), "WORKER_STATE_")
 # Worker JSON says "unknown" where the proto has UNSPECIFIED (a worker that never reported a state).

@@ -7,7 +7,8 @@ from typing import Any, Literal
 import orjson
 from ojs.v1 import workflow_pb2
 
-from gateway.convert.common import enum_names, timestamp
+from gateway.convert.common import enum_names
+from ojs_json.scalars import timestamp
 
 _WORKFLOW_STATES = enum_names(workflow_pb2.WorkflowState.items(), "WORKFLOW_STATE_")
 _WORKFLOW_STEP_STATES = enum_names(workflow_pb2.WorkflowStepState.items(), "WORKFLOW_STEP_STATE_")

@@ -10,10 +10,9 @@ import orjson
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from ojs.v1 import events_pb2, job_pb2, service_pb2, worker_pb2, workflow_pb2
 
-from ojs_json.policies import retry_policy_to_json, unique_policy_to_json
-from server.domain.clock import format_rfc3339_ms, now_ms
+from ojs_json.options import enqueue_options_to_json
+from server.domain.clock import now_ms
 from server.domain.cron_entry import CronEntry
-from server.domain.durations import format_duration_ms
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.retry import RetryPolicy
@@ -43,10 +42,6 @@ def timestamp(epoch_ms: int) -> timestamp_pb2.Timestamp:
 def duration(ms: int) -> duration_pb2.Duration:
     seconds, millis = divmod(ms, 1000)
     return duration_pb2.Duration(seconds=seconds, nanos=millis * 1_000_000)
-
-
-def _timestamp_ms(value: timestamp_pb2.Timestamp) -> int:
-    return value.seconds * 1000 + value.nanos // 1_000_000
 
 
 def duration_ms(value: duration_pb2.Duration) -> int:
@@ -247,33 +242,11 @@ def batch_envelope(request: job_pb2.EnqueueBatchRequest) -> Any:
 
 
 def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    out: dict[str, Any] = {}
-    if options.queue:
-        out["queue"] = options.queue
-    if options.priority:
-        out["priority"] = options.priority
-    if options.HasField("delay_until"):
-        out["delay_until"] = format_rfc3339_ms(_timestamp_ms(options.delay_until))
-    if options.HasField("timeout"):
-        out["timeout_ms"] = duration_ms(options.timeout)
-    if options.HasField("visibility_timeout"):
-        out["visibility_timeout_ms"] = duration_ms(options.visibility_timeout)
-    if options.HasField("ttl"):
-        out["expires_at"] = "+" + format_duration_ms(duration_ms(options.ttl))
-    if options.tags:
-        out["tags"] = list(options.tags)
-    if options.max_attempts:
-        out["max_attempts"] = options.max_attempts
-    if options.HasField("retry"):
-        out["retry"] = retry_policy_to_json(options.retry)
-    if options.HasField("unique"):
-        out["unique"] = unique_policy_to_json(options.unique)
-    if options.pending:
-        out["pending"] = True
-    meta = struct_to_dict(options.meta, field="options.meta") if options.HasField("meta") else None
-    if options.trace_id:
-        meta = {**(meta or {}), "trace_id": options.trace_id}
-    return out, meta
+    return enqueue_options_to_json(options, meta_to_json=_options_meta)
+
+
+def _options_meta(meta: struct_pb2.Struct) -> dict[str, Any]:
+    return struct_to_dict(meta, field="options.meta")
 
 
 # ---- service values -> responses ----

@@ -6,9 +6,9 @@ import orjson
 import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from gateway.convert.common import json_object, loads_exact, timestamp, value_to_py
+from gateway.convert.common import json_object, loads_exact, value_to_py
 from gateway.errors import ApiError
-from ojs_json.policies import iso_duration
+from ojs_json.scalars import iso_duration, timestamp
 
 
 @pytest.mark.parametrize(

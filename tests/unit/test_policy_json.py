@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from ojs.v1 import job_pb2
 
 from gateway.convert.jobs import job_to_json
-from ojs_json.policies import iso_duration, retry_policy_to_json, unique_policy_to_json
+from ojs_json.policies import retry_policy_to_json, unique_policy_to_json
+from ojs_json.scalars import iso_duration
 from server.domain.retry import BackoffStrategy, OnExhaustion, RetryPolicy, parse_retry_policy
 from server.domain.states import JobState
 from server.domain.unique import CONFLICT_ACTIONS, DIMENSIONS, parse_unique_policy
