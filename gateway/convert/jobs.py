@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from ojs.v1 import job_pb2
@@ -10,6 +10,19 @@ from ojs.v1 import job_pb2
 from gateway.convert.common import loads_exact, struct_to_py, value_to_py
 from ojs_json.policies import JOB_STATE_NAMES, retry_policy_to_json, unique_policy_to_json
 from ojs_json.scalars import duration_ms, timestamp
+
+_JobTimestamp = Literal[
+    "scheduled_at",
+    "expires_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "discarded_at",
+    "next_attempt_at",
+    "lease_expires_at",
+]
+# The optional times of a job, shown when set.
+_JOB_TIMESTAMPS: tuple[_JobTimestamp, ...] = get_args(_JobTimestamp)
 
 # Keys of the job object; unknown envelope fields (extra_json) never replace them.
 _JOB_KEYS = frozenset(
@@ -26,14 +39,7 @@ _JOB_KEYS = frozenset(
         "created_at",
         "enqueued_at",
         "specversion",
-        "scheduled_at",
-        "expires_at",
-        "started_at",
-        "completed_at",
-        "cancelled_at",
-        "discarded_at",
-        "next_attempt_at",
-        "lease_expires_at",
+        *_JOB_TIMESTAMPS,
         "timeout_ms",
         "visibility_timeout_ms",
         "tags",
@@ -73,28 +79,6 @@ def job_error_to_json(error: job_pb2.JobError) -> dict[str, Any]:
     if error.backtrace:
         out["backtrace"] = error.backtrace
     return out
-
-
-_JobTimestamp = Literal[
-    "scheduled_at",
-    "expires_at",
-    "started_at",
-    "completed_at",
-    "cancelled_at",
-    "discarded_at",
-    "next_attempt_at",
-    "lease_expires_at",
-]
-_JOB_TIMESTAMPS: tuple[_JobTimestamp, ...] = (
-    "scheduled_at",
-    "expires_at",
-    "started_at",
-    "completed_at",
-    "cancelled_at",
-    "discarded_at",
-    "next_attempt_at",
-    "lease_expires_at",
-)
 
 
 def job_to_json(job: job_pb2.Job) -> dict[str, Any]:
