@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -83,3 +85,34 @@ async def test_errors_map_the_same(base_url: str, http: aiohttp.ClientSession) -
     assert error["type"] == "validation_error" and "backoff_coefficient" in error["message"]
     async with http.post(f"{base_url}/ojs/v1/workers/ack", json={"job_id": missing}) as resp:
         assert resp.status == 404
+
+
+async def test_event_stream(base_url: str, http: aiohttp.ClientSession) -> None:
+    # StreamEvents, a server-streaming RPC, behind Server-Sent Events: the stream opens, carries the queue's
+    # events as they happen, and ends when the client leaves.
+    queue = f"both-sse-{uuid.uuid4().hex[:8]}"
+    body = {"type": "both.sse", "args": [], "options": {"queue": queue}}
+    async with http.get(f"{base_url}/ojs/v1/queues/{queue}/events") as stream:
+        assert stream.status == 200
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        async with http.post(f"{base_url}/ojs/v1/jobs", json=body) as resp:
+            job_id = (await resp.json(content_type=None))["job"]["id"]
+        frame = await asyncio.wait_for(_next_frame(stream), 10)
+    assert "event: job.enqueued" in frame
+    assert f'"job_id":"{job_id}"' in frame[-1]
+    # The gateway still answers once the client has left and the stream was cancelled.
+    async with http.get(f"{base_url}/ojs/v1/health") as resp:
+        assert resp.status == 200
+
+
+async def _next_frame(stream: aiohttp.ClientResponse) -> list[str]:
+    """The lines of the next event, keepalive comments skipped."""
+    lines: list[str] = []
+    while True:
+        raw = await stream.content.readline()
+        assert raw, "the event stream ended"
+        line = raw.decode().rstrip("\n")
+        if line and not line.startswith(":"):
+            lines.append(line)
+        elif not line and lines:
+            return lines
