@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import suite
+from bench import overload, suite
 from bench.pickup import run_pickup
 
 _QUICK_DEFAULTS = {"memory_jobs": 10_000, "scale_jobs": 20_000, "scale_drain": 2_000, "pickup_jobs": 100}
@@ -82,6 +82,21 @@ def _options(args: argparse.Namespace) -> suite.Options:
     )
 
 
+def _load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http-clients", type=int, default=1000, help="concurrent HTTP clients (default: 1000)")
+    parser.add_argument("--grpc-clients", type=int, default=200, help="concurrent gRPC clients (default: 200)")
+    parser.add_argument("--duration", type=float, default=60.0, help="s of both protocols at once (default: 60)")
+    parser.add_argument(
+        "--solo-duration", type=float, default=20.0, help="s of each protocol alone; 0: skip (default: 20)"
+    )
+    parser.add_argument("--http-procs", type=_positive, default=2, help="processes of HTTP clients (default: 2)")
+    parser.add_argument("--grpc-procs", type=_positive, default=2, help="processes of gRPC clients (default: 2)")
+    parser.add_argument(
+        "--phases", default=",".join(overload.PHASES), help="phases to run, of both, http, grpc (default: all)"
+    )
+    parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     pickup.add_argument("--jobs", type=int, default=1000, help="jobs per mode (default: 1000)")
     pickup.add_argument("--idle-seconds", type=float, default=10.0, help="idle measurement window (default: 10)")
     pickup.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+    _load_options(sub.add_parser("load", help="many concurrent HTTP and gRPC clients: fairness, errors, RSS, fds"))
     args = parser.parse_args(argv)
+    if args.command == "load":
+        return overload.main(
+            overload.LoadOptions(
+                http_clients=args.http_clients,
+                grpc_clients=args.grpc_clients,
+                duration_s=args.duration,
+                solo_duration_s=args.solo_duration,
+                http_processes=args.http_procs,
+                grpc_processes=args.grpc_procs,
+                phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+                json_path=args.json_path,
+            )
+        )
     if args.command == "pickup":
         return asyncio.run(run_pickup(jobs=args.jobs, idle_seconds=args.idle_seconds, json_path=args.json_path))
     return suite.main(_options(args))

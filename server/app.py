@@ -19,6 +19,7 @@ from server.loops.runner import LoopRunner, PeriodicTask
 from server.model.records import Retention
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
+from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
@@ -28,6 +29,7 @@ from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
+from server.store.connection import RedisLimits, RedisMonitor, connect
 from server.store.event_feed import EventFeed
 from server.store.facade import Store
 from server.store.keys import KeySchema
@@ -43,6 +45,15 @@ STOP_GRACE_S = 5.0
 RETENTION_INTERVAL_S = 60.0
 
 
+def redis_limits(settings: Settings) -> RedisLimits:
+    return RedisLimits(
+        pool_size=settings.redis_pool_size,
+        pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
+        connect_timeout_s=settings.redis_connect_timeout_ms / 1000,
+        command_timeout_s=settings.redis_command_timeout_ms / 1000,
+    )
+
+
 def build_servicer(
     store: Store,
     settings: Settings,
@@ -50,9 +61,19 @@ def build_servicer(
     notifier: JobNotifier | None = None,
     feed: EventFeed | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    monitor: RedisMonitor | None = None,
 ) -> OJSServicer:
-    """The service layer over one store, behind the gRPC servicer; every service reads `clock`."""
+    """The service layer over one store, behind the gRPC servicer, behind admission control; every service reads
+    `clock`."""
     lease_ms = settings.default_visibility_timeout_ms
+    backend_down = (lambda: monitor.down_reason) if monitor is not None else (lambda: None)
+    admission = Admission(
+        settings.max_inflight,
+        max_waiting=settings.max_waiting,
+        wait_timeout_s=settings.admission_timeout_ms / 1000,
+        retry_after_s=settings.retry_after_s,
+        backend_down=backend_down,
+    )
     return OJSServicer(
         JobService(
             store,
@@ -63,12 +84,13 @@ def build_servicer(
             clock=clock,
         ),
         EventService(store, feed),
-        SystemService(store),
+        SystemService(store, backend_down=backend_down, ping_timeout_s=settings.redis_command_timeout_ms / 1000),
         WorkerService(store, default_visibility_timeout_ms=lease_ms, clock=clock),
         DeadLetterService(store, clock=clock),
         CronService(store, clock=clock),
         WorkflowService(store, clock=clock),
         QueueService(store, clock=clock),
+        admission=admission,
     )
 
 
@@ -90,6 +112,12 @@ class Application:
         self._notifier: JobNotifier | None = None
         self._feed: EventFeed | None = None
         self._servicer: OJSServicer | None = None
+        self._monitor: RedisMonitor | None = None
+
+    @property
+    def redis_down_reason(self) -> str | None:
+        """Why Redis is known to be unreachable, stalled or loading; None while it answers (or before start)."""
+        return self._monitor.down_reason if self._monitor is not None else None
 
     async def wait_failure(self) -> BaseException:
         """Resolves when a background loop crashed; the process should then exit."""
@@ -102,8 +130,10 @@ class Application:
         try:
             if settings.redis_url is None:
                 self._embedded = EmbeddedRedis(settings.data_dir)
-                self.redis_url = await self._embedded.start()
-            self._redis = Redis.from_url(self.redis_url, health_check_interval=30)
+                # Supervised: restarted (from its AOF) if it dies, while this process keeps serving.
+                self.redis_url = await self._embedded.start(supervise=True)
+            limits = redis_limits(settings)
+            self._redis = connect(self.redis_url, limits)
             store = Store(
                 self._redis,
                 KeySchema(settings.key_prefix),
@@ -117,11 +147,17 @@ class Application:
                 ),
             )
             await self._wait_for_redis(store)
+            self._monitor = RedisMonitor(self.redis_url, limits)
+            self._monitor.start()
 
             self._notifier = JobNotifier(self._redis, store.keys)
             self._notifier.start()
-            self._feed = EventFeed(self._redis, store.keys)
-            servicer = build_servicer(store, settings, notifier=self._notifier, feed=self._feed, clock=self.clock)
+            # An idle blocking read must end well within the command timeout.
+            block_ms = max(100, min(2000, settings.redis_command_timeout_ms // 2))
+            self._feed = EventFeed(self._redis, store.keys, block_ms=block_ms)
+            servicer = build_servicer(
+                store, settings, notifier=self._notifier, feed=self._feed, monitor=self._monitor, clock=self.clock
+            )
             self._servicer = servicer
             self._grpc = GrpcServer(servicer, api_key=settings.api_key, reuse_port=self.reuse_port)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
@@ -190,6 +226,9 @@ class Application:
         if self._notifier is not None:
             await self._notifier.stop()
             self._notifier = None
+        if self._monitor is not None:
+            await self._monitor.stop()
+            self._monitor = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

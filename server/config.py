@@ -101,6 +101,18 @@ class Settings:
     # Period of the lease reaper and of the scheduled/retry promoter.
     reaper_interval_ms: int = 250
     promote_interval_ms: int = 250
+    # Redis connections of the process: at most this many (requests beyond wait for one, up to the pool timeout).
+    redis_pool_size: int = 64
+    redis_pool_timeout_ms: int = 2_000
+    redis_connect_timeout_ms: int = 2_000
+    # A Redis command unanswered for this long fails (503), so a stalled Redis cannot hang requests.
+    redis_command_timeout_ms: int = 5_000
+    # Requests served at once, HTTP and gRPC together (0: no limit); more wait, shared fairly by the protocols.
+    max_inflight: int = 48
+    # Requests waiting for a slot; beyond, or after waiting admission_timeout_ms, they get 503 + Retry-After.
+    max_waiting: int = 4_096
+    admission_timeout_ms: int = 5_000
+    retry_after_s: int = 1
     log_level: str = "INFO"
     # Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); 1: a single process, no supervisor.
     workers: int = 1
@@ -137,6 +149,18 @@ class Settings:
             worker_retention_s=_int(env, "OJS_WORKER_RETENTION_S", cls.worker_retention_s, minimum=60),
             reaper_interval_ms=_int(env, "OJS_REAPER_INTERVAL_MS", cls.reaper_interval_ms, minimum=10),
             promote_interval_ms=_int(env, "OJS_PROMOTE_INTERVAL_MS", cls.promote_interval_ms, minimum=10),
+            redis_pool_size=_int(env, "OJS_REDIS_POOL_SIZE", cls.redis_pool_size, minimum=4),
+            redis_pool_timeout_ms=_int(env, "OJS_REDIS_POOL_TIMEOUT_MS", cls.redis_pool_timeout_ms, minimum=1),
+            redis_connect_timeout_ms=_int(
+                env, "OJS_REDIS_CONNECT_TIMEOUT_MS", cls.redis_connect_timeout_ms, minimum=10
+            ),
+            redis_command_timeout_ms=_int(
+                env, "OJS_REDIS_COMMAND_TIMEOUT_MS", cls.redis_command_timeout_ms, minimum=100
+            ),
+            max_inflight=_int(env, "OJS_MAX_INFLIGHT", cls.max_inflight),
+            max_waiting=_int(env, "OJS_MAX_WAITING", cls.max_waiting),
+            admission_timeout_ms=_int(env, "OJS_ADMISSION_TIMEOUT_MS", cls.admission_timeout_ms, minimum=1),
+            retry_after_s=_int(env, "OJS_RETRY_AFTER_S", cls.retry_after_s, minimum=1, maximum=3600),
             log_level=(env.get("OJS_LOG_LEVEL", cls.log_level).strip() or cls.log_level).upper(),
             workers=_int(env, "OJS_WORKERS", cls.workers, minimum=1, maximum=MAX_WORKERS),
             event_loop=_choice(env, "OJS_EVENT_LOOP", cls.event_loop, EVENT_LOOPS),

@@ -43,6 +43,10 @@ _AOF_DIR_V7 = "appendonlydir"
 _MAX_SOCKET_PATH = 100
 _LOG_ROTATE_BYTES = 4 * 1024 * 1024
 _START_TIMEOUT_S = 10.0
+# Restarts after an unexpected exit: 0.5 s, doubling up to 10 s; back to 0.5 s after a minute of running.
+_RESTART_BACKOFF_INITIAL_S = 0.5
+_RESTART_BACKOFF_MAX_S = 10.0
+_STABLE_AFTER_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _POLL_S = 0.05
 
@@ -128,6 +132,8 @@ class EmbeddedRedis:
         self._socket = _socket_path(self._data_dir)
         self._process: asyncio.subprocess.Process | None = None
         self._lock_fd: int | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -137,10 +143,48 @@ class EmbeddedRedis:
     def data_dir(self) -> Path:
         return self._data_dir
 
-    async def start(self) -> str:
-        """Start redis-server and wait until it answers PING; returns its URL."""
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.returncode is None else None
+
+    async def start(self, *, supervise: bool = False) -> str:
+        """Start redis-server and wait until it answers PING; returns its URL.
+
+        `supervise`: restart it (with backoff, from its AOF) whenever it exits until `stop()`.
+        """
         if self._process is not None:
             return self.url
+        await self._launch()
+        if supervise:
+            self._supervisor = asyncio.create_task(self._supervise(), name="embedded-redis-supervisor")
+        return self.url
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = _RESTART_BACKOFF_INITIAL_S
+        while True:
+            process = self._process
+            if process is None:
+                return
+            started = loop.time()
+            code = await process.wait()
+            if loop.time() - started >= _STABLE_AFTER_S:
+                backoff = _RESTART_BACKOFF_INITIAL_S
+            log.error(
+                "redis-server pid %d exited unexpectedly (code %s); restarting it in %.1fs", process.pid, code, backoff
+            )
+            while True:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RESTART_BACKOFF_MAX_S)
+                try:
+                    await self._launch()
+                except (EmbeddedRedisError, OSError) as exc:
+                    log.error("cannot restart redis-server (retrying in %.1fs): %s", backoff, exc)
+                    continue
+                self.restarts += 1
+                break
+
+    async def _launch(self) -> None:
         args, log_fd = await asyncio.to_thread(self._prepare)
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -153,49 +197,63 @@ class EmbeddedRedis:
                 start_new_session=True,
             )
         except BaseException:
-            self._release_lock()
+            if self._supervisor is None:
+                self._release_lock()
             raise
         finally:
             os.close(log_fd)
         try:
             await self._wait_ready(self._process)
         except BaseException:
-            await self.stop()
+            if self._supervisor is None:
+                await self.stop()
+            else:
+                await self._terminate(self._process)
+                self._process = None
             raise
         log.info("embedded redis-server pid %d serving %s (data in %s)", self._process.pid, self.url, self._data_dir)
-        return self.url
 
     async def stop(self) -> None:
         """Shut redis-server down (SIGTERM: it flushes the AOF) and wait for it; safe to call repeatedly."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         process = self._process
         if process is None:
             self._release_lock()
             return
         try:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
-                except TimeoutError:
-                    log.warning(
-                        "redis-server pid %d ignored SIGTERM for %.0fs; killing it", process.pid, _STOP_TIMEOUT_S
-                    )
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    await process.wait()
-            if process.returncode not in (0, -signal.SIGTERM):
-                log.warning("redis-server pid %d exited with code %s", process.pid, process.returncode)
+            await self._terminate(process)
         finally:
             self._process = None
             self._release_lock()
+
+    @staticmethod
+    async def _terminate(process: asyncio.subprocess.Process) -> None:
+        if process.returncode is None:
+            # SIGCONT too: a stopped redis-server would not act on SIGTERM until continued.
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+                process.send_signal(signal.SIGCONT)
+            try:
+                await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("redis-server pid %d ignored SIGTERM for %.0fs; killing it", process.pid, _STOP_TIMEOUT_S)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if process.returncode not in (0, -signal.SIGTERM):
+            log.warning("redis-server pid %d exited with code %s", process.pid, process.returncode)
 
     def _prepare(self) -> tuple[list[str], int]:
         """Blocking set-up: binary, directory, lock, leftovers, log; returns argv and the log fd."""
         binary = self._binary or find_redis_server()
         version = redis_server_version(binary)
         self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._acquire_lock()
+        if self._lock_fd is None:
+            self._acquire_lock()
         try:
             self._stop_orphan()
             if self._persistent and version < (7, 0, 0) and (self._data_dir / _AOF_DIR_V7).exists():
@@ -210,7 +268,8 @@ class EmbeddedRedis:
                     log_path.replace(log_path.with_suffix(".log.1"))
             log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except BaseException:
-            self._release_lock()
+            if self._supervisor is None:
+                self._release_lock()
             raise
         args = [
             binary,

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import orjson
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -72,9 +72,25 @@ def to_status(error: OJSError, *, request_id: str = "") -> grpc.Status:
     if isinstance(field, str):
         violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=error.message)
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    retry_after_s = error.details.get("retry_after_s")
+    if isinstance(retry_after_s, int):
+        delay = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after_s))
+        details.append(_pack(delay))
     grpc_code = GRPC_STATUS[error.code]
     status = status_pb2.Status(code=_CODE_NUMBER[grpc_code], message=error.message, details=details)
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    if isinstance(retry_after_s, int):
+        # Shed load: the delay also as plain trailing metadata, the gRPC counterpart of HTTP's Retry-After.
+        trailing = (*converted.trailing_metadata, ("retry-after", str(retry_after_s)))
+        return _Status(converted.code, converted.details, trailing)
+    return converted
+
+
+class _Status(grpc.Status):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, str | bytes], ...]):
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
 
 
 def _pack(message: Any) -> any_pb2.Any:

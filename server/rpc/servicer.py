@@ -18,6 +18,7 @@ from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
 from server.rpc.errors import to_status
 from server.rpc.manifest import manifest_response
+from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService, StreamSignal
@@ -49,13 +50,36 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: OJSErro
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
+# Always answered, even when the server sheds load: probes must see how it is.
+_UNGATED = frozenset({"Health", "Manifest"})
+
+
+def _admission_of(servicer: Any, name: str, request: Any) -> Admission | None:
+    """The gate a call passes, or None: probes and long polls (which mostly wait) do not take a slot."""
+    admission: Admission | None = servicer._admission
+    if admission is None or name in _UNGATED or getattr(request, "wait_ms", 0) > 0:
+        return None
+    return admission
+
+
+def _lane(context: Any) -> str:
+    """The gateway calls the servicer in process; everything else came over gRPC."""
+    return "http" if context.peer() == "in-process" else "grpc"
+
+
 def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turn expected errors into rich statuses and anything else into INTERNAL."""
+    """Pass admission, turn expected errors into rich statuses and anything else into INTERNAL."""
+    name = handler.__name__
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
         try:
-            response = await handler(self, request, context)
+            admission = _admission_of(self, name, request)
+            if admission is None:
+                response = await handler(self, request, context)
+            else:
+                async with admission.slot(_lane(context)):
+                    response = await handler(self, request, context)
         except OJSError as exc:
             await abort_with(context, exc)
         except Exception as exc:
@@ -117,7 +141,10 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         cron: CronService,
         workflows: WorkflowService,
         queues: QueueService,
+        *,
+        admission: Admission | None = None,
     ) -> None:
+        self._admission = admission
         self._jobs = jobs
         self._events = events
         self._system = system

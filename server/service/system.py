@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 
 from server.domain.errors import OJSError
 from server.store.facade import Store
@@ -85,9 +87,18 @@ MANIFEST = Manifest(
 
 
 class SystemService:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        backend_down: Callable[[], str | None] = lambda: None,
+        ping_timeout_s: float = 5.0,
+    ) -> None:
+        """`backend_down`: why the backend is known to be down, or None; health then answers without asking it."""
         self._store = store
         self._started = time.monotonic()
+        self._backend_down = backend_down
+        self._ping_timeout_s = ping_timeout_s
 
     def manifest(self) -> Manifest:
         """What this server implements (HTTP binding §21, conformance §4)."""
@@ -95,8 +106,16 @@ class SystemService:
 
     async def health(self) -> HealthReport:
         uptime = int(time.monotonic() - self._started)
+        reason = self._backend_down()
+        if reason is not None:
+            return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=reason)
         try:
-            latency = await self._store.ping_ms()
+            # Bounded: a stalled backend makes health report it down, never hang.
+            async with asyncio.timeout(self._ping_timeout_s):
+                latency = await self._store.ping_ms()
         except OJSError as exc:
             return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=exc.message)
+        except TimeoutError:
+            error = f"backend did not answer within {self._ping_timeout_s:g} s"
+            return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=error)
         return HealthReport(healthy=True, uptime_seconds=uptime, latency_ms=latency, error=None)

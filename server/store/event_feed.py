@@ -24,7 +24,7 @@ from server.store.keys import KeySchema
 log = logging.getLogger(__name__)
 
 BUFFER_SIZE = 1000
-# Below the client's socket timeout (5 s by default), or an idle read would count as a failure.
+# Below the client's command timeout (OJS_REDIS_COMMAND_TIMEOUT_MS), or an idle read would count as a failure.
 _BLOCK_MS = 2000
 _READ_COUNT = 500
 
@@ -50,9 +50,10 @@ class Subscription:
 
 
 class EventFeed:
-    def __init__(self, redis: Redis, keys: KeySchema) -> None:
+    def __init__(self, redis: Redis, keys: KeySchema, *, block_ms: int = _BLOCK_MS) -> None:
         self._redis = redis
         self._keys = keys
+        self._block_ms = block_ms
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         # Resolved once the reader knows where the log ends.
@@ -115,7 +116,7 @@ class EventFeed:
                     last_id = await self._last_id()
                     if not started.done():
                         started.set_result(None)
-                reply = await self._redis.xread({self._keys.events: last_id}, count=_READ_COUNT, block=_BLOCK_MS)
+                reply = await self._redis.xread({self._keys.events: last_id}, count=_READ_COUNT, block=self._block_ms)
                 if not reply:
                     # Idle: make sure the log was not reset underneath (its ids would restart lower).
                     current = await self._last_id()
