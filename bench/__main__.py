@@ -94,7 +94,17 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phases", default=",".join(overload.PHASES), help="phases to run, of both, http, grpc (default: all)"
     )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="OJS_NAME=VALUE", help="a server setting (repeatable)"
+    )
     parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("OJS_"):
+        raise SystemExit(f"--server-env: expected OJS_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 grpc_processes=args.grpc_procs,
                 phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
                 json_path=args.json_path,
+                server_env=tuple(_setting(text) for text in args.server_env),
             )
         )
     if args.command == "pickup":

@@ -2,10 +2,13 @@
 
 Each process runs `clients` client loops of one protocol until its deadline. A client loop enqueues a job,
 fetches one job and acks it, over and over; every call has a client-side timeout, so a hanging server shows up as
-an error instead of a stuck benchmark. A `503` with `Retry-After` (HTTP) or `UNAVAILABLE` with `retry-after`
-trailing metadata (gRPC) is the server shedding load on purpose: it is counted apart (`shed`), and the client waits
-as told and tries the same call again, as a well-behaved client would. Every other failure is an error, counted by
-kind (status and code, reset, refused, timeout, ...).
+an error instead of a stuck benchmark.
+
+The server shedding load on purpose is counted apart (`shed`): over HTTP a 503 with `Retry-After` whose error
+names the delay (`details.retry_after_s`; the gateway puts a default Retry-After on every 503, meant or not), over
+gRPC `UNAVAILABLE` with `retry-after` trailing metadata. The client then waits as told and tries the same call
+again, as a well-behaved client would. Every other failure is an error, counted by kind (status and code, reset,
+refused, timeout, ...).
 
 HTTP clients share one connection pool per process without a limit, so N clients hold N connections; each gRPC
 client has its own channel and connection (a local subchannel pool), as separate worker processes would.
@@ -106,11 +109,16 @@ class HttpClients:
         except aiohttp.ClientError as exc:
             raise CallFailed(type(exc).__name__, str(exc)) from None
         code = ""
+        named_delay = False
         with contextlib.suppress(Exception):
-            code = str(orjson.loads(payload)["error"]["code"])
+            error = orjson.loads(payload)["error"]
+            code = str(error["code"])
+            named_delay = "retry_after_s" in (error.get("details") or {})
         kind = f"HTTP {response.status} {code}".strip()
         if response.status == 503 and retry is not None:
-            raise Shed(kind + " + Retry-After", retry)
+            if named_delay:
+                raise Shed(kind + " + Retry-After", retry)
+            kind += " (a failure, not shedding: no retry_after_s)"
         raise CallFailed(kind, payload[:200].decode(errors="replace"))
 
     async def close(self) -> None:

@@ -42,6 +42,8 @@ class LoadOptions:
     timeout_s: float = 30.0
     settle_s: float = 5.0
     phases: tuple[str, ...] = PHASES
+    # OJS_* settings of the server under test.
+    server_env: tuple[tuple[str, str], ...] = ()
     json_path: str | None = None
 
 
@@ -165,7 +167,7 @@ async def _phase(name: str, options: LoadOptions) -> dict[str, Any]:
     duration_s = options.duration_s if name == "both" else options.solo_duration_s
     clients = f"{http_clients} HTTP + {grpc_clients} gRPC clients"
     print(f"load: phase {name}: {clients} for {duration_s:.0f} s", file=sys.stderr)
-    async with ojs_server() as server:
+    async with ojs_server(dict(options.server_env)) as server:
         await asyncio.sleep(1.0)
         before = process_status(server.pid)
         plan: list[tuple[Protocol, int, str]] = []

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +53,11 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def ojs_server() -> AsyncIterator[RunningServer]:
-    """The server runs as a separate process, so the load generator's CPU is not its CPU."""
+async def ojs_server(settings: Mapping[str, str] | None = None) -> AsyncIterator[RunningServer]:
+    """The server runs as a separate process, so the load generator's CPU is not its CPU.
+
+    `settings`: OJS_* variables for the server (those of the calling shell are not passed on).
+    """
     with tempfile.TemporaryDirectory(prefix="ojs-bench-") as data_dir:
         grpc_port, http_port = free_port(), free_port()
         # OJS_* settings of the calling shell would skew the figures; REDIS_URL passes through.
@@ -66,6 +69,7 @@ async def ojs_server() -> AsyncIterator[RunningServer]:
             OJS_GRPC_PORT=str(grpc_port),
             OJS_LOG_LEVEL="WARNING",
         )
+        env.update(settings or {})
         external = env.get("REDIS_URL", "").strip()
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", env=env, cwd=data_dir)
         try:

@@ -29,7 +29,7 @@ from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
-from server.store.connection import RedisLimits, RedisMonitor, connect
+from server.store.connection import RedisLimits, RedisMonitor, close_idle_connections, connect
 from server.store.event_feed import EventFeed
 from server.store.facade import Store
 from server.store.keys import KeySchema
@@ -43,6 +43,9 @@ REDIS_STARTUP_WAIT_S = 30.0
 STOP_GRACE_S = 5.0
 # Dead letter and worker registry pruning is not urgent.
 RETENTION_INTERVAL_S = 60.0
+# After a burst, Redis connections idle beyond a few are closed this often, so descriptors return to baseline.
+POOL_TRIM_INTERVAL_S = 10.0
+POOL_IDLE_KEEP = 4
 
 
 def redis_limits(settings: Settings) -> RedisLimits:
@@ -182,12 +185,17 @@ class Application:
                     PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_and_expire),
                     PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
                     PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
+                    PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
                 ]
             )
             self._loops.start()
         except BaseException:
             await self.stop()
             raise
+
+    async def _trim_pool(self) -> None:
+        if self._redis is not None:
+            await close_idle_connections(self._redis, POOL_IDLE_KEEP)
 
     async def _wait_for_redis(self, store: Store) -> None:
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S

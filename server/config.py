@@ -108,7 +108,7 @@ class Settings:
     # A Redis command unanswered for this long fails (503), so a stalled Redis cannot hang requests.
     redis_command_timeout_ms: int = 5_000
     # Requests served at once, HTTP and gRPC together (0: no limit); more wait, shared fairly by the protocols.
-    max_inflight: int = 48
+    max_inflight: int = 16
     # Requests waiting for a slot; beyond, or after waiting admission_timeout_ms, they get 503 + Retry-After.
     max_waiting: int = 4_096
     admission_timeout_ms: int = 5_000

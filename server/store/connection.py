@@ -10,7 +10,7 @@ import logging
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 
-__all__ = ["RedisLimits", "RedisMonitor", "connect"]
+__all__ = ["RedisLimits", "RedisMonitor", "close_idle_connections", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,30 @@ def connect(url: str, limits: RedisLimits, *, pool_size: int | None = None) -> R
         health_check_interval=_HEALTH_CHECK_INTERVAL_S,
     )
     return Redis.from_pool(pool)
+
+
+async def close_idle_connections(redis: Redis, keep: int) -> int:
+    """Close the sockets of pooled connections idle beyond the `keep` most recently used; how many were closed.
+
+    A burst opens up to the pool size; without this, those descriptors stay open for the life of the process.
+    A closed connection stays in the pool and reconnects when next used. The ones being closed are taken out of
+    the pool meanwhile, so no request can pick one up half closed.
+    """
+    pool = redis.connection_pool
+    async with pool._lock:
+        idle = pool._available_connections
+        # Taken from the end, reused last-in first-out: the front ones have waited longest.
+        surplus = [conn for conn in idle[: max(0, len(idle) - keep)] if conn.is_connected]
+        for conn in surplus:
+            idle.remove(conn)
+    try:
+        for conn in surplus:
+            with contextlib.suppress(OSError, redis_errors.RedisError):
+                await conn.disconnect()
+    finally:
+        async with pool._lock:
+            idle[:0] = surplus
+    return len(surplus)
 
 
 class RedisMonitor:
