@@ -40,7 +40,7 @@ class LoadOptions:
     grpc_processes: int = 2
     # Client-side limit of one call.
     timeout_s: float = 30.0
-    settle_s: float = 5.0
+    settle_s: float = 7.0
     phases: tuple[str, ...] = PHASES
     # OJS_* settings of the server under test.
     server_env: tuple[tuple[str, str], ...] = ()

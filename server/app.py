@@ -44,7 +44,7 @@ STOP_GRACE_S = 5.0
 # Dead letter and worker registry pruning is not urgent.
 RETENTION_INTERVAL_S = 60.0
 # After a burst, Redis connections idle beyond a few are closed this often, so descriptors return to baseline.
-POOL_TRIM_INTERVAL_S = 10.0
+POOL_TRIM_INTERVAL_S = 5.0
 POOL_IDLE_KEEP = 4
 
 

@@ -148,7 +148,8 @@ class Supervisor:
             holders += held
             if settings.redis_url is None:
                 embedded = EmbeddedRedis(settings.data_dir)
-                self.redis_url = await embedded.start()
+                # Restarted from its AOF if it dies; the workers reconnect on their own.
+                self.redis_url = await embedded.start(supervise=True)
             env = self._worker_env(os.environ)
             log.info(
                 "supervisor pid %d: %d workers on gRPC %s:%d, HTTP http://%s:%d",
