@@ -28,8 +28,10 @@ BATCH = 50
 # Short leases, so jobs held by a killed process come back quickly.
 LEASE_ENV = {"OJS_DEFAULT_VISIBILITY_TIMEOUT_MS": "2000", "OJS_REAPER_INTERVAL_MS": "200"}
 # Reconnect quickly after the server comes back.
+# A connection of its own per worker, so the workers are spread over the processes of `--workers N`.
 _CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
@@ -167,9 +169,10 @@ async def work_off(
                 result = fault()
                 if asyncio.iscoroutine(result):
                     await result
-            if faulted and ids <= workers.acked:
+            # An ack may have been recorded by a process killed before it replied: the server's counts decide.
+            if faulted and len(ids.intersection(workers.deliveries)) == len(ids):
                 stats = await _settled_stats(target())
-                if stats is not None and stats.active == 0 and stats.available == 0:
+                if stats is not None and stats.completed >= len(ids) and stats.active == 0 and stats.available == 0:
                     break
             await asyncio.sleep(0.1)
     finally:

@@ -127,7 +127,8 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = ServerProcess(proc, log_path, http_port, grpc_port)
+        # The overrides may name the ports (a restart on the same ports).
+        server = ServerProcess(proc, log_path, int(env["OJS_PORT"]), int(env["OJS_GRPC_PORT"]))
         started.append(server)
         return server
 
