@@ -29,7 +29,7 @@ from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
 from server.service.workflows import WorkflowService
-from server.store.connection import RedisLimits, RedisMonitor, close_idle_connections, connect
+from server.store.connection import RedisLimits, RedisMonitor, close_idle_connections, connect, release_freed_memory
 from server.store.event_feed import EventFeed
 from server.store.facade import Store
 from server.store.keys import KeySchema
@@ -194,8 +194,9 @@ class Application:
             raise
 
     async def _trim_pool(self) -> None:
-        if self._redis is not None:
-            await close_idle_connections(self._redis, POOL_IDLE_KEEP)
+        if self._redis is not None and await close_idle_connections(self._redis, POOL_IDLE_KEEP):
+            # A burst just ended: give the memory it freed back to the system.
+            release_freed_memory()
 
     async def _wait_for_redis(self, store: Store) -> None:
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S

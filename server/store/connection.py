@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -67,6 +70,24 @@ async def close_idle_connections(redis: Redis, keep: int) -> int:
         async with pool._lock:
             idle[:0] = surplus
     return len(surplus)
+
+
+def _libc_malloc_trim() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return lambda: trim(0)
+
+
+# glibc keeps the heap a burst grew (thousands of connections' buffers) after it is freed; this hands it back.
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM()
 
 
 class RedisMonitor:
