@@ -101,6 +101,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     from gateway.app import create_app
     from gateway.client import ChannelClient
+    from gateway.http_server import GatewayRunner
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -124,7 +125,7 @@ async def serve(args: argparse.Namespace) -> None:
         app = create_app(
             ChannelClient(channel, metadata=metadata), api_key=args.api_key, max_body_bytes=args.max_body_bytes
         )
-        runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_GRACE_S, access_log=None)
+        runner = GatewayRunner(app, shutdown_timeout=_SHUTDOWN_GRACE_S, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, args.host, args.port)

@@ -34,6 +34,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("OJS_MAX_BODY_BYTES", "max_body_bytes", "largest HTTP request body accepted"),
     ("OJS_EVENTS_MAXLEN", "events_maxlen", "approximate cap of the event log"),
     ("OJS_MAX_BATCH_JOBS", "max_batch_jobs", "most jobs one batch enqueue may carry"),
+    ("OJS_MAX_JOB_BYTES", "max_job_bytes", "largest job (args, meta and other envelope fields as JSON)"),
     (
         "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS",
         "default_visibility_timeout_ms",

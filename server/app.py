@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway.app import create_app
 from gateway.client import InProcessClient
+from gateway.http_server import GatewayRunner
 from server.config import Settings
 from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import OJSError
@@ -83,6 +84,7 @@ def build_servicer(
             default_visibility_timeout_ms=lease_ms,
             default_timeout_ms=settings.default_timeout_ms,
             max_batch=settings.max_batch_jobs,
+            max_job_bytes=settings.max_job_bytes,
             notifier=notifier,
             clock=clock,
         ),
@@ -91,7 +93,7 @@ def build_servicer(
         WorkerService(store, default_visibility_timeout_ms=lease_ms, clock=clock),
         DeadLetterService(store, clock=clock),
         CronService(store, clock=clock),
-        WorkflowService(store, clock=clock),
+        WorkflowService(store, clock=clock, max_job_bytes=settings.max_job_bytes),
         QueueService(store, clock=clock),
         admission=admission,
     )
@@ -162,14 +164,19 @@ class Application:
                 store, settings, notifier=self._notifier, feed=self._feed, monitor=self._monitor, clock=self.clock
             )
             self._servicer = servicer
-            self._grpc = GrpcServer(servicer, api_key=settings.api_key, reuse_port=self.reuse_port)
+            self._grpc = GrpcServer(
+                servicer,
+                api_key=settings.api_key,
+                reuse_port=self.reuse_port,
+                max_receive_bytes=settings.max_body_bytes,
+            )
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
             await self._grpc.start()
 
             gateway = create_app(
                 InProcessClient(servicer), api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
             )
-            self._http = web.AppRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
+            self._http = GatewayRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
             await self._http.setup()
             site = web.TCPSite(self._http, settings.host, settings.http_port, reuse_port=self.reuse_port or None)
             await site.start()

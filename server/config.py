@@ -11,6 +11,8 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
+from server.domain.limits import DEFAULT_MAX_JOB_BYTES, MAX_JOB_BYTES_LIMIT
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # OJS_EVENT_LOOP: uvloop when importable (auto), the standard asyncio loop, or uvloop required.
@@ -83,6 +85,8 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     # Most jobs one batch enqueue may carry.
     max_batch_jobs: int = 10_000
+    # Largest job (args, meta and unknown envelope fields as JSON); bigger ones get 413 / RESOURCE_EXHAUSTED.
+    max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
     # Approximate cap of the event log stream.
     events_maxlen: int = 100_000
     # Lease length of a fetched job when neither the job nor the fetch names one.
@@ -137,6 +141,9 @@ class Settings:
             max_body_bytes=_int(env, "OJS_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             events_maxlen=_int(env, "OJS_EVENTS_MAXLEN", cls.events_maxlen, minimum=100),
             max_batch_jobs=_int(env, "OJS_MAX_BATCH_JOBS", cls.max_batch_jobs, minimum=1),
+            max_job_bytes=_int(
+                env, "OJS_MAX_JOB_BYTES", cls.max_job_bytes, minimum=DEFAULT_MAX_JOB_BYTES, maximum=MAX_JOB_BYTES_LIMIT
+            ),
             default_visibility_timeout_ms=_int(
                 env, "OJS_DEFAULT_VISIBILITY_TIMEOUT_MS", cls.default_visibility_timeout_ms, minimum=1000
             ),

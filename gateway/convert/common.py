@@ -95,6 +95,11 @@ def json_object(body: bytes) -> dict[str, Any]:
             parsed = loads_exact(body)
         except (ValueError, RecursionError):
             raise invalid_payload(f"request body is not valid JSON: {exc}") from None
+        # The grammar allows "\ud800", but a lone surrogate is no Unicode text: nothing could store or send it.
+        try:
+            orjson.dumps(parsed)
+        except TypeError:
+            raise invalid_payload("request body holds a string that is not valid Unicode (a lone surrogate)") from None
     if not isinstance(parsed, dict):
         raise invalid_payload("request body must be a JSON object")
     return parsed

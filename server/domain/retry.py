@@ -14,6 +14,7 @@ from typing import Any
 
 from server.domain.durations import format_duration_ms, parse_duration_ms
 from server.domain.errors import OJSError, unprocessable
+from server.domain.limits import INT32_MAX, MAX_DURATION_MS
 
 
 class BackoffStrategy(enum.StrEnum):
@@ -95,6 +96,13 @@ def matches_non_retryable(patterns: Sequence[str], error_type: str) -> bool:
 
 
 def _duration_field(raw: Mapping[str, Any], name: str, default_ms: int) -> int:
+    value = _raw_duration_field(raw, name, default_ms)
+    if value > MAX_DURATION_MS:
+        raise unprocessable(f"retry.{name} must be at most {MAX_DURATION_MS} ms (100 years)", field=f"retry.{name}")
+    return value
+
+
+def _raw_duration_field(raw: Mapping[str, Any], name: str, default_ms: int) -> int:
     ms_name = f"{name}_ms"
     if ms_name in raw and raw[ms_name] is not None:
         value = raw[ms_name]
@@ -108,8 +116,8 @@ def _duration_field(raw: Mapping[str, Any], name: str, default_ms: int) -> int:
         raise unprocessable(f"retry.{name} must be an ISO 8601 duration", field=f"retry.{name}")
     if isinstance(value, int | float):
         # Bare numbers are seconds, as in the core envelope's numeric durations.
-        if value < 0:
-            raise unprocessable(f"retry.{name} must not be negative", field=f"retry.{name}")
+        if not 0 <= value <= MAX_DURATION_MS:
+            raise unprocessable(f"retry.{name} must be between 0 and 100 years", field=f"retry.{name}")
         return int(value * 1000)
     if not isinstance(value, str):
         raise unprocessable(f"retry.{name} must be an ISO 8601 duration", field=f"retry.{name}")
@@ -128,8 +136,8 @@ def parse_retry_policy(raw: Any, *, max_attempts_override: int | None = None) ->
     max_attempts = raw.get("max_attempts", max_attempts_override)
     if max_attempts is None:
         max_attempts = DEFAULT_RETRY_POLICY.max_attempts
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 0:
-        raise unprocessable("retry.max_attempts must be an integer >= 0", field="retry.max_attempts")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 0 <= max_attempts <= INT32_MAX:
+        raise unprocessable(f"retry.max_attempts must be an integer in [0, {INT32_MAX}]", field="retry.max_attempts")
 
     coefficient = raw.get("backoff_coefficient", DEFAULT_RETRY_POLICY.backoff_coefficient)
     if isinstance(coefficient, bool) or not isinstance(coefficient, int | float) or not math.isfinite(coefficient):

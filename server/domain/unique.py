@@ -11,6 +11,7 @@ from typing import Any
 
 from server.domain.durations import parse_duration_ms
 from server.domain.errors import invalid
+from server.domain.limits import MAX_DURATION_MS
 from server.domain.states import JobState
 
 DIMENSIONS = ("type", "queue", "args", "meta")
@@ -64,8 +65,10 @@ def parse_unique_policy(raw: Any) -> UniquePolicy:
     period = raw.get("period")
     if period is not None:
         period_ms = parse_duration_ms(period) if isinstance(period, str) else None
-        if not period_ms:
-            raise invalid("unique.period must be a positive ISO 8601 duration", field="options.unique.period")
+        if not period_ms or period_ms > MAX_DURATION_MS:
+            raise invalid(
+                "unique.period must be a positive ISO 8601 duration of at most 100 years", field="options.unique.period"
+            )
     action = raw.get("on_conflict", "reject")
     if isinstance(action, str):
         action = _ACTION_ALIASES.get(action, action)

@@ -15,12 +15,19 @@ from server.domain.durations import parse_duration_ms
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.ids import is_uuid7, new_uuid7
 from server.domain.job import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, NewJob
+from server.domain.limits import (
+    INT32_MAX,
+    MAX_TAGS,
+    check_duration_ms,
+    check_name_bytes,
+    check_time_ms,
+    is_int,
+)
 from server.domain.retry import parse_retry_policy
 from server.domain.unique import fingerprint, parse_unique_policy
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-\.]*$")
-MAX_NAME_BYTES = 255
 
 # Fields with a meaning in the envelope; everything else is preserved in `extra`.
 _ENVELOPE_FIELDS = frozenset(
@@ -69,15 +76,10 @@ _SYSTEM_FIELDS = frozenset(
 )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def validate_name(value: Any, *, field: str, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(f"{field} must be a non-empty string", field=field)
-    if len(value.encode()) > MAX_NAME_BYTES:
-        raise invalid(f"{field} must be at most {MAX_NAME_BYTES} bytes", field=field)
+    check_name_bytes(value, field=field)
     if pattern.match(value) is None:
         raise invalid(f"{field} {value!r} does not match {pattern.pattern}", field=field)
     return value
@@ -95,17 +97,19 @@ def parse_time_ms(value: Any, *, field: str, now_ms: int) -> int:
         delta = parse_duration_ms(value[1:])
         if delta is None:
             raise invalid(f"{field} has an invalid relative duration {value!r}", field=field)
-        return now_ms + delta
+        return check_time_ms(now_ms + delta, field=field)
     parsed = parse_rfc3339_ms(value)
     if parsed is None:
         raise invalid(f"{field} must be an RFC 3339 timestamp with a time zone, got {value!r}", field=field)
-    return parsed
+    return check_time_ms(parsed, field=field)
 
 
 def _positive_ms(value: Any, *, field: str, seconds: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise invalid(f"{field} must be a positive number", field=field)
-    return int(value * 1000) if seconds else int(value)
+    if isinstance(value, float) and value > 2**63:
+        raise invalid(f"{field} is out of range", field=field)
+    return check_duration_ms(int(value * 1000) if seconds else int(value), field=field)
 
 
 def _option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str) -> tuple[str, Any] | None:
@@ -156,7 +160,7 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
     found = _option(options, body, "priority")
     if found:
         field, priority = found
-        if not _is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        if not is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise invalid(f"{field} must be an integer in [{MIN_PRIORITY}, {MAX_PRIORITY}]", field=field)
 
     timeout_ms = None
@@ -194,6 +198,10 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
     if found:
         if not isinstance(found[1], list) or not all(isinstance(t, str) for t in found[1]):
             raise invalid(f"{found[0]} must be a list of strings", field=found[0])
+        if len(found[1]) > MAX_TAGS:
+            raise invalid(f"{found[0]} holds at most {MAX_TAGS} tags", field=found[0])
+        for index, tag in enumerate(found[1]):
+            check_name_bytes(tag, field=f"{found[0]}[{index}]")
         tags = tuple(found[1])
 
     # options.metadata is merged into meta so workers see it (e.g. test directives).
@@ -260,7 +268,9 @@ def _rate_limit(raw: Any) -> tuple[int | None, int | None]:
     limits: list[int | None] = []
     for key in ("max_per_second", "concurrency"):
         value = raw.get(key)
-        if value is not None and (not _is_int(value) or value <= 0):
-            raise invalid(f"options.rate_limit.{key} must be a positive integer", field=f"options.rate_limit.{key}")
+        if value is not None and (not is_int(value) or not 0 < value <= INT32_MAX):
+            raise invalid(
+                f"options.rate_limit.{key} must be an integer in [1, {INT32_MAX}]", field=f"options.rate_limit.{key}"
+            )
         limits.append(value)
     return limits[0], limits[1]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.domain.errors import invalid
+from server.domain.limits import check_name_bytes
 
 MAX_NODES = 10_000
 MAX_NAME_LENGTH = 255
@@ -134,6 +135,7 @@ def _graph(name: str, steps: Sequence[Mapping[str, Any]]) -> WorkflowPlan:
         step_id = step.get("id")
         if not isinstance(step_id, str) or not step_id:
             raise invalid(f"steps[{index}].id must be a non-empty string", field=f"steps[{index}].id")
+        check_name_bytes(step_id, field=f"steps[{index}].id")
         raw = step.get("depends_on", [])
         if not isinstance(raw, list) or not all(isinstance(d, str) for d in raw):
             raise invalid(f"steps[{index}].depends_on must be a list of step ids", field=f"steps[{index}].depends_on")

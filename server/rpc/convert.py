@@ -11,10 +11,12 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from ojs.v1 import events_pb2, job_pb2, service_pb2, worker_pb2, workflow_pb2
 
 from ojs_json.options import enqueue_options_to_json
+from ojs_json.policies import CONFLICT_ACTIONS, JOB_STATE_NAMES
 from server.domain.clock import now_ms
 from server.domain.cron_entry import CronEntry
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
+from server.domain.limits import check_time_ms
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.model.records import EventRecord, FailureReport, Settlement, SettleReply
@@ -242,7 +244,26 @@ def batch_envelope(request: job_pb2.EnqueueBatchRequest) -> Any:
 
 
 def _options(options: job_pb2.EnqueueOptions) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    _check_options(options)
     return enqueue_options_to_json(options, meta_to_json=_options_meta)
+
+
+def _check_options(options: job_pb2.EnqueueOptions) -> None:
+    """What the JSON form could not carry faithfully: a time past year 9999, an enum number outside its enum."""
+    if options.HasField("delay_until"):
+        delay_until = options.delay_until
+        check_time_ms(delay_until.seconds * 1000 + delay_until.nanos // 1_000_000, field="options.delay_until")
+    if not options.HasField("unique"):
+        return
+    unique = options.unique
+    if unique.on_conflict not in CONFLICT_ACTIONS and unique.on_conflict != job_pb2.UNIQUE_CONFLICT_ACTION_UNSPECIFIED:
+        raise invalid(
+            f"options.unique.on_conflict {unique.on_conflict} is not a UniqueConflictAction",
+            field="options.unique.on_conflict",
+        )
+    unknown = [state for state in unique.states if state not in JOB_STATE_NAMES]
+    if unknown:
+        raise invalid(f"options.unique.states {unknown[0]} is not a job state", field="options.unique.states")
 
 
 def _options_meta(meta: struct_pb2.Struct) -> dict[str, Any]:

@@ -48,37 +48,75 @@ _CODE_NUMBER: Mapping[grpc.StatusCode, int] = {
 }
 
 
+# Trailing metadata past 8 KiB may be refused by the peer (gRPC's default soft limit; 16 KiB is the hard one):
+# the status (sent base64-encoded) and the message (percent-encoded) stay well below it.
+MAX_STATUS_BYTES = 4096
+MAX_MESSAGE_BYTES = 400
+# Longest single metadata value kept as is.
+_MAX_VALUE_BYTES = 256
+
+
 def _metadata_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
 
 
-def to_status(error: OJSError, *, request_id: str = "") -> grpc.Status:
-    """A rich status: ErrorInfo always, BadRequest for a validation error naming a field."""
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, marked with an ellipsis when cut."""
+    raw = text.encode("utf-8", "replace")  # a lone surrogate becomes "?" rather than an error
+    if len(raw) <= limit:
+        return raw.decode()
+    return raw[: limit - 3].decode("utf-8", "ignore") + "\u2026"
+
+
+def _build(error: OJSError, message: str, details: dict[str, Any], request_id: str, *, per_key: bool) -> Any:
     metadata: dict[str, str] = {"retryable": "true" if error.retryable else "false"}
     if request_id:
-        metadata["request_id"] = request_id
+        metadata["request_id"] = _clip(request_id, _MAX_VALUE_BYTES)
     if error.error_type:
         metadata["type"] = error.error_type
-    for key, value in error.details.items():
-        metadata[key] = _metadata_value(value)
-    if error.details:
+    for key, value in details.items():
+        if per_key or isinstance(value, str | int | bool):
+            metadata[key] = _metadata_value(value)
+    if details:
         # Exact JSON types, for clients that want more than strings.
-        metadata["details_json"] = orjson.dumps(error.details).decode()
+        metadata["details_json"] = orjson.dumps(details).decode()
     info = error_details_pb2.ErrorInfo(reason=error.code.value, domain=ERROR_DOMAIN, metadata=metadata)
-    details = [_pack(info)]
-    field = error.details.get("field")
+    packed = [_pack(info)]
+    field = details.get("field")
     if isinstance(field, str):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=error.message)
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
-    retry_after_s = error.details.get("retry_after_s")
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+        packed.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    retry_after_s = details.get("retry_after_s")
     if isinstance(retry_after_s, int):
         delay = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after_s))
-        details.append(_pack(delay))
-    grpc_code = GRPC_STATUS[error.code]
-    status = status_pb2.Status(code=_CODE_NUMBER[grpc_code], message=error.message, details=details)
+        packed.append(_pack(delay))
+    code = _CODE_NUMBER[GRPC_STATUS[error.code]]
+    return status_pb2.Status(code=code, message=message, details=packed)
+
+
+def to_status(error: OJSError, *, request_id: str = "") -> grpc.Status:
+    """A rich status: ErrorInfo always, BadRequest for a validation error naming a field.
+
+    It always fits in trailing metadata: a long message is clipped, and details that
+    would outgrow MAX_STATUS_BYTES are given once (details_json) or, failing that,
+    replaced by `details_truncated` with the field name kept.
+    """
+    message = _clip(error.message, MAX_MESSAGE_BYTES)
+    details = {
+        key: _clip(value, _MAX_VALUE_BYTES) if isinstance(value, str) else value for key, value in error.details.items()
+    }
+    status = _build(error, message, details, request_id, per_key=True)
+    if status.ByteSize() > MAX_STATUS_BYTES:
+        status = _build(error, message, details, request_id, per_key=False)
+    if status.ByteSize() > MAX_STATUS_BYTES:
+        kept: dict[str, Any] = {
+            key: details[key] for key in ("field", "index", "errors_omitted", "retry_after_s") if key in details
+        }
+        status = _build(error, message, {**kept, "details_truncated": True}, request_id, per_key=True)
     converted = rpc_status.to_status(status)
+    retry_after_s = error.details.get("retry_after_s")
     if isinstance(retry_after_s, int):
         # Shed load: the delay also as plain trailing metadata, the gRPC counterpart of HTTP's Retry-After.
         trailing = (*converted.trailing_metadata, ("retry-after", str(retry_after_s)))

@@ -8,21 +8,34 @@ from grpc_reflection.v1alpha import reflection
 from ojs.v1 import service_pb2, service_pb2_grpc
 
 from server.rpc.interceptors import ApiKeyInterceptor
+from server.rpc.malformed import MalformedRequestInterceptor
 from server.rpc.servicer import OJSServicer
 
+# Smallest receive limit: a batch of jobs sent as protobuf Values needs room beyond their JSON size.
+MIN_RECEIVE_BYTES = 16 * 1024 * 1024
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
 
 
 class GrpcServer:
-    def __init__(self, servicer: OJSServicer, *, api_key: str | None, reuse_port: bool = False) -> None:
-        interceptors = [ApiKeyInterceptor(api_key)] if api_key else []
+    def __init__(
+        self,
+        servicer: OJSServicer,
+        *,
+        api_key: str | None,
+        reuse_port: bool = False,
+        max_receive_bytes: int = MIN_RECEIVE_BYTES,
+    ) -> None:
+        interceptors: list[grpc.aio.ServerInterceptor] = [ApiKeyInterceptor(api_key)] if api_key else []
+        interceptors.append(MalformedRequestInterceptor())
         # Several processes of `ojs-server --workers N` listen on one port; the kernel spreads connections.
         shared_port = [("grpc.so_reuseport", 1)] if reuse_port else []
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[
                 *shared_port,
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                # Requests as large as the HTTP gateway accepts, and more (the Value form of a job is bigger).
+                ("grpc.max_receive_message_length", max(max_receive_bytes, MIN_RECEIVE_BYTES)),
+                # Fetch replies keep within 4 MiB themselves; list replies may be larger.
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 # HTTP/2 pings keep idle streams (StreamJobs, StreamEvents) alive through proxies.
                 ("grpc.keepalive_time_ms", 20_000),

@@ -14,6 +14,8 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
+from server.domain.job import StoredJob
+from server.domain.limits import FETCH_REPLY_MAX_BYTES
 from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
 from server.rpc.errors import to_status
@@ -130,6 +132,29 @@ def _queue_info(row: QueueRow) -> queue_pb2.QueueInfo:
     return info
 
 
+def _fetch_reply(jobs: list[StoredJob], *, json_only: bool) -> tuple[worker_pb2.FetchResponse, list[StoredJob]]:
+    """The reply, holding the claimed jobs that fit in FETCH_REPLY_MAX_BYTES, and the jobs left out."""
+    response = worker_pb2.FetchResponse()
+    size = 0
+    for index, stored in enumerate(jobs):
+        message = convert.job(stored, json_only=json_only)
+        # A repeated message field costs its tag and length prefix on top of the message.
+        size += message.ByteSize() + 6
+        if size > FETCH_REPLY_MAX_BYTES:
+            return response, jobs[index:]
+        response.jobs.append(message)
+    return response, []
+
+
+def _too_large_to_deliver(stored: StoredJob) -> OJSError:
+    return OJSError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        f"job '{stored.id}' is larger as a message than a reply may carry ({FETCH_REPLY_MAX_BYTES} bytes, the "
+        "default receive limit of gRPC clients); it was put back: fetch it with json_only or over HTTP",
+        details={"job_id": stored.id, "max_bytes": FETCH_REPLY_MAX_BYTES},
+    )
+
+
 class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     def __init__(
         self,
@@ -226,7 +251,17 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             ),
             wait_ms=request.wait_ms,
         )
-        return worker_pb2.FetchResponse(jobs=[convert.job(j, json_only=request.json_only) for j in jobs])
+        try:
+            response, rest = _fetch_reply(jobs, json_only=request.json_only)
+        except Exception:
+            # Claimed but not deliverable: back to their queues now, not when their leases run out.
+            await self._jobs.give_back(jobs, request.worker_id)
+            raise
+        if rest:
+            await self._jobs.give_back(rest, request.worker_id)
+            if not response.jobs:
+                raise _too_large_to_deliver(rest[0])
+        return response
 
     @rpc
     async def Ack(self, request: worker_pb2.AckRequest, context: Context) -> worker_pb2.AckResponse:
@@ -478,7 +513,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
                     request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
                 ),
             ):
-                yield convert.job(stored, json_only=request.json_only)
+                try:
+                    message = convert.job(stored, json_only=request.json_only)
+                    if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
+                        raise _too_large_to_deliver(stored)
+                except Exception:
+                    await self._jobs.give_back([stored], request.worker_id)
+                    raise
+                yield message
         except OJSError as exc:
             await abort_with(context, exc)
         if self._jobs.stopping.is_set():

@@ -13,6 +13,13 @@ from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import ErrorCode, OJSError, invalid, not_found
 from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
+from server.domain.limits import (
+    DEFAULT_MAX_JOB_BYTES,
+    MAX_DURATION_MS,
+    MAX_FETCH_QUEUES,
+    MAX_META_BYTES,
+    check_name_bytes,
+)
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
 from server.model.records import EnqueueOutcome, FailureReport, Settlement, SettleReply
@@ -27,6 +34,8 @@ MAX_WAIT_MS = 60_000
 RECHECK_S = 15.0
 # A full stream re-checks its jobs this often, for acks served by other processes.
 SETTLE_RECHECK_S = 0.25
+# Entries of a refused batch listed in the error; the rest are counted, so the error fits any transport.
+MAX_REPORTED_ERRORS = 20
 
 
 def _job_id(job_id: str) -> str:
@@ -64,12 +73,14 @@ class JobService:
         default_visibility_timeout_ms: int,
         default_timeout_ms: int = 0,
         max_batch: int = 10_000,
+        max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
         notifier: JobNotifier | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
         self._store = store
         self._max_batch = max_batch
+        self._max_job_bytes = max_job_bytes
         self._notifier = notifier
         self._settle_group = SettleGroup(store, clock=clock)
         # Requeues of undelivered jobs still running (kept referenced until done).
@@ -87,6 +98,7 @@ class JobService:
         (on_conflict "ignore") instead of the new one.
         """
         job = parse_enqueue(envelope, now_ms=self._clock.now_ms())
+        check_job_size(job, self._max_job_bytes)
         outcome = await self._store.jobs.enqueue(job)
         if outcome.existing is not None:
             return outcome.existing, True
@@ -109,6 +121,7 @@ class JobService:
         if not isinstance(defaults, Mapping):
             raise invalid("default_options must be a JSON object", field="default_options")
         now = self._clock.now_ms()
+        _check_defaults(defaults, now)
         jobs: list[NewJob] = []
         errors: list[dict[str, Any]] = []
         seen_ids: set[str] = set()
@@ -118,6 +131,7 @@ class JobService:
                 if isinstance(entry, Mapping) and defaults:
                     entry = _with_defaults(entry, defaults)
                 job = parse_enqueue(entry, now_ms=now)
+                check_job_size(job, self._max_job_bytes)
                 if job.id in seen_ids:
                     raise invalid(f"id '{job.id}' appears twice in the batch", field="id")
                 # A rejecting job meeting an earlier job of the batch with its fingerprint
@@ -135,14 +149,7 @@ class JobService:
             seen_ids.add(job.id)
             jobs.append(job)
         if errors:
-            first = errors[0]
-            raise OJSError(
-                ErrorCode.INVALID_REQUEST,
-                f"{len(errors)} of {len(entries)} jobs are invalid; nothing was enqueued. "
-                f"jobs[{first['index']}]: {first['message']}",
-                details={"errors": errors, "index": first["index"]},
-                error_type="validation_error",
-            )
+            raise _batch_error(errors, len(entries))
         outcomes = await self._store.jobs.enqueue_batch(jobs, now_ms=now)
         return [
             (outcome.existing, True) if outcome.existing is not None else (_stored(job, outcome), False)
@@ -162,21 +169,43 @@ class JobService:
         return await self._store.jobs.activate(_job_id(job_id), now_ms=self._clock.now_ms())
 
     def _fetch_args(
-        self, queues: Sequence[str], count: int, visibility_timeout_ms: int | None, *, maximum: int = MAX_FETCH_COUNT
+        self,
+        queues: Sequence[str],
+        count: int,
+        visibility_timeout_ms: int | None,
+        worker_id: str,
+        *,
+        maximum: int = MAX_FETCH_COUNT,
     ) -> tuple[list[str], int]:
         if not queues:
             raise invalid("queues must name at least one queue", field="queues")
+        if len(queues) > MAX_FETCH_QUEUES:
+            raise invalid(f"a fetch names at most {MAX_FETCH_QUEUES} queues, got {len(queues)}", field="queues")
         for index, queue in enumerate(queues):
             validate_name(queue, field=f"queues[{index}]", pattern=QUEUE_PATTERN)
         count = count or 1
         if not 1 <= count <= maximum:
             raise invalid(f"count must be between 1 and {maximum}", field="count")
-        if visibility_timeout_ms is not None and visibility_timeout_ms <= 0:
-            raise invalid("visibility_timeout_ms must be positive", field="visibility_timeout_ms")
+        if visibility_timeout_ms is not None and not 0 < visibility_timeout_ms <= MAX_DURATION_MS:
+            raise invalid(
+                f"visibility_timeout_ms must be between 1 and {MAX_DURATION_MS}", field="visibility_timeout_ms"
+            )
+        check_name_bytes(worker_id, field="worker_id")
         # A queue named twice would be scanned twice for nothing.
         return list(dict.fromkeys(queues)), count
 
     async def _claim(
+        self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
+    ) -> list[StoredJob]:
+        """Claim jobs; a caller cancelled meanwhile (a client gone, a deadline passed) gives them back at once."""
+        claim = asyncio.ensure_future(self._claim_now(queues, count, worker_id, visibility_timeout_ms))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(lambda done: self._release_claimed(done, worker_id))
+            raise
+
+    async def _claim_now(
         self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
     ) -> list[StoredJob]:
         return await self._store.leases.fetch(
@@ -199,7 +228,7 @@ class JobService:
         wait_ms: int = 0,
     ) -> list[StoredJob]:
         """Claim jobs now; with `wait_ms`, wait that long for one when none is ready (a long poll)."""
-        ordered, count = self._fetch_args(queues, count, visibility_timeout_ms)
+        ordered, count = self._fetch_args(queues, count, visibility_timeout_ms, worker_id)
         if not 0 <= wait_ms <= MAX_WAIT_MS:
             raise invalid(f"wait_ms must be between 0 and {MAX_WAIT_MS}", field="wait_ms")
         jobs = await self._claim(ordered, count, worker_id, visibility_timeout_ms)
@@ -226,7 +255,7 @@ class JobService:
         streamed with (acked, nacked, cancelled or re-leased). Acks served by this
         process wake the stream at once; acks elsewhere are noticed by a short re-check.
         """
-        ordered, size = self._fetch_args(queues, max_concurrent, visibility_timeout_ms)
+        ordered, size = self._fetch_args(queues, max_concurrent, visibility_timeout_ms, worker_id)
         if self._notifier is None:
             raise OJSError(ErrorCode.UNSUPPORTED, "job streams are not available on this server")
         loop = asyncio.get_running_loop()
@@ -246,7 +275,7 @@ class JobService:
                         recheck_at = loop.time() + SETTLE_RECHECK_S
                     free = size - len(window.held)
                     if free > 0:
-                        claim = asyncio.ensure_future(self._claim(ordered, free, worker_id, visibility_timeout_ms))
+                        claim = asyncio.ensure_future(self._claim_now(ordered, free, worker_id, visibility_timeout_ms))
                         try:
                             jobs = await asyncio.shield(claim)
                         except asyncio.CancelledError:
@@ -276,6 +305,18 @@ class JobService:
         finally:
             for job_id in list(window.held):
                 self._forget(job_id, window)
+
+    async def give_back(self, jobs: Sequence[StoredJob], worker_id: str) -> None:
+        """Claimed jobs that will not be delivered (a reply too large, a failure after the claim) go back now.
+
+        Their attempt is not counted; a job whose lease already changed hands is left alone.
+        """
+        if jobs:
+            entries = [
+                Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNDELIVERED)
+                for job in jobs
+            ]
+            await self._store.leases.settle_batch(entries, now_ms=self._clock.now_ms(), return_jobs=False)
 
     def _release_claimed(self, claim: asyncio.Future[list[StoredJob]], worker_id: str) -> None:
         if not claim.cancelled() and claim.exception() is None:
@@ -387,6 +428,58 @@ def failure_report(
         backtrace=backtrace,
         retryable=retryable,
         requeue=requeue,
+    )
+
+
+def check_job_size(job: NewJob, max_job_bytes: int) -> None:
+    """ojs-payload-limits.md: meta at most 64 KiB, the whole job at most `max_job_bytes` (413)."""
+    meta_bytes = len(orjson.dumps(job.meta))
+    if meta_bytes > MAX_META_BYTES:
+        raise _too_large("meta", meta_bytes, MAX_META_BYTES)
+    size = len(orjson.dumps(job.args)) + meta_bytes + (len(orjson.dumps(job.extra)) if job.extra else 0)
+    if size > max_job_bytes:
+        raise _too_large("envelope", size, max_job_bytes)
+
+
+def _too_large(field: str, actual: int, maximum: int) -> OJSError:
+    what = "job" if field == "envelope" else field
+    return OJSError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        f"the {what} takes {actual} bytes as JSON, more than the limit of {maximum} bytes",
+        details={"field": field, "actual_bytes": actual, "max_bytes": maximum},
+    )
+
+
+def _check_defaults(defaults: Mapping[str, Any], now: int) -> None:
+    """The batch's default options must be valid on their own, even where every job overrides them."""
+    try:
+        parse_enqueue({"type": "default", "args": [], "options": dict(defaults)}, now_ms=now)
+    except OJSError as exc:
+        field = exc.details.get("field")
+        if isinstance(field, str):
+            field = "default_options." + field.removeprefix("options.")
+            exc.details["field"] = field
+        exc.message = f"default_options: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
+def _batch_error(errors: list[dict[str, Any]], total: int) -> OJSError:
+    """One error for a refused batch, listing at most MAX_REPORTED_ERRORS entries and counting the rest."""
+    first = errors[0]
+    shown = errors[:MAX_REPORTED_ERRORS]
+    omitted = len(errors) - len(shown)
+    details: dict[str, Any] = {"errors": shown, "index": first["index"]}
+    more = ""
+    if omitted:
+        details["errors_omitted"] = omitted
+        more = f" ({omitted} more errors not listed)"
+    return OJSError(
+        ErrorCode.INVALID_REQUEST,
+        f"{len(errors)} of {total} jobs are invalid; nothing was enqueued. "
+        f"jobs[{first['index']}]: {first['message']}{more}",
+        details=details,
+        error_type="validation_error",
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import ErrorCode, OJSError, conflict, invalid, not_found
 from server.domain.ids import is_uuid7
+from server.domain.limits import MAX_DURATION_MS, check_name_bytes
 from server.model.records import HeartbeatOutcome, WorkerRow
 from server.service.paging import Page, check_limit, page_by_name
 from server.store.facade import Store
@@ -67,8 +68,11 @@ class WorkerService:
         reported_state: str,
         lease_token: int | None,
     ) -> HeartbeatOutcome:
-        if extend_ms is not None and extend_ms <= 0:
-            raise invalid("the lease extension must be positive", field="visibility_timeout_ms")
+        if extend_ms is not None and not 0 < extend_ms <= MAX_DURATION_MS:
+            raise invalid(
+                f"the lease extension must be between 1 and {MAX_DURATION_MS} ms", field="visibility_timeout_ms"
+            )
+        check_name_bytes(worker_id, field="worker_id")
         if len(job_ids) > MAX_JOBS_PER_HEARTBEAT:
             raise invalid(f"at most {MAX_JOBS_PER_HEARTBEAT} jobs per heartbeat", field="active_job_ids")
         if reported_state and reported_state not in WORKER_STATES:
@@ -107,6 +111,7 @@ class WorkerService:
     async def set_directive(self, worker_id: str, directive: str) -> WorkerRow:
         if not worker_id:
             raise invalid("worker_id is required", field="worker_id")
+        check_name_bytes(worker_id, field="worker_id")
         if directive not in WORKER_STATES:
             raise invalid(f"directive must be one of {', '.join(WORKER_STATES)}", field="directive")
         return await self._store.workers.set_worker_directive(worker_id, directive, now_ms=self._clock.now_ms())

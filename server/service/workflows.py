@@ -8,10 +8,12 @@ from typing import Any
 from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import OJSError, invalid, not_found
 from server.domain.ids import is_uuid7, new_uuid7
+from server.domain.limits import DEFAULT_MAX_JOB_BYTES
 from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
 from server.domain.workflow import NodeKind, WorkflowPlan, WorkflowType, parse_workflow
 from server.model.workflows import NodeRecord, NodeSpec, WorkflowHeader, WorkflowRecord
+from server.service.jobs import check_job_size
 from server.store.facade import Store
 
 
@@ -54,9 +56,12 @@ def _section(plan: WorkflowPlan, kind: NodeKind, index: int) -> str:
 
 
 class WorkflowService:
-    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = SYSTEM_CLOCK, max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
+    ) -> None:
         self._clock = clock
         self._store = store
+        self._max_job_bytes = max_job_bytes
 
     async def create(self, body: Any) -> WorkflowView:
         plan = parse_workflow(body)
@@ -67,6 +72,7 @@ class WorkflowService:
         for node in plan.nodes:
             try:
                 job = parse_enqueue(node.envelope, now_ms=now)
+                check_job_size(job, self._max_job_bytes)
             except OJSError as exc:
                 section = _section(plan, node.kind, node.index)
                 exc.message = f"{section}: {exc.message}"
