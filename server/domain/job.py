@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from server.domain.limits import INT32_MAX, MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.domain.unique import UniquePolicy
@@ -111,3 +112,35 @@ class StoredJob:
     parent_results_json: bytes | None = None
     unique: dict[str, Any] | None = None
     lease_token: int = 0
+
+
+_TIME_FIELDS = (
+    "created_at_ms",
+    "enqueued_at_ms",
+    "scheduled_at_ms",
+    "started_at_ms",
+    "completed_at_ms",
+    "cancelled_at_ms",
+    "discarded_at_ms",
+    "expires_at_ms",
+    "next_attempt_at_ms",
+    "lease_expires_at_ms",
+)
+_DURATION_FIELDS = ("timeout_ms", "visibility_timeout_ms", "retry_delay_ms")
+
+
+def out_of_bounds(job: StoredJob) -> str | None:
+    """The first field of a stored job no client could be sent (data from before the checks), or None."""
+    for name in _TIME_FIELDS:
+        value = getattr(job, name)
+        if value is not None and not MIN_TIME_MS <= value <= MAX_TIME_MS:
+            return name
+    for name in _DURATION_FIELDS:
+        value = getattr(job, name)
+        if value is not None and not 0 <= value <= MAX_DURATION_MS:
+            return name
+    if not (
+        0 <= job.attempt <= INT32_MAX and 0 <= job.max_attempts <= INT32_MAX and -INT32_MAX <= job.priority <= INT32_MAX
+    ):
+        return "attempt"
+    return None

@@ -14,7 +14,7 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
-from server.domain.job import StoredJob
+from server.domain.job import StoredJob, out_of_bounds
 from server.domain.limits import FETCH_REPLY_MAX_BYTES
 from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
@@ -132,18 +132,36 @@ def _queue_info(row: QueueRow) -> queue_pb2.QueueInfo:
     return info
 
 
-def _fetch_reply(jobs: list[StoredJob], *, json_only: bool) -> tuple[worker_pb2.FetchResponse, list[StoredJob]]:
-    """The reply, holding the claimed jobs that fit in FETCH_REPLY_MAX_BYTES, and the jobs left out."""
+def _fetch_reply(
+    jobs: list[StoredJob], *, json_only: bool
+) -> tuple[worker_pb2.FetchResponse, list[StoredJob], list[StoredJob]]:
+    """The reply, holding the claimed jobs that fit in FETCH_REPLY_MAX_BYTES; the jobs left out; the unrenderable."""
     response = worker_pb2.FetchResponse()
     size = 0
+    broken: list[StoredJob] = []
     for index, stored in enumerate(jobs):
-        message = convert.job(stored, json_only=json_only)
+        message = _render(stored, json_only=json_only)
+        if message is None:
+            broken.append(stored)
+            continue
         # A repeated message field costs its tag and length prefix on top of the message.
         size += message.ByteSize() + 6
         if size > FETCH_REPLY_MAX_BYTES:
-            return response, jobs[index:]
+            return response, jobs[index:], broken
         response.jobs.append(message)
-    return response, []
+    return response, [], broken
+
+
+def _render(stored: StoredJob, *, json_only: bool) -> job_pb2.Job | None:
+    """The job as sent to a worker; None when its stored data cannot be sent (written before the input checks)."""
+    try:
+        problem = out_of_bounds(stored)
+        if problem is not None:
+            raise ValueError(f"{problem} is out of range")
+        return convert.job(stored, json_only=json_only)
+    except Exception:
+        log.exception("stored job %s cannot be delivered; it is failed without retry", stored.id)
+        return None
 
 
 def _too_large_to_deliver(stored: StoredJob) -> OJSError:
@@ -251,13 +269,11 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             ),
             wait_ms=request.wait_ms,
         )
-        try:
-            response, rest = _fetch_reply(jobs, json_only=request.json_only)
-        except Exception:
-            # Claimed but not deliverable: back to their queues now, not when their leases run out.
-            await self._jobs.give_back(jobs, request.worker_id)
-            raise
+        response, rest, broken = _fetch_reply(jobs, json_only=request.json_only)
+        if broken:
+            await self._jobs.fail_undeliverable(broken, request.worker_id)
         if rest:
+            # Claimed but left out of the reply: back to their queues now, not when their leases run out.
             await self._jobs.give_back(rest, request.worker_id)
             if not response.jobs:
                 raise _too_large_to_deliver(rest[0])
@@ -513,13 +529,13 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
                     request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
                 ),
             ):
-                try:
-                    message = convert.job(stored, json_only=request.json_only)
-                    if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
-                        raise _too_large_to_deliver(stored)
-                except Exception:
+                message = _render(stored, json_only=request.json_only)
+                if message is None:
+                    await self._jobs.fail_undeliverable([stored], request.worker_id)
+                    continue
+                if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
                     await self._jobs.give_back([stored], request.worker_id)
-                    raise
+                    raise _too_large_to_deliver(stored)
                 yield message
         except OJSError as exc:
             await abort_with(context, exc)

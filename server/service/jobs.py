@@ -57,6 +57,18 @@ _UNDELIVERED = FailureReport(
 )
 
 
+# How a fetch ends a claimed job whose stored data cannot be rendered.
+_UNRENDERABLE = FailureReport(
+    code="invalid_stored_job",
+    message="the stored job holds a value that cannot be delivered",
+    error_type="invalid_stored_job",
+    details=None,
+    backtrace=None,
+    retryable=False,
+    requeue=False,
+)
+
+
 class _StreamWindow:
     """The jobs a stream has delivered and not yet seen settled (job id -> lease token)."""
 
@@ -314,6 +326,15 @@ class JobService:
         if jobs:
             entries = [
                 Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNDELIVERED)
+                for job in jobs
+            ]
+            await self._store.leases.settle_batch(entries, now_ms=self._clock.now_ms(), return_jobs=False)
+
+    async def fail_undeliverable(self, jobs: Sequence[StoredJob], worker_id: str) -> None:
+        """Claimed jobs whose stored data cannot be sent end as failed (no retry), so they stop blocking a queue."""
+        if jobs:
+            entries = [
+                Settlement(job.id, worker_id=worker_id, lease_token=job.lease_token, failure=_UNRENDERABLE)
                 for job in jobs
             ]
             await self._store.leases.settle_batch(entries, now_ms=self._clock.now_ms(), return_jobs=False)
