@@ -111,9 +111,7 @@ HTTP_CASES = [
         "invalid_request",
         "options.rate_limit.concurrency",
     ),
-    HttpCase(
-        "type-256-bytes", "/ojs/v1/jobs", body({"type": LONG_NAME, "args": []}), 400, "invalid_request", "type"
-    ),
+    HttpCase("type-256-bytes", "/ojs/v1/jobs", body({"type": LONG_NAME, "args": []}), 400, "invalid_request", "type"),
     HttpCase("queue-256-bytes", "/ojs/v1/jobs", body(job(queue=LONG_NAME)), 400, "invalid_request", "options.queue"),
     HttpCase("tags-101", "/ojs/v1/jobs", body(job(tags=["t"] * 101)), 400, "invalid_request", "options.tags"),
     HttpCase(
@@ -140,7 +138,11 @@ HTTP_CASES = [
     ),
     HttpCase("surrogate-heartbeat", "/ojs/v1/workers/heartbeat", b'{"worker_id":"\\ud800"}', 400, "invalid_payload"),
     HttpCase(
-        "surrogate-batch", "/ojs/v1/jobs/batch", b'{"jobs":[{"type":"a","args":[{"\\ud800":1}]}]}', 400, "invalid_payload"
+        "surrogate-batch",
+        "/ojs/v1/jobs/batch",
+        b'{"jobs":[{"type":"a","args":[{"\\ud800":1}]}]}',
+        400,
+        "invalid_payload",
     ),
     HttpCase(
         "batch-default-queue-1",
