@@ -34,8 +34,10 @@ MAX_WAIT_MS = 60_000
 RECHECK_S = 15.0
 # A full stream re-checks its jobs this often, for acks served by other processes.
 SETTLE_RECHECK_S = 0.25
-# Entries of a refused batch listed in the error; the rest are counted, so the error fits any transport.
-MAX_REPORTED_ERRORS = 20
+# Entries of a refused batch listed in the error, each message clipped; the rest are counted, so the error
+# fits any transport (gRPC trailing metadata above all).
+MAX_REPORTED_ERRORS = 10
+MAX_REPORTED_MESSAGE_CHARS = 160
 
 
 def _job_id(job_id: str) -> str:
@@ -153,7 +155,10 @@ class JobService:
                         raise OJSError(ErrorCode.DUPLICATE, "an earlier job of the batch has the same unique key")
                     held_fingerprints.add(job.unique_fingerprint)
             except OJSError as exc:
-                error: dict[str, Any] = {"index": index, "code": exc.code.value, "message": exc.message}
+                message = exc.message
+                if len(message) > MAX_REPORTED_MESSAGE_CHARS:
+                    message = message[: MAX_REPORTED_MESSAGE_CHARS - 1] + "\u2026"
+                error: dict[str, Any] = {"index": index, "code": exc.code.value, "message": message}
                 if "field" in exc.details:
                     error["field"] = exc.details["field"]
                 errors.append(error)

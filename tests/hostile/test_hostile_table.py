@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from ojs.v1 import service_pb2
+from ojs.v1 import job_pb2, service_pb2
 from redis.asyncio import Redis
 
 from tests.hostile.cases import GRPC_CASES, HTTP_CASES, RAW_HTTP_CASES, GrpcCase, HttpCase
@@ -34,10 +34,10 @@ async def test_http_batch_errors_are_capped_and_counted(http: Http) -> None:
     case = next(case for case in HTTP_CASES if case.id == "batch-300-invalid")
     status, payload, _ = await http.send("POST", case.path, case.body)
     details = assert_envelope(status, payload, expected_status=400, code="invalid_request")["details"]
-    assert len(details["errors"]) == 20
-    assert details["errors_omitted"] == 280
-    assert [entry["index"] for entry in details["errors"]] == list(range(20))
-    assert "280 more errors not listed" in payload["error"]["message"]
+    assert len(details["errors"]) == 10
+    assert details["errors_omitted"] == 290
+    assert [entry["index"] for entry in details["errors"]] == list(range(10))
+    assert "290 more errors not listed" in payload["error"]["message"]
 
 
 @pytest.mark.parametrize("name", sorted(RAW_HTTP_CASES))
@@ -72,8 +72,8 @@ async def test_grpc_batch_errors_fit_trailing_metadata(stub: Any) -> None:
         await stub.EnqueueBatch(case.request)
     info = assert_rich_error(caught.value, code=grpc.StatusCode.INVALID_ARGUMENT, reason="invalid_request")
     details = orjson.loads(info.metadata["details_json"])
-    assert details["errors_omitted"] == 280
-    assert len(details["errors"]) == 20
+    assert details["errors_omitted"] == 290
+    assert len(details["errors"]) == 10
 
 
 @pytest.mark.parametrize("method", [method.name for method in SERVICE.methods])
@@ -99,3 +99,16 @@ def test_readme_lists_every_case() -> None:
     rows = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE))
     expected = {case.id for case in HTTP_CASES} | set(RAW_HTTP_CASES) | {case.id for case in GRPC_CASES}
     assert expected <= rows, f"missing from README: {sorted(expected - rows)}"
+
+
+async def test_batch_errors_with_long_messages_still_list_every_shown_entry(http: Http, stub: Any) -> None:
+    # Each entry's message quotes its 255-byte type: the list must still fit, clipped, not be dropped.
+    jobs = [{"type": "A" * 255, "args": []} for _ in range(300)]
+    status, payload = await http.post("/ojs/v1/jobs/batch", {"jobs": jobs})
+    details = assert_envelope(status, payload, expected_status=400, code="invalid_request")["details"]
+    assert "details_truncated" not in details
+    assert len(details["errors"]) == 10 and details["errors_omitted"] == 290
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.EnqueueBatch(job_pb2.EnqueueBatchRequest(batch_json=orjson.dumps({"jobs": jobs})))
+    info = assert_rich_error(caught.value, code=grpc.StatusCode.INVALID_ARGUMENT, reason="invalid_request")
+    assert len(orjson.loads(info.metadata["details_json"])["errors"]) == 10
