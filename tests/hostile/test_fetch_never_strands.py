@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -79,3 +80,22 @@ async def test_a_stored_job_that_cannot_be_rendered_does_not_block_the_queue(htt
     assert state == "discarded"
     status, again = await http.post("/ojs/v1/workers/fetch", {"queues": ["legacy"], "worker_id": "w"})
     assert (status, again) == (200, {"jobs": []})
+
+
+async def test_a_fetch_whose_caller_gives_up_during_the_claim_gives_the_jobs_back(stub: Any, redis: Redis) -> None:
+    job_id = await enqueue_json(stub, "deadline", [1])
+    # Writes wait while Redis is paused: the claim is in flight when the client's deadline passes.
+    await redis.client_pause(600, all=False)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Fetch(worker_pb2.FetchRequest(queues=["deadline"], worker_id="w1"), timeout=0.2)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Once Redis resumes, the claim runs (the lease token moves on) and the job comes straight back.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        token = await redis.hget(KEYS.job(job_id), "lease_token")
+        if token is not None and await state_and_attempt(redis, job_id) == ("available", 0):
+            break
+        assert asyncio.get_running_loop().time() < deadline, (token, await state_and_attempt(redis, job_id))
+        await asyncio.sleep(0.05)
+    reply = await stub.Fetch(worker_pb2.FetchRequest(queues=["deadline"], worker_id="w2"))
+    assert [job.id for job in reply.jobs] == [job_id]
