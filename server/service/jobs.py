@@ -13,16 +13,11 @@ from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import ErrorCode, OJSError, invalid, not_found
 from server.domain.ids import is_uuid7
 from server.domain.job import NewJob, StoredJob
-from server.domain.limits import (
-    DEFAULT_MAX_JOB_BYTES,
-    MAX_DURATION_MS,
-    MAX_FETCH_QUEUES,
-    MAX_META_BYTES,
-    check_name_bytes,
-)
+from server.domain.limits import DEFAULT_MAX_JOB_BYTES, MAX_DURATION_MS, MAX_FETCH_QUEUES, check_name_bytes
 from server.domain.states import JobState
 from server.domain.validation import QUEUE_PATTERN, parse_enqueue, validate_name
 from server.model.records import EnqueueOutcome, FailureReport, Settlement, SettleReply
+from server.service.intake import batch_entry_error, batch_error, check_defaults, check_job_size
 from server.service.settle import SettleGroup
 from server.store.facade import Store
 from server.store.notifications import JobNotifier
@@ -34,10 +29,6 @@ MAX_WAIT_MS = 60_000
 RECHECK_S = 15.0
 # A full stream re-checks its jobs this often, for acks served by other processes.
 SETTLE_RECHECK_S = 0.25
-# Entries of a refused batch listed in the error, each message clipped; the rest are counted, so the error
-# fits any transport (gRPC trailing metadata above all).
-MAX_REPORTED_ERRORS = 10
-MAX_REPORTED_MESSAGE_CHARS = 160
 
 
 def _job_id(job_id: str) -> str:
@@ -135,7 +126,7 @@ class JobService:
         if not isinstance(defaults, Mapping):
             raise invalid("default_options must be a JSON object", field="default_options")
         now = self._clock.now_ms()
-        _check_defaults(defaults, now)
+        check_defaults(defaults, now)
         jobs: list[NewJob] = []
         errors: list[dict[str, Any]] = []
         seen_ids: set[str] = set()
@@ -155,18 +146,12 @@ class JobService:
                         raise OJSError(ErrorCode.DUPLICATE, "an earlier job of the batch has the same unique key")
                     held_fingerprints.add(job.unique_fingerprint)
             except OJSError as exc:
-                message = exc.message
-                if len(message) > MAX_REPORTED_MESSAGE_CHARS:
-                    message = message[: MAX_REPORTED_MESSAGE_CHARS - 1] + "\u2026"
-                error: dict[str, Any] = {"index": index, "code": exc.code.value, "message": message}
-                if "field" in exc.details:
-                    error["field"] = exc.details["field"]
-                errors.append(error)
+                errors.append(batch_entry_error(index, exc))
                 continue
             seen_ids.add(job.id)
             jobs.append(job)
         if errors:
-            raise _batch_error(errors, len(entries))
+            raise batch_error(errors, len(entries))
         outcomes = await self._store.jobs.enqueue_batch(jobs, now_ms=now)
         return [
             (outcome.existing, True) if outcome.existing is not None else (_stored(job, outcome), False)
@@ -454,58 +439,6 @@ def failure_report(
         backtrace=backtrace,
         retryable=retryable,
         requeue=requeue,
-    )
-
-
-def check_job_size(job: NewJob, max_job_bytes: int) -> None:
-    """ojs-payload-limits.md: meta at most 64 KiB, the whole job at most `max_job_bytes` (413)."""
-    meta_bytes = len(orjson.dumps(job.meta))
-    if meta_bytes > MAX_META_BYTES:
-        raise _too_large("meta", meta_bytes, MAX_META_BYTES)
-    size = len(orjson.dumps(job.args)) + meta_bytes + (len(orjson.dumps(job.extra)) if job.extra else 0)
-    if size > max_job_bytes:
-        raise _too_large("envelope", size, max_job_bytes)
-
-
-def _too_large(field: str, actual: int, maximum: int) -> OJSError:
-    what = "job" if field == "envelope" else field
-    return OJSError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        f"the {what} takes {actual} bytes as JSON, more than the limit of {maximum} bytes",
-        details={"field": field, "actual_bytes": actual, "max_bytes": maximum},
-    )
-
-
-def _check_defaults(defaults: Mapping[str, Any], now: int) -> None:
-    """The batch's default options must be valid on their own, even where every job overrides them."""
-    try:
-        parse_enqueue({"type": "default", "args": [], "options": dict(defaults)}, now_ms=now)
-    except OJSError as exc:
-        field = exc.details.get("field")
-        if isinstance(field, str):
-            field = "default_options." + field.removeprefix("options.")
-            exc.details["field"] = field
-        exc.message = f"default_options: {exc.message}"
-        exc.args = (exc.message,)
-        raise
-
-
-def _batch_error(errors: list[dict[str, Any]], total: int) -> OJSError:
-    """One error for a refused batch, listing at most MAX_REPORTED_ERRORS entries and counting the rest."""
-    first = errors[0]
-    shown = errors[:MAX_REPORTED_ERRORS]
-    omitted = len(errors) - len(shown)
-    details: dict[str, Any] = {"errors": shown, "index": first["index"]}
-    more = ""
-    if omitted:
-        details["errors_omitted"] = omitted
-        more = f" ({omitted} more errors not listed)"
-    return OJSError(
-        ErrorCode.INVALID_REQUEST,
-        f"{len(errors)} of {total} jobs are invalid; nothing was enqueued. "
-        f"jobs[{first['index']}]: {first['message']}{more}",
-        details=details,
-        error_type="validation_error",
     )
 
 

@@ -13,7 +13,7 @@ from server.domain.states import JobState
 from server.domain.validation import parse_enqueue
 from server.domain.workflow import NodeKind, WorkflowPlan, WorkflowType, parse_workflow
 from server.model.workflows import NodeRecord, NodeSpec, WorkflowHeader, WorkflowRecord
-from server.service.jobs import check_job_size
+from server.service.intake import check_job_size
 from server.store.facade import Store
 
 
