@@ -21,6 +21,7 @@ _DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # Seconds in-flight HTTP requests get to finish on shutdown.
 _SHUTDOWN_GRACE_S = 10.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_RESPONSE_CONTENT_TYPES = ("application/openjobspec+json", "application/json")
 
 
 def _port(text: str) -> int:
@@ -49,7 +50,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="OpenJobSpec REST gateway: serves the HTTP binding and forwards every call to an OJS gRPC server.",
         epilog=(
             "environment variables (flags override them): OJS_GRPC_TARGET, OJS_HOST, OJS_PORT, OJS_API_KEY, "
-            "OJS_ALLOW_INSECURE_NO_AUTH, OJS_MAX_BODY_BYTES, OJS_LOG_LEVEL"
+            "OJS_ALLOW_INSECURE_NO_AUTH, OJS_MAX_BODY_BYTES, OJS_RESPONSE_CONTENT_TYPE, OJS_LOG_LEVEL"
         ),
     )
     parser.add_argument(
@@ -75,6 +76,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=_positive,
         default=env.get("OJS_MAX_BODY_BYTES") or str(_DEFAULT_MAX_BODY_BYTES),
         help=f"largest request body accepted (default {_DEFAULT_MAX_BODY_BYTES})",
+    )
+    parser.add_argument(
+        "--response-content-type",
+        choices=_RESPONSE_CONTENT_TYPES,
+        type=str.lower,
+        default=(env.get("OJS_RESPONSE_CONTENT_TYPE") or "").strip().lower() or _RESPONSE_CONTENT_TYPES[0],
+        help="Content-Type of JSON responses (OJS_RESPONSE_CONTENT_TYPE; default application/openjobspec+json)",
     )
     parser.add_argument(
         "--log-level",
@@ -123,7 +131,10 @@ async def serve(args: argparse.Namespace) -> None:
     channel = grpc.aio.insecure_channel(args.grpc_target)
     try:
         app = create_app(
-            ChannelClient(channel, metadata=metadata), api_key=args.api_key, max_body_bytes=args.max_body_bytes
+            ChannelClient(channel, metadata=metadata),
+            api_key=args.api_key,
+            max_body_bytes=args.max_body_bytes,
+            response_media_type=args.response_content_type,
         )
         runner = GatewayRunner(app, shutdown_timeout=_SHUTDOWN_GRACE_S, access_log=None)
         await runner.setup()

@@ -4,8 +4,9 @@ Every request passes one middleware that checks auth, version and content
 type and turns failures (a route's, or aiohttp's own 404, 405 or 413) into the
 `{"error": {...}}` envelope. Every response it answers with, including an event
 stream a route starts itself, gets `Content-Type: application/openjobspec+json`
-(event streams keep `text/event-stream`), `OJS-Version: 1.0`, `X-Request-Id`
-and the CORS headers as it is prepared.
+(event streams keep `text/event-stream`; see `response_media_type` for clients
+that need `application/json`), `OJS-Version: 1.0`, `X-Request-Id` and the CORS
+headers as it is prepared.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
@@ -35,13 +37,18 @@ from gateway.errors import (
 )
 from gateway.routes import EVENT_STREAM, MEDIA_TYPE, REQUEST_ID, Routes, json_response
 
-__all__ = ["create_app", "new_request_id"]
+__all__ = ["JSON_MEDIA_TYPE", "RESPONSE_MEDIA_TYPES", "create_app", "is_supported_version", "new_request_id"]
 
 logger = logging.getLogger(__name__)
 
 OJS_VERSION = "1.0"
-_SUPPORTED_VERSIONS = frozenset({"1.0", "1"})
-_ACCEPTED_MEDIA_TYPES = frozenset({"application/json", MEDIA_TYPE})
+JSON_MEDIA_TYPE = "application/json"
+# Any 1.x version is served by this 1.0 implementation (minor versions only add, HTTP binding §3.3),
+# pre-releases and build metadata included: "1", "1.0", "1.2.3", "1.0.0-rc.1".
+_VERSION_PATTERN = re.compile(r"^v?(\d+)(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+_SUPPORTED_MAJOR = 1
+_ACCEPTED_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, MEDIA_TYPE})
+RESPONSE_MEDIA_TYPES = (MEDIA_TYPE, JSON_MEDIA_TYPE)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Open without credentials so load balancers can probe and clients can discover the server.
 _PUBLIC = frozenset(
@@ -49,7 +56,8 @@ _PUBLIC = frozenset(
 )
 _MAX_REQUEST_ID_LENGTH = 200
 
-_CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+# PUT: the progress extension reports with PUT /ojs/v1/jobs/{id}/progress.
+_CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Request-Id, OJS-Version"
 _CORS_EXPOSE_HEADERS = (
     "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, OJS-Version, Retry-After"
@@ -79,13 +87,52 @@ def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
+def _accepted(accept: str) -> set[str]:
+    """Media types an Accept header names with a non-zero quality (wildcards as written)."""
+    named = set()
+    for item in accept.split(","):
+        media_type, *params = item.split(";")
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            named.add(media_type.strip().lower())
+    return named
+
+
+def is_supported_version(version: str) -> bool:
+    match = _VERSION_PATTERN.match(version.strip())
+    return match is not None and int(match.group(1)) == _SUPPORTED_MAJOR
+
+
 class _Policy:
     """The per-application settings the middleware enforces."""
 
-    def __init__(self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str]) -> None:
+    def __init__(
+        self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str], response_media_type: str
+    ) -> None:
+        if response_media_type not in RESPONSE_MEDIA_TYPES:
+            raise ValueError(f"response media type must be one of {', '.join(RESPONSE_MEDIA_TYPES)}")
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
         self.cors_origins = frozenset(cors_origins)
+        self.response_media_type = response_media_type
+
+    def media_type_for(self, request: web.Request) -> str:
+        """The configured type, or application/json for a request that asks for it and not for the OJS type."""
+        if self.response_media_type == JSON_MEDIA_TYPE:
+            return JSON_MEDIA_TYPE
+        accept = request.headers.get("Accept")
+        if accept:
+            named = _accepted(accept)
+            if JSON_MEDIA_TYPE in named and MEDIA_TYPE not in named:
+                return JSON_MEDIA_TYPE
+        return MEDIA_TYPE
 
     def check_auth(self, request: web.Request) -> None:
         if self.api_key is None or (request.path, request.method) in _PUBLIC:
@@ -97,11 +144,13 @@ class _Policy:
     @staticmethod
     def check_version(request: web.Request) -> None:
         version = request.headers.get("OJS-Version")
-        if version is not None and version.strip() not in _SUPPORTED_VERSIONS:
-            raise unsupported(
-                f"OJS-Version '{version.strip()}' is not supported; this server implements {OJS_VERSION}",
-                supported_versions=[OJS_VERSION],
-            )
+        # Discovery must work whatever a client asks for: the manifest is how it learns what is served.
+        if version is None or (request.path, request.method) in _PUBLIC or is_supported_version(version):
+            return
+        raise unsupported(
+            f"OJS-Version '{version.strip()}' is not supported; this server implements {OJS_VERSION} (any 1.x)",
+            supported_versions=[OJS_VERSION],
+        )
 
     @staticmethod
     def check_content_type(request: web.Request) -> None:
@@ -153,10 +202,10 @@ class _Policy:
         return from_http_status(exc.status, exc.reason.lower() if exc.reason else None)
 
 
-def _finish(response: web.StreamResponse, request_id: str, origin: str | None) -> None:
+def _finish(response: web.StreamResponse, request_id: str, origin: str | None, media_type: str) -> None:
     headers = response.headers
     if headers.get("Content-Type") != EVENT_STREAM:
-        headers["Content-Type"] = MEDIA_TYPE
+        headers["Content-Type"] = media_type
     headers["OJS-Version"] = OJS_VERSION
     headers["X-Request-Id"] = request_id
     if origin is not None:
@@ -198,7 +247,7 @@ def _on_prepare(policy: _Policy) -> _PrepareHook:
     async def ojs_headers(request: web.Request, response: web.StreamResponse) -> None:
         request_id = request.get(REQUEST_ID)
         if request_id is not None:
-            _finish(response, request_id, policy.allowed_origin(request))
+            _finish(response, request_id, policy.allowed_origin(request), policy.media_type_for(request))
 
     return ojs_headers
 
@@ -213,14 +262,19 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     cors_origins: Collection[str] = (),
+    response_media_type: str = MEDIA_TYPE,
 ) -> web.Application:
     """The REST gateway over `client`.
 
     `api_key`: when set, every route but health and the manifest requires
     `Authorization: Bearer <api_key>`. `cors_origins`: origins browsers may call
     from; with none configured and no API key any origin is allowed.
+    `response_media_type`: Content-Type of JSON responses, the spec's
+    `application/openjobspec+json` or `application/json` for clients that parse
+    only that; with the former, a request whose Accept names application/json
+    and not the OJS type is still answered with application/json.
     """
-    policy = _Policy(api_key, max_body_bytes, cors_origins)
+    policy = _Policy(api_key, max_body_bytes, cors_origins, response_media_type)
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
     # Headers go on when a response is prepared, so a stream a route prepares itself gets them too.
     app.on_response_prepare.append(_on_prepare(policy))

@@ -50,12 +50,16 @@ def retry_policy_to_json(policy: job_pb2.RetryPolicy) -> dict[str, Any]:
 
 
 def unique_policy_to_json(policy: job_pb2.UniquePolicy) -> dict[str, Any]:
-    """The `unique` object (ojs-unique-jobs.md); each field under its own name, `key` included."""
+    """The `unique` object (ojs-unique-jobs.md).
+
+    `key` (1) names the fingerprint's dimensions in the published binding, as `keys` does in the JSON form
+    (`keys`, 100, is this server's older alias of it); argument fields are `args_keys`. The JSON form's own
+    `key` (argument fields, in the core envelope) is never produced.
+    """
     out: dict[str, Any] = {}
-    if policy.keys:
-        out["keys"] = list(policy.keys)
-    if policy.key:
-        out["key"] = list(policy.key)
+    dimensions = list(dict.fromkeys([*policy.key, *policy.keys]))
+    if dimensions:
+        out["keys"] = dimensions
     if policy.args_keys:
         out["args_keys"] = list(policy.args_keys)
     if policy.meta_keys:

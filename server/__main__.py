@@ -65,6 +65,11 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("OJS_WORKERS", "workers", "server processes sharing both ports (SO_REUSEPORT); 1: a single process"),
     ("OJS_EVENT_LOOP", "event_loop", "auto (uvloop when installed), asyncio or uvloop"),
     ("OJS_ALLOW_SLOW_PROTOBUF", "allow_slow_protobuf", "start even if the protobuf runtime is not upb"),
+    (
+        "OJS_RESPONSE_CONTENT_TYPE",
+        "response_content_type",
+        "Content-Type of JSON responses: application/openjobspec+json or application/json",
+    ),
 )
 
 

@@ -26,6 +26,7 @@ from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
 from server.service.jobs import JobService
 from server.service.maintenance import MaintenanceService
+from server.service.progress import ProgressService
 from server.service.queues import QueueService
 from server.service.system import SystemService
 from server.service.workers import WorkerService
@@ -78,6 +79,7 @@ def build_servicer(
         retry_after_s=settings.retry_after_s,
         backend_down=backend_down,
     )
+    workflows = WorkflowService(store, clock=clock, max_job_bytes=settings.max_job_bytes)
     return OJSServicer(
         JobService(
             store,
@@ -93,8 +95,9 @@ def build_servicer(
         WorkerService(store, default_visibility_timeout_ms=lease_ms, clock=clock),
         DeadLetterService(store, clock=clock),
         CronService(store, clock=clock),
-        WorkflowService(store, clock=clock, max_job_bytes=settings.max_job_bytes),
+        workflows,
         QueueService(store, clock=clock),
+        ProgressService(store.progress, workflows, default_visibility_timeout_ms=lease_ms, clock=clock),
         admission=admission,
     )
 
@@ -174,7 +177,10 @@ class Application:
             await self._grpc.start()
 
             gateway = create_app(
-                InProcessClient(servicer), api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
+                InProcessClient(servicer),
+                api_key=settings.api_key,
+                max_body_bytes=settings.max_body_bytes,
+                response_media_type=settings.response_content_type,
             )
             self._http = GatewayRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
             await self._http.setup()

@@ -19,6 +19,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 # More server processes than this on one machine is a typo, not a plan.
 MAX_WORKERS = 256
+# OJS_RESPONSE_CONTENT_TYPE: the spec's media type, or plain JSON for clients that parse only that.
+RESPONSE_CONTENT_TYPES = ("application/openjobspec+json", "application/json")
 
 
 class SettingsError(ValueError):
@@ -124,6 +126,8 @@ class Settings:
     event_loop: str = "auto"
     # Start even when the protobuf runtime is not the upb backend (pure Python is 10-100x slower).
     allow_slow_protobuf: bool = False
+    # Content-Type of the gateway's JSON responses.
+    response_content_type: str = RESPONSE_CONTENT_TYPES[0]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -172,6 +176,9 @@ class Settings:
             workers=_int(env, "OJS_WORKERS", cls.workers, minimum=1, maximum=MAX_WORKERS),
             event_loop=_choice(env, "OJS_EVENT_LOOP", cls.event_loop, EVENT_LOOPS),
             allow_slow_protobuf=_bool(env, "OJS_ALLOW_SLOW_PROTOBUF", False),
+            response_content_type=_choice(
+                env, "OJS_RESPONSE_CONTENT_TYPE", cls.response_content_type, RESPONSE_CONTENT_TYPES
+            ),
         )
 
     def check_exposure(self) -> None:

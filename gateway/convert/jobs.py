@@ -56,6 +56,11 @@ _JOB_KEYS = frozenset(
         "trace_id",
         "lease_token",
         "previous_state",
+        "progress",
+        "progress_message",
+        "progress_data",
+        "progress_updated_at",
+        "last_checkpoint",
     }
 )
 
@@ -136,6 +141,10 @@ def job_to_json(job: job_pb2.Job) -> dict[str, Any]:
         out["trace_id"] = job.trace_id
     if job.lease_token:
         out["lease_token"] = job.lease_token
+    if job.HasField("progress_updated_at"):
+        _progress_to_json(job, out)
+    if job.last_checkpoint_json:
+        out["last_checkpoint"] = orjson.Fragment(job.last_checkpoint_json)
     if job.extra_json:
         extra = loads_exact(job.extra_json)
         if isinstance(extra, dict):
@@ -143,6 +152,16 @@ def job_to_json(job: job_pb2.Job) -> dict[str, Any]:
                 if key not in _JOB_KEYS:
                     out[key] = value
     return out
+
+
+def _progress_to_json(job: job_pb2.Job, out: dict[str, Any]) -> None:
+    """What the current attempt reported (urn:ojs:ext:progress)."""
+    out["progress"] = job.progress if job.HasField("progress") else None
+    if job.progress_message:
+        out["progress_message"] = job.progress_message
+    if job.progress_data_json:
+        out["progress_data"] = orjson.Fragment(job.progress_data_json)
+    out["progress_updated_at"] = timestamp(job.progress_updated_at)
 
 
 # ---------------------------------------------------------------------------

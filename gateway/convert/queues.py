@@ -64,4 +64,9 @@ def render_queue_stats(response: queue_pb2.QueueStatsResponse, name: str) -> dic
         "avg_wait_ms": stats.avg_wait_ms,
         "throughput_per_second": stats.throughput_per_second,
     }
-    return {"queue": {"name": response.queue or name, **counts}, "stats": counts, "computed_at": now()}
+    return {
+        "queue": {"name": response.queue or name, **counts},
+        "status": counts["status"],
+        "stats": counts,
+        "computed_at": now(),
+    }

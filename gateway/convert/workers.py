@@ -78,8 +78,12 @@ def nack_request(body: Mapping[str, Any]) -> worker_pb2.NackRequest:
     error = body.get("error")
     if error is None:
         return request
+    if isinstance(error, str):
+        # The reference server's examples send the error as its message alone.
+        request.error.message = error
+        return request
     if not isinstance(error, dict):
-        raise invalid_request("'error' must be an object", field="error")
+        raise invalid_request("'error' must be an object or a message string", field="error")
     job_error = request.error
     job_error.SetInParent()
     for key in ("code", "message", "type"):

@@ -15,6 +15,7 @@ from gateway.routes.cron import CronRoutes
 from gateway.routes.dead_letter import DeadLetterRoutes
 from gateway.routes.events import SSE_IDLE_CHECK_S, SSE_OPEN_WAIT_S, EventRoutes
 from gateway.routes.jobs import JobRoutes
+from gateway.routes.progress import ProgressRoutes
 from gateway.routes.queues import QueueRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.workers import WorkerRoutes
@@ -43,6 +44,7 @@ class Routes:
             CronRoutes(client),
             WorkflowRoutes(client),
             self._events,
+            ProgressRoutes(client, self._events),
         ]
 
     def add_to(self, app: web.Application) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +23,15 @@ logger = logging.getLogger(__name__)
 SSE_OPEN_WAIT_S = 0.25
 # How often an event stream with nothing to send checks that its client is still there.
 SSE_IDLE_CHECK_S = 1.0
+
+# A stream's rendering of one event: the frame to send (b"" for none) and whether the stream ends after it.
+SseRender = Callable[[events_pb2.Event], tuple[bytes, bool]]
+# A stream's first frame, read once the subscription is live (and whether it is also the last).
+SseOpening = Callable[[], Awaitable[tuple[bytes, bool]]]
+
+
+def _every_event(event: events_pb2.Event) -> tuple[bytes, bool]:
+    return sse_frame(event), False
 
 
 class EventRoutes(RouteGroup):
@@ -54,16 +63,27 @@ class EventRoutes(RouteGroup):
         rpc = stream_events_request(
             request.query, request.headers.get("Last-Event-ID"), job_id=request.match_info["id"]
         )
-        return await self._event_stream(request, rpc)
+        return await self.event_stream(request, rpc)
 
     async def queue_events(self, request: web.Request) -> web.StreamResponse:
         rpc = stream_events_request(
             request.query, request.headers.get("Last-Event-ID"), queue=request.match_info["name"]
         )
-        return await self._event_stream(request, rpc)
+        return await self.event_stream(request, rpc)
 
-    async def _event_stream(self, request: web.Request, rpc: events_pb2.StreamEventsRequest) -> web.StreamResponse:
-        """StreamEvents as Server-Sent Events, until the client leaves or the stream ends."""
+    async def event_stream(
+        self,
+        request: web.Request,
+        rpc: events_pb2.StreamEventsRequest,
+        *,
+        render: SseRender = _every_event,
+        opening: SseOpening | None = None,
+    ) -> web.StreamResponse:
+        """StreamEvents as Server-Sent Events, until the client leaves or the stream (or `render`) ends it.
+
+        `opening`, called once the subscription is live and before the headers go out, gives the first
+        frame; it may raise to answer with an error envelope instead.
+        """
         call = self._client.StreamEvents(rpc, metadata=rpc_metadata(request))
         stream = aiter(call)
         first = asyncio.ensure_future(_next_event(stream))
@@ -73,10 +93,13 @@ class EventRoutes(RouteGroup):
             if first.done():
                 # Raising here, before any byte is sent, gives the usual error envelope.
                 first.result()
+            opening_frame, finished = await opening() if opening is not None else (b"", False)
             response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, "Cache-Control": "no-cache"})
             await response.prepare(request)
             # From here on a failure can only end the stream: the status line is gone.
-            while True:
+            if opening_frame:
+                await response.write(opening_frame)
+            while not finished:
                 if pending is None:
                     pending = asyncio.ensure_future(_next_event(stream))
                 if not await self._until_done(request, pending):
@@ -85,8 +108,10 @@ class EventRoutes(RouteGroup):
                 pending = None
                 if event is None:
                     break
+                frame, finished = render(event)
                 try:
-                    await response.write(sse_frame(event))
+                    if frame:
+                        await response.write(frame)
                 except ConnectionError:
                     break
             with contextlib.suppress(ConnectionError):

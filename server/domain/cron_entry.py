@@ -18,6 +18,21 @@ MAX_NAME_LENGTH = 255
 OVERLAP_POLICIES = ("skip", "allow")
 # Template fields a firing copies into the job envelope.
 _TEMPLATE_FIELDS = ("type", "args", "meta", "options", "schema")
+# Job options a registration without job_template may give at its top level (the reference server's
+# dialect: {name, schedule, timezone, type, queue}); they go into the template's options.
+_TOP_LEVEL_OPTIONS = (
+    "queue",
+    "priority",
+    "timeout_ms",
+    "timeout",
+    "visibility_timeout_ms",
+    "visibility_timeout",
+    "retry",
+    "retry_policy",
+    "tags",
+    "unique",
+    "max_attempts",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +74,23 @@ def _string(body: Mapping[str, Any], key: str, default: str = "") -> str:
     return value
 
 
+def _flat_template(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The job of a registration that has it at the top level; options set there win over top-level ones."""
+    template = {key: body[key] for key in _TEMPLATE_FIELDS if key in body}
+    top_level = {key: body[key] for key in _TOP_LEVEL_OPTIONS if body.get(key) is not None}
+    if top_level:
+        options = template.get("options")
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise invalid("options must be a JSON object", field="options")
+        template["options"] = {**top_level, **options}
+    return template
+
+
 def parse_registration(body: Any, *, now_ms: int) -> CronRegistration:
-    """Accepts {name, expression, job_template, ...} and {name, cron, type, args, options, ...}."""
+    """Accepts {name, expression, job_template, ...}, {name, cron, type, args, options, ...} and
+    {name, schedule, type, queue, ...} (job fields at the top level, args optional)."""
     if not isinstance(body, Mapping):
         raise invalid("the cron registration must be a JSON object", field="body")
     name = _string(body, "name")
@@ -71,7 +101,7 @@ def parse_registration(body: Any, *, now_ms: int) -> CronRegistration:
             f"name must match {NAME_PATTERN.pattern} and be at most {MAX_NAME_LENGTH} characters", field="name"
         )
 
-    expression = _string(body, "expression") or _string(body, "cron")
+    expression = _string(body, "expression") or _string(body, "cron") or _string(body, "schedule")
     if not expression:
         raise invalid("expression is required", field="expression")
     schedule = parse_cron(expression, _string(body, "timezone", "UTC") or "UTC")
@@ -85,7 +115,7 @@ def parse_registration(body: Any, *, now_ms: int) -> CronRegistration:
 
     raw_template = body.get("job_template")
     if raw_template is None:
-        raw_template = {key: body[key] for key in _TEMPLATE_FIELDS if key in body}
+        raw_template = _flat_template(body)
     if not isinstance(raw_template, Mapping):
         raise invalid("job_template must be a JSON object", field="job_template")
     template = {key: raw_template[key] for key in _TEMPLATE_FIELDS if raw_template.get(key) is not None}

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from server.domain.limits import INT32_MAX, MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS
+from server.domain.progress import Progress
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.domain.unique import UniquePolicy
@@ -112,6 +113,10 @@ class StoredJob:
     parent_results_json: bytes | None = None
     unique: dict[str, Any] | None = None
     lease_token: int = 0
+    # What the current attempt reported (urn:ojs:ext:progress); None when nothing.
+    progress: Progress | None = None
+    # The latest checkpoint a progress report carried, from any attempt.
+    checkpoint_json: bytes | None = None
 
 
 _TIME_FIELDS = (

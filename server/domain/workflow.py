@@ -74,8 +74,31 @@ def _job_list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return items
 
 
+# Fields of a step or job that make up its envelope; job options may also sit at this level
+# (`{"type": "extract.data", "queue": "etl"}`), as the core envelope allows.
+_ENVELOPE_FIELDS = (
+    "type",
+    "args",
+    "meta",
+    "options",
+    "schema",
+    "queue",
+    "priority",
+    "timeout_ms",
+    "timeout",
+    "visibility_timeout_ms",
+    "visibility_timeout",
+    "retry",
+    "retry_policy",
+    "tags",
+)
+
+
 def _envelope(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: item[key] for key in ("type", "args", "meta", "options", "schema") if key in item}
+    envelope = {key: item[key] for key in _ENVELOPE_FIELDS if key in item}
+    # A step that takes no input may leave args out.
+    envelope.setdefault("args", [])
+    return envelope
 
 
 def parse_workflow(body: Any) -> WorkflowPlan:

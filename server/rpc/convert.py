@@ -17,8 +17,10 @@ from server.domain.cron_entry import CronEntry
 from server.domain.errors import ErrorCode, OJSError, invalid
 from server.domain.job import JobErrorRecord, StoredJob
 from server.domain.limits import check_time_ms
+from server.domain.progress import Progress
 from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
+from server.domain.unique import parse_unique_policy
 from server.model.records import EventRecord, FailureReport, Settlement, SettleReply
 from server.service.events import StreamSignal
 from server.service.jobs import failure_report
@@ -33,6 +35,11 @@ STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
     JobState.RETRYABLE: job_pb2.JOB_STATE_RETRYABLE,
     JobState.CANCELLED: job_pb2.JOB_STATE_CANCELLED,
     JobState.DISCARDED: job_pb2.JOB_STATE_DISCARDED,
+}
+# Conflict action name -> proto value, for the policies shown on jobs.
+_CONFLICT_ACTION_VALUES = {
+    name: job_pb2.UniqueConflictAction.Value(f"UNIQUE_CONFLICT_ACTION_{name.upper()}")
+    for name in CONFLICT_ACTIONS.values()
 }
 
 
@@ -393,7 +400,39 @@ def job(stored: StoredJob, *, json_only: bool = False) -> job_pb2.Job:
         message.parent_results_json = stored.parent_results_json
     if stored.lease_token:
         message.lease_token = stored.lease_token
+    if stored.unique is not None:
+        _unique_policy(message.unique_policy, stored.unique)
+    if stored.progress is not None:
+        _progress_fields(message, stored.progress)
+    if stored.checkpoint_json:
+        message.last_checkpoint_json = stored.checkpoint_json
     return message
+
+
+def _unique_policy(message: job_pb2.UniquePolicy, raw: dict[str, Any]) -> None:
+    """The job's policy as the published binding has it: `key` lists the dimensions."""
+    try:
+        policy = parse_unique_policy(raw)
+    except OJSError:
+        # Stored before validation got stricter: shown as stored is all there is.
+        return
+    message.key.extend(policy.keys)
+    message.args_keys.extend(policy.args_keys or ())
+    message.meta_keys.extend(policy.meta_keys)
+    message.on_conflict = _CONFLICT_ACTION_VALUES[policy.on_conflict]
+    message.states.extend(STATE_TO_PROTO[state] for state in policy.states)
+    if policy.period_ms:
+        message.period.FromMilliseconds(policy.period_ms)
+
+
+def _progress_fields(message: job_pb2.Job, progress: Progress) -> None:
+    if progress.value is not None:
+        message.progress = progress.value
+    if progress.message:
+        message.progress_message = progress.message
+    if progress.data_json:
+        message.progress_data_json = progress.data_json
+    message.progress_updated_at.FromMilliseconds(progress.updated_at_ms)
 
 
 def stream_signal(signal: StreamSignal) -> events_pb2.Event:

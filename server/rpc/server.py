@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from ojs.v1 import service_pb2, service_pb2_grpc
 
 from server.rpc.interceptors import ApiKeyInterceptor
@@ -14,6 +14,23 @@ from server.rpc.servicer import OJSServicer
 # Smallest receive limit: a batch of jobs sent as protobuf Values needs room beyond their JSON size.
 MIN_RECEIVE_BYTES = 16 * 1024 * 1024
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
+# grpcio-reflection ships only v1alpha. grpc.reflection.v1 has the same messages (same fields and numbers,
+# another package), so one servicer serves both; newer clients (grpcurl, Postman) ask for v1 first.
+REFLECTION_V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection(server: grpc.aio.Server, service_names: tuple[str, ...]) -> None:
+    names = (*service_names, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE_NAME)
+    servicer = reflection.aio.ReflectionServicer(names)
+    for service in (reflection.SERVICE_NAME, REFLECTION_V1_SERVICE_NAME):
+        handler = grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"ServerReflectionInfo": handler}),)
+        )
 
 
 class GrpcServer:
@@ -47,10 +64,7 @@ class GrpcServer:
         service_pb2_grpc.add_OJSServiceServicer_to_server(servicer, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server,
-        )
+        _add_reflection(self.server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
 
     def bind(self, host: str, port: int) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

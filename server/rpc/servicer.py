@@ -10,7 +10,16 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 import grpc
 import orjson
 from google.protobuf import struct_pb2
-from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc, worker_pb2, workflow_pb2
+from ojs.v1 import (
+    events_pb2,
+    job_pb2,
+    progress_pb2,
+    queue_pb2,
+    service_pb2,
+    service_pb2_grpc,
+    worker_pb2,
+    workflow_pb2,
+)
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
@@ -20,11 +29,13 @@ from server.model.records import QueueRow, WorkerRow
 from server.rpc import convert
 from server.rpc.errors import to_status
 from server.rpc.manifest import manifest_response
+from server.rpc.progress import ProgressRpcs
 from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventFilter, EventService, StreamSignal
 from server.service.jobs import JobService
+from server.service.progress import ProgressService
 from server.service.queues import QueueService
 from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import HeartbeatRequest, WorkerService
@@ -184,6 +195,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         cron: CronService,
         workflows: WorkflowService,
         queues: QueueService,
+        progress: ProgressService,
         *,
         admission: Admission | None = None,
     ) -> None:
@@ -196,6 +208,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._cron = cron
         self._workflows = workflows
         self._queues = queues
+        self._progress = ProgressRpcs(progress)
 
     def stop_waiting(self) -> None:
         """Shutdown: end long polls and job streams promptly."""
@@ -492,6 +505,26 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
                 pending=stats.pending,
             ),
         )
+
+    # ---- Progress (urn:ojs:ext:progress) ----
+
+    @rpc
+    async def ReportProgress(
+        self, request: progress_pb2.ReportProgressRequest, context: Any
+    ) -> progress_pb2.ReportProgressResponse:
+        return await self._progress.report(request)
+
+    @rpc
+    async def GetJobProgress(
+        self, request: progress_pb2.GetJobProgressRequest, context: Any
+    ) -> progress_pb2.GetJobProgressResponse:
+        return await self._progress.job(request)
+
+    @rpc
+    async def GetWorkflowProgress(
+        self, request: progress_pb2.GetWorkflowProgressRequest, context: Any
+    ) -> progress_pb2.GetWorkflowProgressResponse:
+        return await self._progress.workflow(request)
 
     # ---- Events ----
 

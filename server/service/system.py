@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from server.domain.errors import OJSError
+from server.domain.progress import EXTENSION_URI as PROGRESS_EXTENSION_URI
 from server.store.facade import Store
 
 IMPLEMENTATION_NAME = "ojs-server-python"
@@ -77,7 +78,7 @@ MANIFEST = Manifest(
         ("workflows", True),
         ("pause_resume", True),
     ),
-    official_extensions=(),
+    official_extensions=(Extension(name="progress", uri=PROGRESS_EXTENSION_URI, version="1.0.0-rc.1"),),
     experimental_extensions=(),
     schema_validation=False,
     unique_job_strength="strong",

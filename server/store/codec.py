@@ -14,6 +14,7 @@ import orjson
 
 from server.domain.cron_entry import CronEntry
 from server.domain.job import JobErrorRecord, NewJob, StoredJob
+from server.domain.progress import Progress, visible
 from server.domain.retry import BackoffStrategy, OnExhaustion, RetryPolicy
 from server.domain.states import JobState
 
@@ -225,6 +226,27 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
         parent_results_json=get(b"parent_results"),
         unique=orjson.loads(unique_raw) if unique_raw else None,
         lease_token=number(b"lease_token") or 0,
+        progress=decode_progress(raw) if b"progress_at" in raw else None,
+        checkpoint_json=get(b"checkpoint"),
+    )
+
+
+def decode_progress(raw: dict[bytes, bytes]) -> Progress | None:
+    """The progress a reader sees, from a job hash that has (at least) these fields: state, attempt, progress*."""
+    reported_attempt = raw.get(b"progress_attempt")
+    updated_at = raw.get(b"progress_at")
+    value = raw.get(b"progress")
+    state = raw.get(b"state")
+    if state is None:
+        return None
+    return visible(
+        _STATES[state],
+        int(raw.get(b"attempt") or 0),
+        reported_attempt=int(reported_attempt) if reported_attempt else None,
+        value=float(value) if value else None,
+        message=raw.get(b"progress_message", b"").decode(),
+        data_json=raw.get(b"progress_data") or None,
+        updated_at_ms=int(updated_at) if updated_at else None,
     )
 
 

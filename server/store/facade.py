@@ -16,6 +16,7 @@ from server.store.events import EventStore
 from server.store.jobs import JobStore
 from server.store.keys import KeySchema
 from server.store.leases import LeaseStore
+from server.store.progress import ProgressStore
 from server.store.queues import QueueStore
 from server.store.scripts import Scripts
 from server.store.workers import WorkerStore
@@ -52,6 +53,7 @@ class Store:
         self.workflows = WorkflowStore(self._ctx, self.jobs)
         self.cron = CronStore(self._ctx)
         self.workers = WorkerStore(self._ctx)
+        self.progress = ProgressStore(self._ctx)
 
     @property
     def keys(self) -> KeySchema:

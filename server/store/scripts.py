@@ -38,6 +38,7 @@ SCRIPT_NAMES = (
     "queue_pause",
     "enqueue_batch",
     "settle_batch",
+    "progress",
 )
 # Every script runs inside a wrapper that flushes the counter updates it deferred (see stats.lua).
 WRAPPER_INCLUDES = ("stats",)

@@ -19,6 +19,7 @@ class ScriptStatus(enum.StrEnum):
     FIRED = "fired"
     SKIPPED = "skipped"
     STALE = "stale"
+    IGNORED = "ignored"
 
 
 def status_of(raw: object, script: str) -> ScriptStatus:

@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from ojs.v1 import job_pb2, queue_pb2, service_pb2, worker_pb2
 
+from gateway.app import create_app
 from gateway.client import RpcStatusError
 from tests.gateway.conftest import JOB_ID, MEDIA_TYPE, FakeClient, MakeClient, fresh_job, rpc_error
 
@@ -178,16 +179,51 @@ async def test_wrong_method(make_client: MakeClient) -> None:
     assert error["code"] == "invalid_request" and error["message"]
 
 
-@pytest.mark.parametrize(("version", "status"), [("1.0", 200), ("1", 200), ("2.0", 422), ("0.9", 422)])
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [("1.0", 200), ("1", 200), ("1.0.0-rc.1", 200), ("1.3", 200), ("2.0", 422), ("0.9", 422), ("one", 422)],
+)
 async def test_ojs_version_header(make_client: MakeClient, version: str, status: int) -> None:
-    client = await make_client(FakeClient(Health=service_pb2.HealthResponse(status=service_pb2.HEALTH_STATUS_OK)))
+    client = await make_client(FakeClient(GetJob=job_pb2.GetJobResponse(job=fresh_job())))
 
-    resp = await client.get("/ojs/v1/health", headers={"OJS-Version": version})
+    resp = await client.get(f"/ojs/v1/jobs/{JOB_ID}", headers={"OJS-Version": version})
 
     assert resp.status == status
     assert_ojs_headers(resp.headers)
     if status == 422:
         assert (await resp.json(content_type=None))["error"]["code"] == "unsupported"
+
+
+@pytest.mark.parametrize("version", ["2.0", "0.9", "1.0.0-rc.1"])
+async def test_discovery_never_refuses_a_version(make_client: MakeClient, version: str) -> None:
+    client = await make_client(
+        FakeClient(
+            Health=service_pb2.HealthResponse(status=service_pb2.HEALTH_STATUS_OK),
+            Manifest=service_pb2.ManifestResponse(manifest_json=b'{"specversion":"1.0"}'),
+        )
+    )
+    for path in ("/ojs/v1/health", "/ojs/manifest"):
+        resp = await client.get(path, headers={"OJS-Version": version})
+        assert resp.status == 200
+        assert_ojs_headers(resp.headers)
+
+
+async def test_response_content_type_setting(make_client: MakeClient) -> None:
+    client = await make_client(
+        FakeClient(GetJob=job_pb2.GetJobResponse(job=fresh_job()), Enqueue=job_pb2.EnqueueResponse(job=fresh_job())),
+        response_media_type="application/json",
+    )
+    ok = await client.get(f"/ojs/v1/jobs/{JOB_ID}", headers={"Accept": MEDIA_TYPE})
+    assert ok.headers["Content-Type"] == "application/json"
+    created = await client.post("/ojs/v1/jobs", data=b'{"type":"a.b","args":[]}', headers={"Content-Type": MEDIA_TYPE})
+    assert created.status == 201 and created.headers["Content-Type"] == "application/json"
+    error = await client.get("/ojs/v1/nothing-here")
+    assert error.status == 404 and error.headers["Content-Type"] == "application/json"
+
+
+def test_response_content_type_must_be_a_json_type() -> None:
+    with pytest.raises(ValueError, match="response media type"):
+        create_app(FakeClient(), response_media_type="text/plain")
 
 
 class TestAuth:
@@ -394,7 +430,7 @@ class TestCors:
 
         assert resp.status == 204
         assert_ojs_headers(resp.headers)
-        assert resp.headers["Access-Control-Allow-Methods"] == "GET, POST, DELETE, OPTIONS"
+        assert resp.headers["Access-Control-Allow-Methods"] == "GET, POST, PUT, DELETE, OPTIONS"
         assert resp.headers["Access-Control-Allow-Headers"] == (
             "Content-Type, Accept, Authorization, X-Request-Id, OJS-Version"
         )

@@ -504,7 +504,7 @@ class TestNack:
     @pytest.mark.parametrize(
         "body",
         [
-            {"job_id": JOB_ID, "error": "boom"},
+            {"job_id": JOB_ID, "error": ["boom"]},
             {"job_id": JOB_ID, "error": {"retryable": "no"}},
             {"job_id": JOB_ID, "error": {"details": [1]}},
             {"job_id": JOB_ID, "requeue": "yes"},

@@ -186,7 +186,10 @@ async def test_enqueue_unique_ignore_returns_the_existing_job(stub: Any) -> None
         type="unique.ignore",
         args=value_list([{"user_id": 42, "note": "first"}]),
         options=S.EnqueueOptions(
-            queue=queue, unique=S.UniquePolicy(key=["user_id"], on_conflict=S.UNIQUE_CONFLICT_ACTION_IGNORE)
+            queue=queue,
+            unique=S.UniquePolicy(
+                key=["type", "args"], args_keys=["user_id"], on_conflict=S.UNIQUE_CONFLICT_ACTION_IGNORE
+            ),
         ),
     )
     first = await stub.Enqueue(request)

@@ -30,7 +30,10 @@ EXPECTED = {
         "workflows": True,
         "pause_resume": True,
     },
-    "extensions": {"official": [], "experimental": []},
+    "extensions": {
+        "official": [{"name": "progress", "uri": "urn:ojs:ext:progress", "version": "1.0.0-rc.1"}],
+        "experimental": [],
+    },
     "schema_validation": False,
     "unique_job_strength": "strong",
     "event_delivery": "at_least_once",

@@ -98,12 +98,14 @@ def test_unique_policy_round_trips(message: job_pb2.UniquePolicy) -> None:
     assert [_STATES[state] for state in parsed.states] == list(message.states)
 
 
-def test_unique_key_keeps_its_name() -> None:
-    # The core envelope's `key` names argument fields; it renders as itself and parses as args_keys.
-    rendered = unique_policy_to_json(job_pb2.UniquePolicy(key=["user_id"]))
-    assert rendered == {"key": ["user_id"]}
+def test_unique_key_names_the_dimensions() -> None:
+    # The published binding's `key` (1) lists dimensions, as the JSON `keys` does; `keys` (100) is its alias.
+    rendered = unique_policy_to_json(job_pb2.UniquePolicy(key=["type", "args"], args_keys=["user_id"]))
+    assert rendered == {"keys": ["type", "args"], "args_keys": ["user_id"]}
     parsed = parse_unique_policy(rendered)
     assert parsed.args_keys == ("user_id",) and parsed.keys == ("type", "args")
+    both = unique_policy_to_json(job_pb2.UniquePolicy(key=["type", "queue"], keys=["queue", "args"]))
+    assert both == {"keys": ["type", "queue", "args"]}
     # An unspecified action or state is left out rather than named.
     assert (
         unique_policy_to_json(

@@ -123,6 +123,11 @@ class Job(_message.Message):
     SCHEMA_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    PROGRESS_MESSAGE_FIELD_NUMBER: _builtins.int
+    PROGRESS_DATA_JSON_FIELD_NUMBER: _builtins.int
+    PROGRESS_UPDATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_CHECKPOINT_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: _builtins.str
     queue: _builtins.str
@@ -157,6 +162,15 @@ class Job(_message.Message):
     """Fencing token of the current lease: it grows with every fetch of the job.
     Ack, Nack and Heartbeat may quote it; a stale token is rejected.
     """
+    progress: _builtins.float
+    """Progress of the current attempt (urn:ojs:ext:progress): 0.0 to 1.0, unset
+    when none was reported, 1.0 once the job completed after reporting some.
+    """
+    progress_message: _builtins.str
+    progress_data_json: _builtins.bytes
+    """Structured progress as a JSON object."""
+    last_checkpoint_json: _builtins.bytes
+    """The checkpoint of the latest progress report that carried one (any attempt)."""
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]: ...
     @_builtins.property
@@ -203,6 +217,8 @@ class Job(_message.Message):
     def lease_expires_at(self) -> _timestamp_pb2.Timestamp:
         """Lease deadline of an active job."""
 
+    @_builtins.property
+    def progress_updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -245,13 +261,23 @@ class Job(_message.Message):
         schema: _builtins.str = ...,
         lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
         lease_token: _builtins.int = ...,
+        progress: _builtins.float | None = ...,
+        progress_message: _builtins.str = ...,
+        progress_data_json: _builtins.bytes = ...,
+        progress_updated_at: _timestamp_pb2.Timestamp | None = ...,
+        last_checkpoint_json: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "expires_at", b"expires_at", "lease_expires_at", b"lease_expires_at", "meta", b"meta", "next_attempt_at", b"next_attempt_at", "result", b"result", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "timeout", b"timeout", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "_retry_delay_ms", b"_retry_delay_ms", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "expires_at", b"expires_at", "lease_expires_at", b"lease_expires_at", "meta", b"meta", "next_attempt_at", b"next_attempt_at", "progress", b"progress", "progress_updated_at", b"progress_updated_at", "result", b"result", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "timeout", b"timeout", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms", "args", b"args", "args_json", b"args_json", "attempt", b"attempt", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "errors", b"errors", "expires_at", b"expires_at", "extra_json", b"extra_json", "id", b"id", "lease_expires_at", b"lease_expires_at", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "meta", b"meta", "meta_json", b"meta_json", "next_attempt_at", b"next_attempt_at", "parent_results_json", b"parent_results_json", "priority", b"priority", "queue", b"queue", "result", b"result", "result_json", b"result_json", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "schema", b"schema", "specversion", b"specversion", "started_at", b"started_at", "state", b"state", "tags", b"tags", "timeout", b"timeout", "trace_id", b"trace_id", "type", b"type", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "_retry_delay_ms", b"_retry_delay_ms", "args", b"args", "args_json", b"args_json", "attempt", b"attempt", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "discarded_at", b"discarded_at", "enqueued_at", b"enqueued_at", "error", b"error", "errors", b"errors", "expires_at", b"expires_at", "extra_json", b"extra_json", "id", b"id", "last_checkpoint_json", b"last_checkpoint_json", "lease_expires_at", b"lease_expires_at", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "meta", b"meta", "meta_json", b"meta_json", "next_attempt_at", b"next_attempt_at", "parent_results_json", b"parent_results_json", "priority", b"priority", "progress", b"progress", "progress_data_json", b"progress_data_json", "progress_message", b"progress_message", "progress_updated_at", b"progress_updated_at", "queue", b"queue", "result", b"result", "result_json", b"result_json", "retry_delay_ms", b"retry_delay_ms", "retry_policy", b"retry_policy", "scheduled_at", b"scheduled_at", "schema", b"schema", "specversion", b"specversion", "started_at", b"started_at", "state", b"state", "tags", b"tags", "timeout", b"timeout", "trace_id", b"trace_id", "type", b"type", "unique_policy", b"unique_policy", "visibility_timeout", b"visibility_timeout", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
+    _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015
     _WhichOneofReturnType__retry_delay_ms: _TypeAlias = _typing.Literal["retry_delay_ms"]  # noqa: Y015
     _WhichOneofArgType__retry_delay_ms: _TypeAlias = _typing.Literal["_retry_delay_ms", b"_retry_delay_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__progress) -> _WhichOneofReturnType__progress | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_delay_ms) -> _WhichOneofReturnType__retry_delay_ms | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
@@ -323,7 +349,9 @@ class UniquePolicy(_message.Message):
     on_conflict: Global___UniqueConflictAction.ValueType
     @_builtins.property
     def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Fields from args used to compute the uniqueness key."""
+        """Dimensions of the uniqueness key: "type", "queue", "args", "meta"
+        (default: "type"). Argument fields are named by args_keys.
+        """
 
     @_builtins.property
     def period(self) -> _duration_pb2.Duration: ...
@@ -337,7 +365,7 @@ class UniquePolicy(_message.Message):
     def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """---- Additions ----
 
-        Dimensions of the fingerprint: "type", "queue", "args", "meta".
+        Alias of `key`, kept for clients written against earlier versions of this server.
         """
 
     def __init__(

@@ -5,6 +5,7 @@ import warnings
 
 from ojs.v1 import events_pb2 as ojs_dot_v1_dot_events__pb2
 from ojs.v1 import job_pb2 as ojs_dot_v1_dot_job__pb2
+from ojs.v1 import progress_pb2 as ojs_dot_v1_dot_progress__pb2
 from ojs.v1 import queue_pb2 as ojs_dot_v1_dot_queue__pb2
 from ojs.v1 import service_pb2 as ojs_dot_v1_dot_service__pb2
 from ojs.v1 import worker_pb2 as ojs_dot_v1_dot_worker__pb2
@@ -195,6 +196,21 @@ class OJSServiceStub:
                 '/ojs.v1.OJSService/AckBatch',
                 request_serializer=ojs_dot_v1_dot_worker__pb2.AckBatchRequest.SerializeToString,
                 response_deserializer=ojs_dot_v1_dot_worker__pb2.AckBatchResponse.FromString,
+                _registered_method=True)
+        self.ReportProgress = channel.unary_unary(
+                '/ojs.v1.OJSService/ReportProgress',
+                request_serializer=ojs_dot_v1_dot_progress__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_progress__pb2.ReportProgressResponse.FromString,
+                _registered_method=True)
+        self.GetJobProgress = channel.unary_unary(
+                '/ojs.v1.OJSService/GetJobProgress',
+                request_serializer=ojs_dot_v1_dot_progress__pb2.GetJobProgressRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_progress__pb2.GetJobProgressResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowProgress = channel.unary_unary(
+                '/ojs.v1.OJSService/GetWorkflowProgress',
+                request_serializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.FromString,
                 _registered_method=True)
 
 
@@ -405,6 +421,26 @@ class OJSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportProgress(self, request, context):
+        """Progress extension (urn:ojs:ext:progress): a worker reports progress of an
+        active job it holds (also extends its lease); anyone reads it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobProgress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowProgress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OJSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +598,21 @@ def add_OJSServiceServicer_to_server(servicer, server):
                     servicer.AckBatch,
                     request_deserializer=ojs_dot_v1_dot_worker__pb2.AckBatchRequest.FromString,
                     response_serializer=ojs_dot_v1_dot_worker__pb2.AckBatchResponse.SerializeToString,
+            ),
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=ojs_dot_v1_dot_progress__pb2.ReportProgressRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_progress__pb2.ReportProgressResponse.SerializeToString,
+            ),
+            'GetJobProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobProgress,
+                    request_deserializer=ojs_dot_v1_dot_progress__pb2.GetJobProgressRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_progress__pb2.GetJobProgressResponse.SerializeToString,
+            ),
+            'GetWorkflowProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowProgress,
+                    request_deserializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1403,6 +1454,87 @@ class OJSService:
             '/ojs.v1.OJSService/AckBatch',
             ojs_dot_v1_dot_worker__pb2.AckBatchRequest.SerializeToString,
             ojs_dot_v1_dot_worker__pb2.AckBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/ReportProgress',
+            ojs_dot_v1_dot_progress__pb2.ReportProgressRequest.SerializeToString,
+            ojs_dot_v1_dot_progress__pb2.ReportProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/GetJobProgress',
+            ojs_dot_v1_dot_progress__pb2.GetJobProgressRequest.SerializeToString,
+            ojs_dot_v1_dot_progress__pb2.GetJobProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ojs.v1.OJSService/GetWorkflowProgress',
+            ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.SerializeToString,
+            ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from ojs.v1 import events_pb2 as _events_pb2
 from ojs.v1 import job_pb2 as _job_pb2
+from ojs.v1 import progress_pb2 as _progress_pb2
 from ojs.v1 import queue_pb2 as _queue_pb2
 from ojs.v1 import service_pb2 as _service_pb2
 from ojs.v1 import worker_pb2 as _worker_pb2
@@ -88,6 +89,12 @@ class OJSServiceStub:
     """One registered cron entry."""
     AckBatch: _grpc.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]
     """Acks and nacks many jobs in one call, each entry on its own."""
+    ReportProgress: _grpc.UnaryUnaryMultiCallable[_progress_pb2.ReportProgressRequest, _progress_pb2.ReportProgressResponse]
+    """Progress extension (urn:ojs:ext:progress): a worker reports progress of an
+    active job it holds (also extends its lease); anyone reads it back.
+    """
+    GetJobProgress: _grpc.UnaryUnaryMultiCallable[_progress_pb2.GetJobProgressRequest, _progress_pb2.GetJobProgressResponse]
+    GetWorkflowProgress: _grpc.UnaryUnaryMultiCallable[_progress_pb2.GetWorkflowProgressRequest, _progress_pb2.GetWorkflowProgressResponse]
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -144,6 +151,12 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """One registered cron entry."""
     AckBatch: _aio.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]  # type: ignore[assignment]
     """Acks and nacks many jobs in one call, each entry on its own."""
+    ReportProgress: _aio.UnaryUnaryMultiCallable[_progress_pb2.ReportProgressRequest, _progress_pb2.ReportProgressResponse]  # type: ignore[assignment]
+    """Progress extension (urn:ojs:ext:progress): a worker reports progress of an
+    active job it holds (also extends its lease); anyone reads it back.
+    """
+    GetJobProgress: _aio.UnaryUnaryMultiCallable[_progress_pb2.GetJobProgressRequest, _progress_pb2.GetJobProgressResponse]  # type: ignore[assignment]
+    GetWorkflowProgress: _aio.UnaryUnaryMultiCallable[_progress_pb2.GetWorkflowProgressRequest, _progress_pb2.GetWorkflowProgressResponse]  # type: ignore[assignment]
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -383,5 +396,29 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.AckBatchResponse, _abc.Awaitable[_worker_pb2.AckBatchResponse]]:
         """Acks and nacks many jobs in one call, each entry on its own."""
+
+    @_abc_1.abstractmethod
+    def ReportProgress(
+        self,
+        request: _progress_pb2.ReportProgressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.ReportProgressResponse, _abc.Awaitable[_progress_pb2.ReportProgressResponse]]:
+        """Progress extension (urn:ojs:ext:progress): a worker reports progress of an
+        active job it holds (also extends its lease); anyone reads it back.
+        """
+
+    @_abc_1.abstractmethod
+    def GetJobProgress(
+        self,
+        request: _progress_pb2.GetJobProgressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.GetJobProgressResponse, _abc.Awaitable[_progress_pb2.GetJobProgressResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWorkflowProgress(
+        self,
+        request: _progress_pb2.GetWorkflowProgressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.GetWorkflowProgressResponse, _abc.Awaitable[_progress_pb2.GetWorkflowProgressResponse]]: ...
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,4 +12,6 @@ local STATUS = {
   fired = 'fired',
   skipped = 'skipped',
   stale = 'stale',
+  -- A report the state of the job makes moot (progress of a job no longer active).
+  ignored = 'ignored',
 }
