@@ -1,4 +1,4 @@
-"""The progress RPCs (urn:ojs:ext:progress), mixed into the OJSService servicer."""
+"""The progress RPCs (urn:ojs:ext:progress): messages to the progress service and back, for the servicer."""
 
 from __future__ import annotations
 
