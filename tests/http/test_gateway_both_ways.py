@@ -116,3 +116,22 @@ async def _next_frame(stream: aiohttp.ClientResponse) -> list[str]:
             lines.append(line)
         elif not line and lines:
             return lines
+
+
+async def test_progress(base_url: str, http: aiohttp.ClientSession) -> None:
+    queue = f"both-progress-{uuid.uuid4().hex[:8]}"
+    job = {"type": "both.progress", "args": [], "options": {"queue": queue}}
+    async with http.post(f"{base_url}/ojs/v1/jobs", json=job) as resp:
+        assert resp.status == 201
+    async with http.post(f"{base_url}/ojs/v1/workers/fetch", json={"queues": [queue], "worker_id": "w"}) as resp:
+        (fetched,) = (await resp.json(content_type=None))["jobs"]
+    report = {"job_id": fetched["id"], "percentage": 30, "worker_id": "w", "data": {"n": 3}}
+    async with http.post(f"{base_url}/ojs/v1/workers/progress", json=report) as resp:
+        assert resp.status == 200 and resp.headers["X-OJS-Progress"] == "0.3"
+    async with http.get(f"{base_url}/ojs/v1/jobs/{fetched['id']}/progress") as resp:
+        read = await resp.json(content_type=None)
+    assert (read["progress"], read["data"], read["state"]) == (0.3, {"n": 3}, "active")
+    async with http.put(
+        f"{base_url}/ojs/v1/jobs/{fetched['id']}/progress", json={"progress": 0.5, "worker_id": "x"}
+    ) as resp:
+        assert resp.status == 409
