@@ -337,3 +337,16 @@ def test_every_official_rpc_is_exercised() -> None:
     source = Path(__file__).read_text()
     used = {name for name in OFFICIAL_RPCS if f"official.{name}(" in source}
     assert used == OFFICIAL_RPCS
+
+
+async def test_a_request_that_does_not_decode_is_invalid_argument(grpc_target: str) -> None:
+    # Bytes no Enqueue message decodes from (a truncated length-delimited field), as a broken client may send.
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        call = channel.unary_unary(
+            "/ojs.v1.OJSService/Enqueue",
+            request_serializer=lambda raw: raw,
+            response_deserializer=J.EnqueueResponse.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(b"\x0a\xff\xff\xff\x0f")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
