@@ -38,6 +38,7 @@ __all__ = [
     "SharedCount",
     "Tally",
     "Unimplemented",
+    "ack_batch",
     "batch_json",
     "describe_error",
     "enqueue_backlog",
@@ -255,7 +256,8 @@ async def _ack(c: Clients, job: job_pb2.Job, worker_id: str, tally: Tally) -> bo
     return True
 
 
-async def _ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, tally: Tally) -> None:
+async def ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, tally: Tally) -> int:
+    """One AckBatch for `jobs`; the number settled."""
     entries = [worker_pb2.SettleEntry(job_id=job.id, lease_token=_lease(job.lease_token)) for job in jobs]
     try:
         reply = await c.stub.AckBatch(worker_pb2.AckBatchRequest(worker_id=worker_id, entries=entries))
@@ -268,6 +270,8 @@ async def _ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, ta
         refused = next((result for result in reply.results if not result.ok), None)
         reason = f"{refused.error_code}: {refused.error_message}" if refused else "no reason given"
         tally.failed(len(entries) - reply.settled, reason)
+    settled: int = reply.settled
+    return settled
 
 
 # ---- enqueue ----
@@ -365,7 +369,7 @@ async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, s
 
 async def fetch_ackbatch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
     """Fetch up to `batch` jobs, then settle them all with one AckBatch."""
-    await _fetch_and_settle(c, spec, share, lambda jobs, worker_id: _ack_batch(c, jobs, worker_id, tally))
+    await _fetch_and_settle(c, spec, share, lambda jobs, worker_id: ack_batch(c, jobs, worker_id, tally))
 
 
 async def stream_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -483,7 +487,7 @@ async def cycle_batch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally,
         reply = await c.stub.Fetch(fetch)
         if not reply.jobs:
             raise RuntimeError("Fetch right after EnqueueBatch found no job")
-        await _ack_batch(c, reply.jobs, worker_id, tally)
+        await ack_batch(c, reply.jobs, worker_id, tally)
         tally.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 

@@ -32,10 +32,11 @@ from bench.load import (
     describe_error,
     run_load,
 )
+from bench.load_batched import BATCHED_LOADS
 from bench.server import RunningServer
 
 _START_TIMEOUT_S = 60.0
-_ALL_LOADS: dict[LoadKind, LoadFunction] = {**LOADS, **FLOOR_LOADS}
+_ALL_LOADS: dict[LoadKind, LoadFunction] = {**LOADS, **BATCHED_LOADS, **FLOOR_LOADS}
 _STOP_TIMEOUT_S = 10.0
 
 

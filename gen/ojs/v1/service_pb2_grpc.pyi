@@ -88,6 +88,10 @@ class OJSServiceStub:
     """One registered cron entry."""
     AckBatch: _grpc.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]
     """Acks and nacks many jobs in one call, each entry on its own."""
+    StreamJobBatches: _grpc.UnaryStreamMultiCallable[_worker_pb2.StreamJobBatchesRequest, _worker_pb2.JobBatch]
+    """StreamJobs delivering several jobs per message: each JobBatch holds up to
+    StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+    """
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -144,6 +148,10 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """One registered cron entry."""
     AckBatch: _aio.UnaryUnaryMultiCallable[_worker_pb2.AckBatchRequest, _worker_pb2.AckBatchResponse]  # type: ignore[assignment]
     """Acks and nacks many jobs in one call, each entry on its own."""
+    StreamJobBatches: _aio.UnaryStreamMultiCallable[_worker_pb2.StreamJobBatchesRequest, _worker_pb2.JobBatch]  # type: ignore[assignment]
+    """StreamJobs delivering several jobs per message: each JobBatch holds up to
+    StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+    """
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -383,5 +391,15 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.AckBatchResponse, _abc.Awaitable[_worker_pb2.AckBatchResponse]]:
         """Acks and nacks many jobs in one call, each entry on its own."""
+
+    @_abc_1.abstractmethod
+    def StreamJobBatches(
+        self,
+        request: _worker_pb2.StreamJobBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_pb2.JobBatch], _abc.AsyncIterator[_worker_pb2.JobBatch]]:
+        """StreamJobs delivering several jobs per message: each JobBatch holds up to
+        StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+        """
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
