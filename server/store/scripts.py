@@ -16,6 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from server.store.script_pipe import ScriptPipe
+
 SCRIPT_NAMES = (
     "enqueue",
     "fetch",
@@ -111,9 +113,12 @@ def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
 class Scripts:
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {name: redis.register_script(program(name)) for name in SCRIPT_NAMES}
+        # Concurrent calls share one write per loop turn on one connection (see script_pipe).
+        self._pipe = ScriptPipe.of(redis)
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        script = self._scripts[name]
+        return await self._pipe.evalsha(script.sha, str(script.script), keys, args)
 
     async def preload(self, redis: Redis) -> None:
         """Load every script now, so a bad script fails at startup, not on first use."""
