@@ -41,8 +41,9 @@ SCRIPT_NAMES = (
     "enqueue_batch",
     "settle_batch",
 )
-# Every script runs inside a wrapper that flushes the counter updates it deferred (see stats.lua).
-WRAPPER_INCLUDES = ("stats",)
+# Every script runs inside a wrapper that flushes the counter updates and the events it deferred
+# (see stats.lua and emit.lua).
+WRAPPER_INCLUDES = ("stats", "emit")
 _INCLUDE_LINE = re.compile(r"^--\s*include:(.*)$")
 
 
@@ -93,7 +94,7 @@ def resolve_includes(roots: list[str], read: Callable[[str], str]) -> list[str]:
 
 
 def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
-    """The script with its includes, run inside a function so its deferred counter updates are flushed."""
+    """The script with its includes, run inside a function so its deferred counters and events are flushed."""
     read = read_include or (lambda include: read_source(include, include=True))
     source = read_source(name, include=False)
     includes = resolve_includes([*WRAPPER_INCLUDES, *declared_includes(source)], read)
@@ -104,6 +105,7 @@ def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
             source,
             "end",
             "local reply = run_script()",
+            "flush_events()",
             "flush_stats()",
             "return reply",
         ]
