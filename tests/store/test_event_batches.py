@@ -85,3 +85,17 @@ async def test_settling_a_batch_logs_one_entry(store: Store, store_redis: Redis)
     completed = [e for e in await store.events.read_events(after=None, count=100) if e.type == "job.completed"]
     assert sorted(e.job_id for e in completed) == sorted(job.id for job in fetched)
     assert all(e.state == "completed" and "attempt" in orjson.loads(e.data_json) for e in completed)
+
+
+async def test_a_batch_takes_its_sequence_numbers_in_order_with_one_counter_update(
+    store: Store, store_redis: Redis
+) -> None:
+    service = JobService(store, default_visibility_timeout_ms=30_000)
+    before = int(await store_redis.get(store.keys.sequence) or 0)
+    batch = entries(50)
+    await service.enqueue_batch({"jobs": batch})
+    assert int(await store_redis.get(store.keys.sequence) or 0) == before + 50
+    fetched = await service.fetch([QUEUE], count=50, worker_id="w", visibility_timeout_ms=None)
+    assert [job.id for job in fetched] == [e["id"] for e in batch]
+    # The queue is registered once, with the time of the batch.
+    assert await store_redis.hexists(store.keys.queues, QUEUE)
