@@ -69,6 +69,8 @@ def floors_table(after: Mapping[str, Any], before: Mapping[str, Any]) -> str:
 
 def throughput_table(after: Mapping[str, Any], before: Mapping[str, Any]) -> str:
     ratios = floor_ratios(after.get("throughput", {}), after.get("floor", {}))
+    # Each run against its own floors: comparable even when the machine was busier during one of them.
+    old_ratios = floor_ratios(before.get("throughput", {}), before.get("floor", {}))
     rows = []
     for name, result in after.get("throughput", {}).items():
         old = before.get("throughput", {}).get(name, {})
@@ -86,13 +88,16 @@ def throughput_table(after: Mapping[str, Any], before: Mapping[str, Any]) -> str
                 _fmt(_median(result.get("redis_cpu_us_per_job")), 1),
                 _fmt(_median(old.get("redis_calls_per_job")), 2),
                 _fmt(_median(result.get("redis_calls_per_job")), 2),
+                _fmt(old_ratios.get(name, {}).get("jobs_per_s"), 2),
                 _fmt(ratio.get("jobs_per_s"), 2),
+                _fmt(old_ratios.get(name, {}).get("server_cpu"), 2),
                 _fmt(ratio.get("server_cpu"), 2),
             ]
         )
     header = [
         "scenario", "jobs/s before", "after", "after/before", "server µs before", "after",
-        "Redis µs before", "after", "Redis cmds before", "after", "÷floor jobs/s", "÷floor CPU",
+        "Redis µs before", "after", "Redis cmds before", "after",
+        "÷floor jobs/s before", "after", "÷floor CPU before", "after",
     ]  # fmt: skip
     return _table(header, rows)
 
