@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 # Every runtime and dev dependency at an exact version and hash; `make lock` refreshes it.
 LOCK := requirements.lock
 
-.PHONY: help venv lock run gen gen-check lint buf test test-fast test-compat bench wheel-check clean
+.PHONY: help venv lock run gen gen-check lint buf test test-fast test-compat bench bench-report wheel-check clean
 
 help:
 	@echo "make run        set up the venv and run ojs-server (embedded Redis unless REDIS_URL is set)"
 	@echo "make test       set up the venv, then lint, gen-check, buf and pytest"
 	@echo "make test-fast  unit, store, rpc and gateway tests in parallel (pytest-xdist)"
 	@echo "make bench      start a server and measure it (python -m bench --help)"
+	@echo "make bench-report BEFORE=<checkout>  this checkout against BEFORE and BullMQ, one table (bench/compare.py)"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml (keeps current pins where allowed)"
 	@echo "make venv | gen | gen-check | lint | buf | wheel-check | clean"
 
@@ -55,6 +56,17 @@ gen-check: gen
 
 bench: venv
 	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench all --json bench-results.json
+
+# Everything in one session, then one table: floors, before/after, ratios to the floors and to BullMQ, targets.
+bench-report: venv
+	@test -n "$(BEFORE)" || { echo "usage: make bench-report BEFORE=/path/to/another/checkout" >&2; exit 2; }
+	mkdir -p bench-report
+	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench all --json bench-report/after.json
+	BENCH_SERVER_TREE="$(BEFORE)" PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench throughput \
+	  --json bench-report/before.json
+	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench.bullmq_compare --json bench-report/bullmq.json
+	PYTHONPATH="$(CURDIR):$(CURDIR)/gen" $(BIN)/python -m bench.compare --after bench-report/after.json \
+	  --before bench-report/before.json --bullmq bench-report/bullmq.json | tee bench-report/table.txt
 
 lint: venv
 	$(BIN)/ruff check .

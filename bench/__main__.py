@@ -37,6 +37,10 @@ def _suite_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--load-procs", type=_positive, default=1, help="load processes (default: 1; the dev machine has 2 cores)"
     )
+    if "floor" in suite.COMMANDS[command] and command != "floor":
+        parser.add_argument(
+            "--no-floor", action="store_true", help="leave out the floors (then no scenario has a ratio to its floor)"
+        )
     if "throughput" in suite.COMMANDS[command]:
         parser.add_argument("--jobs", type=_positive, help="jobs per run of every throughput scenario")
     if "memory" in suite.COMMANDS[command]:
@@ -79,6 +83,7 @@ def _options(args: argparse.Namespace) -> suite.Options:
         if getattr(args, "idle_seconds", None) is None
         else args.idle_seconds,
         json_path=args.json_path,
+        floor=not getattr(args, "no_floor", False),
     )
 
 
@@ -111,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
-        "all": "everything below: throughput, pickup, memory, scale",
-        "throughput": "jobs/s and cost per job: enqueue, processing a back-log, full cycle",
+        "all": "everything below: floor, throughput, pickup, memory, scale",
+        "floor": "the bare stack on this machine: aiohttp, grpc.aio unary and bidi stream, Redis EVALSHA",
+        "throughput": "jobs/s and cost per job: enqueue, processing a back-log, full cycle; with the floors",
         "memory": "Redis bytes per queued job",
         "scale": "processing throughput with 1,000,000 jobs queued vs 1,000",
     }

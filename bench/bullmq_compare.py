@@ -15,7 +15,9 @@ events stream capped at ~10,000 entries, no metrics):
   clock from `worker.run()` to the `jobs`-th 'completed' event;
 - pickup: idle Worker (concurrency 1), one job at a time, clock from just before `Queue.add`
   to the processor being entered; 1,000 jobs after 20 warm-up jobs, 5 ms idle gap after each;
-- memory: `used_memory` delta for 100,000 waiting jobs added with addBulk(1000), per job.
+- memory: `used_memory` delta for 100,000 waiting jobs added with addBulk(1000), per job;
+- Redis CPU (`INFO cpu`) and commands (`INFO commandstats`, the script's own commands included) per job
+  of the add and drain phases, and their sum over a job's life (add one at a time, then drain).
 
 Without node/npm or a redis-server, `run_bullmq` returns `{"skipped": reason}`.
 """
@@ -55,6 +57,16 @@ METRICS = (
     "pickup_p99_ms",
     "pickup_max_ms",
     "memory_bytes_per_job",
+    # Redis's CPU and commands (every command, those scripts run included) per job, by phase,
+    # and over a job's whole life (Queue.add one at a time, then processed by the worker).
+    "add_bulk_100_redis_cpu_us_per_job",
+    "add_bulk_100_redis_cmds_per_job",
+    "add_in_flight_redis_cpu_us_per_job",
+    "add_in_flight_redis_cmds_per_job",
+    "drain_redis_cpu_us_per_job",
+    "drain_redis_cmds_per_job",
+    "life_redis_cpu_us_per_job",
+    "life_redis_cmds_per_job",
 )
 
 _NPM_TIMEOUT_S = 600.0
@@ -236,7 +248,7 @@ async def run_bullmq(*, jobs: int, runs: int) -> dict[str, Any]:
         print(f"bullmq: run {index + 1}/{runs} ...", file=sys.stderr)
         raw.append(await _bench_once(node, redis_binary, jobs))
 
-    all_runs = {name: [run["metrics"][name] for run in raw] for name in METRICS}
+    all_runs = {name: [run["metrics"][name] for run in raw] for name in METRICS if name in raw[0]["metrics"]}
     versions = raw[0]["versions"]
     return {
         "bullmq_version": versions["bullmq"],
@@ -262,10 +274,10 @@ def _print_table(results: dict[str, Any]) -> None:
         f"BullMQ {results['bullmq_version']} (ioredis {results['ioredis_version']}), node {results['node_version']}, "
         f"redis {results['redis_version']}; {results['runs']} run(s), {results['jobs']} jobs"
     )
-    print(f"{'metric':<28}{'median':>12}{'best':>12}  all runs")
-    for name in METRICS:
+    print(f"{'metric':<36}{'median':>12}{'best':>12}  all runs")
+    for name in results["all_runs"]:
         values = ", ".join(f"{value:g}" for value in results["all_runs"][name])
-        print(f"{name:<28}{results['median'][name]:>12g}{results['best'][name]:>12g}  [{values}]")
+        print(f"{name:<36}{results['median'][name]:>12g}{results['best'][name]:>12g}  [{values}]")
     others = [run["cpu_s"].get("others") for run in results["raw"]]
     walls = [run["cpu_s"]["wall"] for run in results["raw"]]
     print(f"CPU seconds used by other processes during each run: {others} (run wall seconds: {walls})")

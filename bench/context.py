@@ -52,11 +52,17 @@ class BenchContext:
             await asyncio.sleep(0.1)
         await asyncio.sleep(SETTLE_S)
 
-    async def measure(self, spec: LoadSpec, *, processes: int | None = None) -> tuple[LoadResult, Cost]:
-        """Run `spec` on the load processes; what it did, and what it cost Redis and the server meanwhile."""
-        before = await cost_snapshot(self.redis, self.server.pid)
+    async def measure(
+        self, spec: LoadSpec, *, processes: int | None = None, pid: int | None = None
+    ) -> tuple[LoadResult, Cost]:
+        """Run `spec` on the load processes; what it did, and what it cost Redis and the server meanwhile.
+
+        `pid` names another server process to take the CPU of (the floor server).
+        """
+        measured = self.server.pid if pid is None else pid
+        before = await cost_snapshot(self.redis, measured)
         result = await self.pool.run(spec, processes=processes)
-        after = await cost_snapshot(self.redis, self.server.pid)
+        after = await cost_snapshot(self.redis, measured)
         return result, Cost.between(before, after)
 
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,15 +29,20 @@ from ojs.v1 import job_pb2, service_pb2_grpc, worker_pb2
 
 __all__ = [
     "LOADS",
+    "Budget",
     "Clients",
+    "LoadFunction",
     "LoadKind",
     "LoadResult",
     "LoadSpec",
     "SharedCount",
+    "Tally",
     "Unimplemented",
+    "ack_batch",
     "batch_json",
     "describe_error",
     "enqueue_backlog",
+    "in_parallel",
     "job_json",
     "run_load",
 ]
@@ -56,6 +61,15 @@ LoadKind = Literal[
     "cycle_grpc",
     "cycle_http",
     "cycle_batch_grpc",
+    "stream_batch_ackbatch_grpc",
+    "fetch_ackbatch_http",
+    "floor_http",
+    "floor_http_seq",
+    "floor_grpc_unary",
+    "floor_grpc_seq",
+    "floor_grpc_stream",
+    "floor_redis",
+    "floor_redis_pipelined",
 ]
 
 
@@ -79,6 +93,8 @@ class LoadSpec:
     batch: int = 1
     queue: str = "q"
     timeout_s: float = 300.0
+    # Floors: the address of what they call (the floor server's HTTP URL or gRPC target, or a Redis URL).
+    target: str = ""
 
 
 @dataclass
@@ -130,6 +146,15 @@ class Clients:
         self._http_url = http_url
         self._session: aiohttp.ClientSession | None = None
         self._name = f"bench-{os.getpid()}"
+        # Connections to other servers (the floors), by address, kept warm like the ones above.
+        self.extra: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+
+    def keep(self, key: str, connection: Any, close: Callable[[], Awaitable[object]]) -> Any:
+        """Keep `connection` under `key` for the process's life; `close` ends it."""
+        self.extra[key] = connection
+        self._closers.append(close)
+        return connection
 
     def worker_id(self, index: int) -> str:
         return f"{self._name}-{index}"
@@ -150,6 +175,8 @@ class Clients:
         return orjson.loads(payload)
 
     async def close(self) -> None:
+        for close in self._closers:
+            await close()
         if self._session is not None:
             await self._session.close()
         await self.channel.close()
@@ -165,6 +192,10 @@ class Tally:
         self.errors = 0
         self.first_error = ""
         self.latencies_ms: list[float] = []
+
+    def restart(self) -> None:
+        """Start the clock now (after a warm-up that is not measured)."""
+        self.started = self.last = time.perf_counter()
 
     def settled(self, n: int = 1) -> None:
         self.jobs += n
@@ -190,7 +221,7 @@ class Budget:
         self.left += n
 
 
-async def _in_parallel(count: int, loop: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+async def in_parallel(count: int, loop: Callable[[int], Coroutine[Any, Any, None]]) -> None:
     """Run `count` copies of `loop(index)`; the first failure cancels the others and is raised."""
     try:
         async with asyncio.TaskGroup() as group:
@@ -225,7 +256,8 @@ async def _ack(c: Clients, job: job_pb2.Job, worker_id: str, tally: Tally) -> bo
     return True
 
 
-async def _ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, tally: Tally) -> None:
+async def ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, tally: Tally) -> int:
+    """One AckBatch for `jobs`; the number settled."""
     entries = [worker_pb2.SettleEntry(job_id=job.id, lease_token=_lease(job.lease_token)) for job in jobs]
     try:
         reply = await c.stub.AckBatch(worker_pb2.AckBatchRequest(worker_id=worker_id, entries=entries))
@@ -238,6 +270,8 @@ async def _ack_batch(c: Clients, jobs: Iterable[job_pb2.Job], worker_id: str, ta
         refused = next((result for result in reply.results if not result.ok), None)
         reason = f"{refused.error_code}: {refused.error_message}" if refused else "no reason given"
         tally.failed(len(entries) - reply.settled, reason)
+    settled: int = reply.settled
+    return settled
 
 
 # ---- enqueue ----
@@ -252,7 +286,7 @@ async def enqueue_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, sha
             await c.stub.Enqueue(request)
             tally.settled()
 
-    await _in_parallel(spec.concurrency, sender)
+    await in_parallel(spec.concurrency, sender)
 
 
 async def enqueue_batch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -269,7 +303,7 @@ async def enqueue_batch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tall
                 raise RuntimeError(f"EnqueueBatch refused {len(reply.errors)} of {size} jobs")
             tally.settled(size)
 
-    await _in_parallel(spec.concurrency, sender)
+    await in_parallel(spec.concurrency, sender)
 
 
 async def enqueue_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -281,7 +315,7 @@ async def enqueue_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, sha
             await c.post_ok("/ojs/v1/jobs", body, 201)
             tally.settled()
 
-    await _in_parallel(spec.concurrency, sender)
+    await in_parallel(spec.concurrency, sender)
 
 
 async def enqueue_batch_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -296,7 +330,7 @@ async def enqueue_batch_http(c: Clients, spec: LoadSpec, share: int, tally: Tall
                 raise RuntimeError(f"POST /ojs/v1/jobs/batch refused {len(reply['errors'])} of {size} jobs")
             tally.settled(size)
 
-    await _in_parallel(spec.concurrency, sender)
+    await in_parallel(spec.concurrency, sender)
 
 
 # ---- processing a backlog ----
@@ -321,7 +355,7 @@ async def _fetch_and_settle(
                 return
             await settle(reply.jobs, worker_id)
 
-    await _in_parallel(spec.concurrency, worker)
+    await in_parallel(spec.concurrency, worker)
 
 
 async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -335,7 +369,7 @@ async def fetch_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, s
 
 async def fetch_ackbatch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
     """Fetch up to `batch` jobs, then settle them all with one AckBatch."""
-    await _fetch_and_settle(c, spec, share, lambda jobs, worker_id: _ack_batch(c, jobs, worker_id, tally))
+    await _fetch_and_settle(c, spec, share, lambda jobs, worker_id: ack_batch(c, jobs, worker_id, tally))
 
 
 async def stream_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
@@ -404,7 +438,7 @@ async def fetch_ack_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, s
                 return
             await asyncio.gather(*(ack(job, worker_id) for job in jobs))
 
-    await _in_parallel(spec.concurrency, worker)
+    await in_parallel(spec.concurrency, worker)
 
 
 # ---- full cycle, one client ----
@@ -453,7 +487,7 @@ async def cycle_batch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally,
         reply = await c.stub.Fetch(fetch)
         if not reply.jobs:
             raise RuntimeError("Fetch right after EnqueueBatch found no job")
-        await _ack_batch(c, reply.jobs, worker_id, tally)
+        await ack_batch(c, reply.jobs, worker_id, tally)
         tally.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 
@@ -474,14 +508,16 @@ LOADS: dict[LoadKind, LoadFunction] = {
 }
 
 
-async def run_load(c: Clients, spec: LoadSpec, share: int, shared: SharedCount) -> LoadResult:
+async def run_load(
+    c: Clients, spec: LoadSpec, share: int, shared: SharedCount, loads: Mapping[LoadKind, LoadFunction] = LOADS
+) -> LoadResult:
     """Run this process's `share` of `spec`; the result says what was done and how long it took."""
     cpu_before = time.process_time()
     tally = Tally()
     skipped = ""
     try:
         async with asyncio.timeout(spec.timeout_s):
-            await LOADS[spec.kind](c, spec, share, tally, shared)
+            await loads[spec.kind](c, spec, share, tally, shared)
     except Unimplemented as exc:
         skipped = str(exc)
     except TimeoutError:
@@ -513,4 +549,4 @@ async def enqueue_backlog(stub: Any, jobs: int, *, queue: str = "q", batch: int 
             if reply.errors:
                 raise RuntimeError(f"EnqueueBatch refused {len(reply.errors)} of {size} jobs")
 
-    await _in_parallel(concurrency, sender)
+    await in_parallel(concurrency, sender)

@@ -20,10 +20,23 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from bench.load import Clients, LoadResult, LoadSpec, SharedCount, describe_error, run_load
+from bench.floor import FLOOR_LOADS
+from bench.load import (
+    LOADS,
+    Clients,
+    LoadFunction,
+    LoadKind,
+    LoadResult,
+    LoadSpec,
+    SharedCount,
+    describe_error,
+    run_load,
+)
+from bench.load_batched import BATCHED_LOADS
 from bench.server import RunningServer
 
 _START_TIMEOUT_S = 60.0
+_ALL_LOADS: dict[LoadKind, LoadFunction] = {**LOADS, **BATCHED_LOADS, **FLOOR_LOADS}
 _STOP_TIMEOUT_S = 10.0
 
 
@@ -51,7 +64,7 @@ async def _serve_async(conn: Connection, grpc_target: str, http_url: str, shared
                 return
             spec, share = command
             try:
-                conn.send(("ok", await run_load(clients, spec, share, shared)))
+                conn.send(("ok", await run_load(clients, spec, share, shared, _ALL_LOADS)))
             except Exception as exc:
                 conn.send(("error", (describe_error(exc), traceback.format_exc())))
     finally:

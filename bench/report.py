@@ -16,6 +16,8 @@ import orjson
 import redis
 from google.protobuf.internal import api_implementation
 
+from bench.floor import CALLS_PER_FLOOR, FLOOR_OF
+
 
 def _cpu_model() -> str:
     try:
@@ -89,7 +91,56 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
 
 
-def throughput_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+def floor_ratios(
+    results: Mapping[str, Mapping[str, Any]], floors: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each scenario against its floor (bench.floor.FLOOR_OF), from the medians of one run of the suite.
+
+    - jobs_per_s: the scenario's jobs/s over the floor's calls/s (for a cycle: over a third of it);
+    - server_cpu: the scenario's server CPU per job over the floor server's CPU per call (times 3 for a cycle);
+    - redis_cpu: the scenario's Redis CPU per job over that of one unpipelined EVALSHA of a trivial script.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        floor = floors.get(FLOOR_OF.get(name, ""))
+        if not floor or result.get("status") not in ("ok", "incomplete"):
+            continue
+        calls = CALLS_PER_FLOOR.get(name, 1)
+        rate, floor_rate = _median(result.get("jobs_per_s")), _median(floor["calls_per_s"])
+        cpu, floor_cpu = _median(result.get("server_cpu_us_per_job")), _median(floor["server_cpu_us_per_call"])
+        redis_cpu = _median(result.get("redis_cpu_us_per_job"))
+        evalsha = _median(floors["redis"]["redis_cpu_us_per_call"]) if "redis" in floors else None
+        out[name] = {
+            "floor": FLOOR_OF[name],
+            "bare_calls": calls,
+            "jobs_per_s": round(rate * calls / floor_rate, 3) if rate and floor_rate else None,
+            "server_cpu": round(cpu / (floor_cpu * calls), 3) if cpu and floor_cpu else None,
+            "redis_cpu_vs_evalsha": round(redis_cpu / evalsha, 2) if redis_cpu and evalsha else None,
+        }
+    return out
+
+
+def floor_table(floors: Mapping[str, Mapping[str, Any]]) -> str:
+    header = ("floor", "calls/s", "spread", "server CPU µs/call", "Redis CPU µs/call", "client CPU µs/call", "p50 ms")
+    rows = [
+        [
+            name,
+            _number(_median(floor["calls_per_s"]), 0),
+            _spread(floor["calls_per_s"]),
+            _number(_median(floor["server_cpu_us_per_call"]), 1),
+            _number(_median(floor["redis_cpu_us_per_call"]), 2),
+            _number(_median(floor["client_cpu_us_per_call"]), 1),
+            _number(_median(floor.get("latency_p50_ms")), 3),
+        ]
+        for name, floor in floors.items()
+    ]
+    note = "(server CPU: the floor server's; for the redis floors, redis-server's)"
+    return _table(header, rows) + "\n" + note
+
+
+def throughput_table(
+    results: Mapping[str, Mapping[str, Any]], ratios: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
     header = (
         "scenario",
         "jobs/s",
@@ -99,7 +150,11 @@ def throughput_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         "Redis CPU µs/job",
         "server CPU µs/job",
         "client CPU µs/job",
+        "÷floor jobs/s",
+        "÷floor CPU",
+        "Redis÷EVALSHA",
     )
+    ratios = ratios or {}
     rows: list[list[str]] = []
     notes: list[str] = []
     for name, result in results.items():
@@ -119,6 +174,9 @@ def throughput_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                 _number(_median(result["redis_cpu_us_per_job"]), 1),
                 _number(_median(result["server_cpu_us_per_job"]), 1),
                 _number(_median(result["client_cpu_us_per_job"]), 1),
+                _number(ratios.get(name, {}).get("jobs_per_s"), 2),
+                _number(ratios.get(name, {}).get("server_cpu"), 2),
+                _number(ratios.get(name, {}).get("redis_cpu_vs_evalsha"), 1),
             ]
         )
     text = _table(header, rows)
@@ -188,8 +246,11 @@ def render(document: Mapping[str, Any]) -> str:
             f"note: the load average was {busy[0]} on {cores} cores when the benchmark started; "
             "other work on the machine lowers these figures"
         )
+    if document.get("floor"):
+        parts.append(floor_table(document["floor"]))
     if document.get("throughput"):
-        parts.append(throughput_table(document["throughput"]))
+        ratios = floor_ratios(document["throughput"], document.get("floor") or {})
+        parts.append(throughput_table(document["throughput"], ratios))
     if document.get("pickup"):
         parts.append(pickup_table(document["pickup"]))
     if document.get("memory"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import report
 from bench.context import BenchContext, bench_context
+from bench.floor import measure_floors
 from bench.load import describe_error
 from bench.memory import measure_memory
 from bench.pickup import measure_pickup
@@ -27,8 +28,9 @@ from bench.throughput import GROUPS, SCENARIOS, Scenario, measure_throughput, si
 # The parts of the suite besides the throughput scenarios, in the order `all` runs them.
 PARTS = ("pickup", "memory", "scale")
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "all": ("throughput", *PARTS),
-    "throughput": ("throughput",),
+    "all": ("floor", "throughput", *PARTS),
+    "throughput": ("floor", "throughput"),
+    "floor": ("floor",),
     "memory": ("memory",),
     "scale": ("scale",),
 }
@@ -50,12 +52,16 @@ class Options:
     pickup_jobs: int
     idle_seconds: float
     json_path: str | None
+    # Measure the floors (with the scenarios, or alone): see bench.floor.
+    floor: bool = True
 
 
 def selectable(command: str) -> list[str]:
     """Names `--only` accepts for `command`: scenarios, their groups, and the other parts."""
     parts = COMMANDS[command]
     names: list[str] = []
+    if "floor" in parts:
+        names.append("floor")
     if "throughput" in parts:
         names += [*GROUPS, *(s.name for s in SCENARIOS)]
     names += [part for part in PARTS if part in parts]
@@ -82,8 +88,18 @@ async def _run_part(document: dict[str, Any], name: str, measure: Callable[[], A
         document.setdefault("errors", {})[name] = {"error": describe_error(exc), "traceback": traceback.format_exc()}
 
 
+def _floor_wanted(options: Options, scenarios: list[Scenario]) -> bool:
+    """The floors run whenever scenarios do (their ratios need them), unless --no-floor."""
+    if not options.floor or "floor" not in COMMANDS[options.command]:
+        return False
+    return not options.only or "floor" in options.only or bool(scenarios)
+
+
 async def _run_parts(ctx: BenchContext, options: Options, document: dict[str, Any]) -> None:
     scenarios = _chosen_scenarios(options)
+    if _floor_wanted(options, scenarios):
+        await ctx.reset()
+        await _run_part(document, "floor", lambda: measure_floors(ctx, runs=options.runs, quick=options.quick))
     if scenarios:
         # Filled scenario by scenario, so a run cut short still reports the scenarios it finished.
         results: dict[str, dict[str, Any]] = document.setdefault("throughput", {})
@@ -182,6 +198,8 @@ def _finish(document: dict[str, Any], started: float, json_path: str | None) -> 
     document["duration_s"] = round(time.monotonic() - started, 1)
     if "machine" in document:
         document["machine"]["load_average_at_end"] = report.load_average()
+    if document.get("throughput") and document.get("floor"):
+        document["ratio_to_floor"] = report.floor_ratios(document["throughput"], document["floor"])
     print()
     print(report.render(document))
     if json_path:

@@ -122,6 +122,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         jobs=50_000, quick_jobs=5_000, concurrency=4, batch=100, needs_ack_batch=True,
     ),
     _scenario(
+        "stream_batch_ackbatch_grpc", "processing",
+        "gRPC StreamJobBatches max_concurrent 100 + one AckBatch per message", "stream_batch_ackbatch_grpc",
+        jobs=50_000, quick_jobs=5_000, batch=100, needs_ack_batch=True,
+    ),
+    _scenario(
+        "fetch100_ackbatch_http", "processing", "HTTP fetch 100 + one POST /workers/ack/batch, 4 workers",
+        "fetch_ackbatch_http", jobs=20_000, quick_jobs=2_000, concurrency=4, batch=100,
+    ),
+    _scenario(
         "fetch10_ack_http", "processing", "HTTP fetch 10 + ack each (concurrent), 8 workers", "fetch_ack_http",
         jobs=5_000, quick_jobs=1_000, concurrency=8, batch=10,
     ),

@@ -117,6 +117,25 @@ async function usedMemory() {
   return Number(match[1]);
 }
 
+// Redis's CPU time (user + sys, seconds) and commands run so far (every command, those a script runs
+// included, the administration connection's INFO left out): the cost of a phase is the difference.
+async function redisCost() {
+  const info = await admin.info('everything');
+  const field = (name) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0);
+  let calls = 0;
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    if (match[1] !== 'info') calls += Number(match[2]);
+  }
+  return { cpu: field('used_cpu_user') + field('used_cpu_sys'), calls };
+}
+
+function costPerJob(before, after, jobs) {
+  return {
+    redis_cpu_us_per_job: round(((after.cpu - before.cpu) * 1e6) / jobs, 2),
+    redis_cmds_per_job: round((after.calls - before.calls) / jobs, 3),
+  };
+}
+
 async function redisVersion() {
   const info = await admin.info('server');
   return /^redis_version:(\S+)/m.exec(info)?.[1] ?? 'unknown';
@@ -142,13 +161,20 @@ async function measureAddBulk(batch) {
     await queue.waitUntilReady();
     // Warm-up: loads the Lua scripts and the connection before the clock starts.
     await addInBatches(queue, settings.enqueueWarmupJobs, batch, -settings.enqueueWarmupJobs);
+    const costBefore = await redisCost();
     const started = performance.now();
     await addInBatches(queue, settings.enqueueJobs, batch);
     const seconds = (performance.now() - started) / 1000;
+    const cost = costPerJob(costBefore, await redisCost(), settings.enqueueJobs);
     const counts = await queue.getJobCounts('wait');
     const expected = settings.enqueueJobs + settings.enqueueWarmupJobs;
     if (counts.wait !== expected) throw new Error(`addBulk(${batch}): ${counts.wait} waiting jobs, expected ${expected}`);
-    return { jobs: settings.enqueueJobs, seconds: round(seconds, 4), jobs_per_s: round(settings.enqueueJobs / seconds, 1) };
+    return {
+      jobs: settings.enqueueJobs,
+      seconds: round(seconds, 4),
+      jobs_per_s: round(settings.enqueueJobs / seconds, 1),
+      ...cost,
+    };
   } finally {
     await queue.close();
   }
@@ -171,9 +197,11 @@ async function measureAddInFlight() {
   try {
     await queue.waitUntilReady();
     await addWithLanes(queue, settings.enqueueWarmupJobs, settings.inFlight, -settings.enqueueWarmupJobs);
+    const costBefore = await redisCost();
     const started = performance.now();
     await addWithLanes(queue, settings.enqueueJobs, settings.inFlight, 0);
     const seconds = (performance.now() - started) / 1000;
+    const cost = costPerJob(costBefore, await redisCost(), settings.enqueueJobs);
     const counts = await queue.getJobCounts('wait');
     const expected = settings.enqueueJobs + settings.enqueueWarmupJobs;
     if (counts.wait !== expected) throw new Error(`add: ${counts.wait} waiting jobs, expected ${expected}`);
@@ -182,6 +210,7 @@ async function measureAddInFlight() {
       in_flight: settings.inFlight,
       seconds: round(seconds, 4),
       jobs_per_s: round(settings.enqueueJobs / seconds, 1),
+      ...cost,
     };
   } finally {
     await queue.close();
@@ -213,12 +242,14 @@ async function measureDrain() {
         reject(new Error(`drain: job ${job?.id} failed: ${err?.message}`));
       });
     });
+    const costBefore = await redisCost();
     started = performance.now();
     // run() resolves only when the worker is closed; completion is observed through the events.
     const running = worker.run();
     running.catch((err) => log('worker.run() rejected:', err));
     const finished = await withTimeout(done, 'drain');
     const seconds = (finished - started) / 1000;
+    const cost = costPerJob(costBefore, await redisCost(), total);
     const counts = await queue.getJobCounts('completed', 'wait', 'active', 'failed');
     if (counts.completed !== total || failed !== 0) {
       throw new Error(`drain: counts after the run ${JSON.stringify(counts)}, expected ${total} completed`);
@@ -228,6 +259,7 @@ async function measureDrain() {
       concurrency: settings.concurrency,
       seconds: round(seconds, 4),
       jobs_per_s: round(total / seconds, 1),
+      ...cost,
     };
   } finally {
     if (worker) await worker.close();
@@ -363,7 +395,18 @@ async function main() {
     pickup_p99_ms: p.pickup?.p99_ms,
     pickup_max_ms: p.pickup?.max_ms,
     memory_bytes_per_job: p.memory?.bytes_per_job,
+    add_bulk_100_redis_cpu_us_per_job: p.add_bulk_100?.redis_cpu_us_per_job,
+    add_bulk_100_redis_cmds_per_job: p.add_bulk_100?.redis_cmds_per_job,
+    add_in_flight_redis_cpu_us_per_job: p.add_in_flight?.redis_cpu_us_per_job,
+    add_in_flight_redis_cmds_per_job: p.add_in_flight?.redis_cmds_per_job,
+    drain_redis_cpu_us_per_job: p.drain?.redis_cpu_us_per_job,
+    drain_redis_cmds_per_job: p.drain?.redis_cmds_per_job,
   };
+  // A job's whole life in Redis: added one at a time (Queue.add), then processed by the worker.
+  if (p.add_in_flight && p.drain) {
+    metrics.life_redis_cpu_us_per_job = round(p.add_in_flight.redis_cpu_us_per_job + p.drain.redis_cpu_us_per_job, 2);
+    metrics.life_redis_cmds_per_job = round(p.add_in_flight.redis_cmds_per_job + p.drain.redis_cmds_per_job, 3);
+  }
   // Only the phases that ran (see --phases).
   result.metrics = Object.fromEntries(Object.entries(metrics).filter(([, value]) => value !== undefined));
   process.stdout.write(`${JSON.stringify(result)}\n`);

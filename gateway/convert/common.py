@@ -83,6 +83,17 @@ def encode_value(value: Any, raw_body: bytes, key: str) -> bytes:
         raise invalid_payload(f"'{key}' cannot be represented as JSON text") from None
 
 
+def exact_value(raw_body: bytes, key: str) -> Any:
+    """body[key] with numbers kept as sent, when the body has numbers orjson could round; else None."""
+    if not _INEXACT_NUMBER.search(raw_body):
+        return None
+    try:
+        exact = loads_exact(raw_body)
+    except (ValueError, RecursionError):
+        raise invalid_payload("request body is not valid JSON") from None
+    return exact.get(key) if isinstance(exact, dict) else None
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or 400 invalid_payload."""
     if not body.strip():

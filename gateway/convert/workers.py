@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from ojs.v1 import worker_pb2
 
 from gateway.convert.common import (
     INT32,
     INT64,
     boolean_field,
+    bounded_integer,
     encode_value,
     enum_names,
+    exact_value,
     now,
     optional_integer,
     pagination,
@@ -20,7 +23,7 @@ from gateway.convert.common import (
     string_list,
 )
 from gateway.convert.jobs import job_state, job_to_json
-from gateway.errors import invalid_request
+from gateway.errors import invalid_payload, invalid_request
 from ojs_json.scalars import timestamp
 
 _WORKER_STATES = enum_names(worker_pb2.WorkerState.items(), "WORKER_STATE_")
@@ -61,6 +64,29 @@ def ack_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckReque
     lease_token = optional_integer(body, "lease_token", INT64)
     if lease_token is not None:
         request.lease_token = lease_token
+    return request
+
+
+def ack_batch_request(body: Mapping[str, Any], raw_body: bytes) -> worker_pb2.AckBatchRequest:
+    """`{"worker_id", "acks": [{"job_id", "lease_token"?, "result"?}, ...]}` as one AckBatch call."""
+    acks = body.get("acks")
+    if not isinstance(acks, list) or not acks:
+        raise invalid_request("'acks' is required: a non-empty array of acks", field="acks")
+    request = worker_pb2.AckBatchRequest(worker_id=string_field(body, "worker_id") or "", json_only=True)
+    # Results keep their numbers as sent (see encode_value); parsed exactly only when one could be rounded.
+    exact = exact_value(raw_body, "acks")
+    for index, ack in enumerate(acks):
+        where = f"acks[{index}]."
+        if not isinstance(ack, dict):
+            raise invalid_request(f"'acks[{index}]' must be an object", field=f"acks[{index}]")
+        entry = request.entries.add(job_id=string_field(ack, "job_id", where=where) or "")
+        if ack.get("lease_token") is not None:
+            entry.lease_token = bounded_integer(ack["lease_token"], f"{where}lease_token", INT64)
+        if "result" in ack:
+            try:
+                entry.result_json = orjson.dumps(exact[index]["result"] if exact is not None else ack["result"])
+            except (TypeError, ValueError, RecursionError):
+                raise invalid_payload(f"'{where}result' cannot be represented as JSON text") from None
     return request
 
 
@@ -151,6 +177,19 @@ def render_ack(response: worker_pb2.AckResponse, job_id: str) -> dict[str, Any]:
         out["completed_at"] = timestamp(job.completed_at)
     out["job"] = job_to_json(job)
     return out
+
+
+def render_ack_batch(response: worker_pb2.AckBatchResponse) -> dict[str, Any]:
+    """Each ack's outcome in request order; a refused one says why, as the error envelope would."""
+    results: list[dict[str, Any]] = []
+    for result in response.results:
+        item: dict[str, Any] = {"job_id": result.job_id, "acknowledged": result.ok}
+        if result.state:
+            item["state"] = job_state(result.state)
+        if not result.ok:
+            item["error"] = {"code": result.error_code, "message": result.error_message}
+        results.append(item)
+    return {"acknowledged": response.settled, "results": results}
 
 
 def render_nack(response: worker_pb2.NackResponse, job_id: str) -> dict[str, Any]:

@@ -8,11 +8,13 @@ from ojs.v1 import worker_pb2
 from gateway.convert.common import json_object, query_int
 from gateway.convert.jobs import job_to_json
 from gateway.convert.workers import (
+    ack_batch_request,
     ack_request,
     fetch_request,
     heartbeat_request,
     nack_request,
     render_ack,
+    render_ack_batch,
     render_heartbeat,
     render_nack,
     render_workers,
@@ -30,6 +32,7 @@ class WorkerRoutes(RouteGroup):
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_post("/ojs/v1/workers/fetch", self.fetch)
         router.add_post("/ojs/v1/workers/ack", self.ack)
+        router.add_post("/ojs/v1/workers/ack/batch", self.ack_batch)
         router.add_post("/ojs/v1/workers/nack", self.nack)
         router.add_post("/ojs/v1/workers/heartbeat", self.heartbeat)
         router.add_get("/ojs/v1/admin/workers", self.list_workers)
@@ -47,6 +50,12 @@ class WorkerRoutes(RouteGroup):
         rpc = ack_request(json_object(raw), raw)
         response = await self._client.Ack(rpc, metadata=rpc_metadata(request))
         return json_response(render_ack(response, rpc.job_id))
+
+    async def ack_batch(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        rpc = ack_batch_request(json_object(raw), raw)
+        response = await self._client.AckBatch(rpc, metadata=rpc_metadata(request))
+        return json_response(render_ack_batch(response))
 
     async def nack(self, request: web.Request) -> web.Response:
         rpc = nack_request(json_object(await request.read()))

@@ -553,27 +553,65 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     async def StreamJobs(
         self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[job_pb2.Job]:
+        # One job per message: a stream closed between two messages has delivered exactly those sent.
+        async for messages in self._stream(request, context, max_batch=1):
+            for message in messages:
+                yield message
+
+    async def StreamJobBatches(
+        self, request: worker_pb2.StreamJobBatchesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[worker_pb2.JobBatch]:
+        async for messages in self._stream(request.stream, context, max_batch=request.max_batch):
+            # Split where a message would grow past what a reply may carry.
+            batch, size = worker_pb2.JobBatch(), 0
+            for message in messages:
+                length = message.ByteSize() + 8
+                if batch.jobs and size + length > FETCH_REPLY_MAX_BYTES:
+                    yield batch
+                    batch, size = worker_pb2.JobBatch(), 0
+                batch.jobs.append(message)
+                size += length
+            if batch.jobs:
+                yield batch
+
+    async def _stream(
+        self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any], *, max_batch: int
+    ) -> AsyncIterator[list[job_pb2.Job]]:
+        """The stream's jobs as messages, claimed `max_batch` at a time (0: whatever one claim got)."""
         try:
-            async for stored in self._jobs.stream(
+            async for batch in self._jobs.stream(
                 list(request.queues),
                 worker_id=request.worker_id,
                 max_concurrent=request.max_concurrent,
                 visibility_timeout_ms=(
                     request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
                 ),
+                max_batch=max_batch,
             ):
-                message = _render(stored, json_only=request.json_only)
-                if message is None:
-                    await self._jobs.fail_undeliverable([stored], request.worker_id)
-                    continue
-                if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
-                    await self._jobs.give_back([stored], request.worker_id)
-                    raise _too_large_to_deliver(stored)
-                yield message
+                messages = await self._deliverable(batch, request.worker_id, json_only=request.json_only)
+                if messages:
+                    yield messages
         except OJSError as exc:
             await abort_with(context, exc)
         if self._jobs.stopping.is_set():
             await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))
+
+    async def _deliverable(self, batch: list[StoredJob], worker_id: str, *, json_only: bool) -> list[job_pb2.Job]:
+        """The claimed jobs rendered; one whose data cannot be sent is failed, one too large ends the stream."""
+        messages: list[job_pb2.Job] = []
+        rendered: list[StoredJob] = []
+        for index, stored in enumerate(batch):
+            message = _render(stored, json_only=json_only)
+            if message is None:
+                await self._jobs.fail_undeliverable([stored], worker_id)
+                continue
+            if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
+                # None of this claim will be sent now: it all goes back.
+                await self._jobs.give_back([*rendered, *batch[index:]], worker_id)
+                raise _too_large_to_deliver(stored)
+            messages.append(message)
+            rendered.append(stored)
+        return messages
 
     async def StreamEvents(
         self, request: events_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -77,7 +77,7 @@ class EventService:
             raise invalid("after must be a cursor returned by a previous call", field="after")
         async with self._feed.subscribe() as subscription:
             # Subscribed first, so nothing falls between the replay and the live events.
-            last = _cursor_key(after) if after else (0, 0)
+            last = _cursor_key(after) if after else (0, 0, 0)
             cursor = after
             while after:
                 batch = await self._store.events.read_events(after=cursor, count=_SCAN_BATCH)
@@ -127,11 +127,18 @@ class EventService:
         return EventPage(events=found, cursor=cursor, has_more=not exhausted)
 
 
-def _cursor_key(cursor: str) -> tuple[int, int]:
-    millis, _, sequence = cursor.partition("-")
-    return int(millis or 0), int(sequence or 0)
+# An event's place in the log: entry id, then its index in a batch entry (store/events.py).
+# A bare entry id stands for the whole entry, so it sorts after every event the entry holds.
+_WHOLE_ENTRY = 1 << 62
+
+
+def _cursor_key(cursor: str) -> tuple[int, int, int]:
+    entry, _, index = cursor.partition(".")
+    millis, _, sequence = entry.partition("-")
+    return int(millis or 0), int(sequence or 0), int(index) if index else _WHOLE_ENTRY
 
 
 def _is_cursor(text: str) -> bool:
-    millis, _, sequence = text.partition("-")
-    return millis.isdigit() and (sequence == "" or sequence.isdigit())
+    entry, dot, index = text.partition(".")
+    millis, _, sequence = entry.partition("-")
+    return millis.isdigit() and (sequence == "" or sequence.isdigit()) and (not dot or index.isdigit())

@@ -249,15 +249,24 @@ class JobService:
         return []
 
     async def stream(
-        self, queues: Sequence[str], *, worker_id: str, max_concurrent: int, visibility_timeout_ms: int | None
-    ) -> AsyncGenerator[StoredJob, None]:
+        self,
+        queues: Sequence[str],
+        *,
+        worker_id: str,
+        max_concurrent: int,
+        visibility_timeout_ms: int | None,
+        max_batch: int = 1,
+    ) -> AsyncGenerator[list[StoredJob], None]:
         """Jobs pushed as they become available, never more than `max_concurrent` unsettled at once.
 
-        A job stops counting once it is no longer active under the lease it was
-        streamed with (acked, nacked, cancelled or re-leased). Acks served by this
-        process wake the stream at once; acks elsewhere are noticed by a short re-check.
+        Jobs come in lists of at most `max_batch` (0: whatever one claim got). A job
+        stops counting once it is no longer active under the lease it was streamed
+        with (acked, nacked, cancelled or re-leased). Acks served by this process wake
+        the stream at once; acks elsewhere are noticed by a short re-check.
         """
         ordered, size = self._fetch_args(queues, max_concurrent, visibility_timeout_ms, worker_id)
+        if max_batch < 0:
+            raise invalid("max_batch must not be negative", field="max_batch")
         if self._notifier is None:
             raise OJSError(ErrorCode.UNSUPPORTED, "job streams are not available on this server")
         loop = asyncio.get_running_loop()
@@ -267,13 +276,7 @@ class JobService:
             with self._notifier.watch(ordered) as watch:
                 while not self.stopping.is_set():
                     if window.held and loop.time() >= recheck_at:
-                        # Settled by another process, or re-leased after the lease ran out: only
-                        # Redis knows. Settles served here were already taken off by _settled.
-                        held = list(window.held.items())
-                        states = await self._store.jobs.lease_tokens([job_id for job_id, _ in held])
-                        for (job_id, token), (state, current) in zip(held, states, strict=True):
-                            if state != JobState.ACTIVE.value or current != token:
-                                self._forget(job_id, window)
+                        await self._recheck(window)
                         recheck_at = loop.time() + SETTLE_RECHECK_S
                     free = size - len(window.held)
                     if free > 0:
@@ -285,15 +288,18 @@ class JobService:
                             # back to their queues now, not when their leases run out.
                             claim.add_done_callback(lambda done: self._release_claimed(done, worker_id))
                             raise
+                        step = max_batch or len(jobs) or 1
                         handed = 0
                         try:
-                            for job in jobs:
-                                window.held[job.id] = job.lease_token
-                                self._windows_by_job.setdefault(job.id, set()).add(window)
-                                handed += 1
-                                yield job
+                            for start in range(0, len(jobs), step):
+                                batch = jobs[start : start + step]
+                                for job in batch:
+                                    window.held[job.id] = job.lease_token
+                                    self._windows_by_job.setdefault(job.id, set()).add(window)
+                                handed += len(batch)
+                                yield batch
                         finally:
-                            # Closed mid-batch: the jobs not yet handed to the stream were never delivered.
+                            # Closed mid-claim: the jobs not yet handed to the stream were never delivered.
                             self._release(jobs[handed:], worker_id)
                         if len(jobs) == free:
                             continue
@@ -328,6 +334,17 @@ class JobService:
                 for job in jobs
             ]
             await self._store.leases.settle_batch(entries, now_ms=self._clock.now_ms(), return_jobs=False)
+
+    async def _recheck(self, window: _StreamWindow) -> None:
+        """Settled by another process, or re-leased after the lease ran out: only Redis knows.
+
+        Settles served here were already taken off by _settled.
+        """
+        held = list(window.held.items())
+        states = await self._store.jobs.lease_tokens([job_id for job_id, _ in held])
+        for (job_id, token), (state, current) in zip(held, states, strict=True):
+            if state != JobState.ACTIVE.value or current != token:
+                self._forget(job_id, window)
 
     def _release_claimed(self, claim: asyncio.Future[list[StoredJob]], worker_id: str) -> None:
         if not claim.cancelled() and claim.exception() is None:

@@ -18,7 +18,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from server.model.records import EventRecord
-from server.store.events import decode_event
+from server.store.events import decode_entry
 from server.store.keys import KeySchema
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,10 @@ class EventFeed:
                 # RESP2 shape: [[stream name, [(id, fields), ...]]].
                 entries = cast(list[tuple[bytes, dict[bytes, bytes]]], cast(Any, reply)[0][1])
                 for entry_id, fields in entries:
-                    event = decode_event(entry_id, fields)
-                    last_id = event.cursor
-                    for subscriber in self._subscribers:
-                        subscriber.offer(event)
+                    last_id = entry_id.decode()
+                    for event in decode_entry(entry_id, fields):
+                        for subscriber in self._subscribers:
+                            subscriber.offer(event)
             except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
                 log.warning("event feed interrupted (%s); retrying", exc)
                 await asyncio.sleep(1.0)

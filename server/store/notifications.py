@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
+import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
@@ -20,6 +22,9 @@ from server.store.keys import KeySchema
 log = logging.getLogger(__name__)
 
 _RECONNECT_DELAY_S = 1.0
+# The subscription is kept this long after the last watch ends.
+_IDLE_S = 30.0
+_READ_SIZE = 1 << 16
 
 
 class QueueWatch:
@@ -44,32 +49,58 @@ class QueueWatch:
 
 
 class JobNotifier:
-    def __init__(self, redis: Redis, keys: KeySchema) -> None:
-        self._redis = redis
+    """Wakes the watches of a queue when its available set is published.
+
+    The subscription is held only while someone watches (and for `idle_s` after
+    the last watch ends, so short long polls do not resubscribe each time): a
+    process that only enqueues or settles does no work on the notifications, its
+    own included. Messages are read and parsed with hiredis straight from the
+    socket, not through redis-py's generic pub/sub machinery.
+    """
+
+    def __init__(self, redis: Redis, keys: KeySchema, *, idle_s: float = _IDLE_S) -> None:
+        self._pool = redis.connection_pool
         self._keys = keys
-        self._watches: dict[str, set[QueueWatch]] = {}
+        self._idle_s = idle_s
+        self._watches: dict[bytes, set[QueueWatch]] = {}
+        self._watch_count = 0
+        self._unwatched_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="job-notifier")
+        """Allow subscribing; the subscription itself starts with the first watch."""
+        self._started = True
+        if self._watch_count:
+            self._ensure_listening()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._started = False
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+
+    @property
+    def listening(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     @contextlib.contextmanager
     def watch(self, queues: Sequence[str]) -> Iterator[QueueWatch]:
         """Register before checking for jobs, so a wake-up between the check and the wait is not lost."""
         watch = QueueWatch()
-        names = [self._keys.available(queue) for queue in queues]
+        names = [self._keys.available(queue).encode() for queue in queues]
         for name in names:
             self._watches.setdefault(name, set()).add(watch)
+        self._watch_count += 1
+        self._ensure_listening()
         try:
             yield watch
         finally:
+            self._watch_count -= 1
+            if not self._watch_count:
+                self._unwatched_at = asyncio.get_running_loop().time()
             for name in names:
                 waiting = self._watches.get(name)
                 if waiting is not None:
@@ -82,23 +113,62 @@ class JobNotifier:
             for watch in waiting:
                 watch.wake()
 
+    def _ensure_listening(self) -> None:
+        if self._started and not self.listening:
+            self._task = asyncio.create_task(self._listen(), name="job-notifier")
+
+    def _idle(self) -> bool:
+        """Nobody has watched for `idle_s`: the listener lets go (the next watch starts a new one)."""
+        if self._watch_count or asyncio.get_running_loop().time() - self._unwatched_at < self._idle_s:
+            return False
+        if self._task is asyncio.current_task():
+            self._task = None
+        return True
+
     async def _listen(self) -> None:
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._keys.notify_channel)
-                # Whatever was published while not subscribed is lost: let every waiter look again.
-                self.wake_all()
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    name = message["data"]
-                    name = name.decode() if isinstance(name, bytes) else str(name)
-                    for watch in self._watches.get(name, ()):
-                        watch.wake()
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                await self._subscribed()
+                return
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
                 log.warning("job notifications interrupted (%s); resubscribing", exc)
-                await asyncio.sleep(_RECONNECT_DELAY_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+            await asyncio.sleep(_RECONNECT_DELAY_S)
+            if self._idle():
+                return
+
+    async def _subscribed(self) -> None:
+        """Hold one subscription until nobody has watched for `idle_s`."""
+        connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.connect()
+            reader, writer = connection._reader, connection._writer
+            if reader is None or writer is None:
+                raise redis_errors.ConnectionError("no connection for job notifications")
+            command: tuple[Any, ...] = ("SUBSCRIBE", self._keys.notify_channel)
+            writer.write(hiredis.pack_command(command))
+            parser = hiredis.Reader()
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle_s):
+                        data = await reader.read(_READ_SIZE)
+                except TimeoutError:
+                    if self._idle():
+                        return
+                    continue
+                if not data:
+                    raise redis_errors.ConnectionError("Redis closed the notification connection")
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    self._dispatch(reply)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+    def _dispatch(self, reply: list[bytes]) -> None:
+        kind = reply[0]
+        if kind == b"message":
+            for watch in self._watches.get(reply[2], ()):
+                watch.wake()
+        elif kind == b"subscribe":
+            # Whatever was published while not subscribed is lost: let every waiter look again.
+            self.wake_all()

@@ -16,6 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from server.store.script_pipe import ScriptPipe
+
 SCRIPT_NAMES = (
     "enqueue",
     "fetch",
@@ -40,8 +42,9 @@ SCRIPT_NAMES = (
     "settle_batch",
     "progress",
 )
-# Every script runs inside a wrapper that flushes the counter updates it deferred (see stats.lua).
-WRAPPER_INCLUDES = ("stats",)
+# Every script runs inside a wrapper that flushes the counter updates and the events it deferred
+# (see stats.lua and emit.lua).
+WRAPPER_INCLUDES = ("stats", "emit")
 _INCLUDE_LINE = re.compile(r"^--\s*include:(.*)$")
 
 
@@ -92,7 +95,7 @@ def resolve_includes(roots: list[str], read: Callable[[str], str]) -> list[str]:
 
 
 def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
-    """The script with its includes, run inside a function so its deferred counter updates are flushed."""
+    """The script with its includes, run inside a function so its deferred counters and events are flushed."""
     read = read_include or (lambda include: read_source(include, include=True))
     source = read_source(name, include=False)
     includes = resolve_includes([*WRAPPER_INCLUDES, *declared_includes(source)], read)
@@ -103,6 +106,7 @@ def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
             source,
             "end",
             "local reply = run_script()",
+            "flush_events()",
             "flush_stats()",
             "return reply",
         ]
@@ -112,9 +116,12 @@ def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
 class Scripts:
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {name: redis.register_script(program(name)) for name in SCRIPT_NAMES}
+        # Concurrent calls share one write per loop turn on one connection (see script_pipe).
+        self._pipe = ScriptPipe.of(redis)
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        script = self._scripts[name]
+        return await self._pipe.evalsha(script.sha, str(script.script), keys, args)
 
     async def preload(self, redis: Redis) -> None:
         """Load every script now, so a bad script fails at startup, not on first use."""

@@ -20,6 +20,7 @@ from server.domain.validation import parse_enqueue
 from server.model.records import FailureReport
 from server.store.facade import Store
 from server.store.keys import KeySchema
+from tests.store.round_trips import count_round_trips
 
 LEASE_MS = 30_000
 
@@ -343,14 +344,7 @@ async def test_lifecycle_events_are_logged_in_order(store: Store) -> None:
 async def test_each_transition_is_one_round_trip(
     store: Store, store_redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[str] = []
-    original: Callable[..., Awaitable[Any]] = store_redis.execute_command
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(str(args[0]))
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(store_redis, "execute_command", counting)
+    calls = count_round_trips(monkeypatch, store_redis)
     jobs = [new_job() for _ in range(3)]
     counts = {}
     actions: list[tuple[str, Callable[[], Awaitable[Any]]]] = [

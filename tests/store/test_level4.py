@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import orjson
@@ -23,6 +23,7 @@ from server.service.jobs import JobService
 from server.service.queues import QueueService
 from server.service.workflows import WorkflowService
 from server.store.facade import Store
+from tests.store.round_trips import count_round_trips
 
 LEASE_MS = 30_000
 WORKER = "l4-worker"
@@ -447,14 +448,7 @@ async def test_valid_batch_of_10000_is_stored_in_one_round_trip(
     store: Store, store_redis: Redis, service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entries = batch_entries(10_000)
-    calls: list[str] = []
-    original: Callable[..., Awaitable[Any]] = store_redis.execute_command
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(str(args[0]))
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(store_redis, "execute_command", counting)
+    calls = count_round_trips(monkeypatch, store_redis)
     results = await service.enqueue_batch({"jobs": entries})
     monkeypatch.undo()
     assert calls == ["EVALSHA"]

@@ -35,7 +35,7 @@ async def test_closing_mid_batch_requeues_the_undelivered_jobs(store: Store, ser
         await store.jobs.enqueue(job)
         ids.append(job.id)
     stream = service.stream([QUEUE], worker_id="w", max_concurrent=5, visibility_timeout_ms=None)
-    first = await anext(stream)
+    (first,) = await anext(stream)
     await stream.aclose()
     # The release runs in the background: wait (generously) for it.
     for _ in range(200):

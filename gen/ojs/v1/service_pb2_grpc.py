@@ -212,6 +212,11 @@ class OJSServiceStub:
                 request_serializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.SerializeToString,
                 response_deserializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.FromString,
                 _registered_method=True)
+        self.StreamJobBatches = channel.unary_stream(
+                '/ojs.v1.OJSService/StreamJobBatches',
+                request_serializer=ojs_dot_v1_dot_worker__pb2.StreamJobBatchesRequest.SerializeToString,
+                response_deserializer=ojs_dot_v1_dot_worker__pb2.JobBatch.FromString,
+                _registered_method=True)
 
 
 class OJSServiceServicer:
@@ -441,6 +446,14 @@ class OJSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamJobBatches(self, request, context):
+        """StreamJobs delivering several jobs per message: each JobBatch holds up to
+        StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OJSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -613,6 +626,11 @@ def add_OJSServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflowProgress,
                     request_deserializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.FromString,
                     response_serializer=ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.SerializeToString,
+            ),
+            'StreamJobBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamJobBatches,
+                    request_deserializer=ojs_dot_v1_dot_worker__pb2.StreamJobBatchesRequest.FromString,
+                    response_serializer=ojs_dot_v1_dot_worker__pb2.JobBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1535,6 +1553,33 @@ class OJSService:
             '/ojs.v1.OJSService/GetWorkflowProgress',
             ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressRequest.SerializeToString,
             ojs_dot_v1_dot_progress__pb2.GetWorkflowProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamJobBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ojs.v1.OJSService/StreamJobBatches',
+            ojs_dot_v1_dot_worker__pb2.StreamJobBatchesRequest.SerializeToString,
+            ojs_dot_v1_dot_worker__pb2.JobBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,10 @@ class OJSServiceStub:
     """
     GetJobProgress: _grpc.UnaryUnaryMultiCallable[_progress_pb2.GetJobProgressRequest, _progress_pb2.GetJobProgressResponse]
     GetWorkflowProgress: _grpc.UnaryUnaryMultiCallable[_progress_pb2.GetWorkflowProgressRequest, _progress_pb2.GetWorkflowProgressResponse]
+    StreamJobBatches: _grpc.UnaryStreamMultiCallable[_worker_pb2.StreamJobBatchesRequest, _worker_pb2.JobBatch]
+    """StreamJobs delivering several jobs per message: each JobBatch holds up to
+    StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+    """
 
 @_typing.type_check_only
 class OJSServiceAsyncStub(OJSServiceStub):
@@ -157,6 +161,10 @@ class OJSServiceAsyncStub(OJSServiceStub):
     """
     GetJobProgress: _aio.UnaryUnaryMultiCallable[_progress_pb2.GetJobProgressRequest, _progress_pb2.GetJobProgressResponse]  # type: ignore[assignment]
     GetWorkflowProgress: _aio.UnaryUnaryMultiCallable[_progress_pb2.GetWorkflowProgressRequest, _progress_pb2.GetWorkflowProgressResponse]  # type: ignore[assignment]
+    StreamJobBatches: _aio.UnaryStreamMultiCallable[_worker_pb2.StreamJobBatchesRequest, _worker_pb2.JobBatch]  # type: ignore[assignment]
+    """StreamJobs delivering several jobs per message: each JobBatch holds up to
+    StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+    """
 
 class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
     """The OJS service (ojs-grpc-binding.md §5). RPCs above the server's
@@ -420,5 +428,15 @@ class OJSServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _progress_pb2.GetWorkflowProgressRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_progress_pb2.GetWorkflowProgressResponse, _abc.Awaitable[_progress_pb2.GetWorkflowProgressResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamJobBatches(
+        self,
+        request: _worker_pb2.StreamJobBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_pb2.JobBatch], _abc.AsyncIterator[_worker_pb2.JobBatch]]:
+        """StreamJobs delivering several jobs per message: each JobBatch holds up to
+        StreamJobBatchesRequest.max_batch jobs, never more than the window has room for.
+        """
 
 def add_OJSServiceServicer_to_server(servicer: OJSServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

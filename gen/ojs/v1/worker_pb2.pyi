@@ -406,6 +406,54 @@ class StreamJobsRequest(_message.Message):
 Global___StreamJobsRequest: _TypeAlias = StreamJobsRequest  # noqa: Y015
 
 @_typing.final
+class StreamJobBatchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
+    max_batch: _builtins.int
+    """Most jobs per JobBatch message (0: as many as one claim got, at most the window's free room)."""
+    @_builtins.property
+    def stream(self) -> Global___StreamJobsRequest:
+        """Queues, worker, window (max_concurrent), lease and json_only, as for StreamJobs."""
+
+    def __init__(
+        self,
+        *,
+        stream: Global___StreamJobsRequest | None = ...,
+        max_batch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stream", b"stream"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_batch", b"max_batch", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamJobBatchesRequest: _TypeAlias = StreamJobBatchesRequest  # noqa: Y015
+
+@_typing.final
+class JobBatch(_message.Message):
+    """Jobs claimed together and delivered in one StreamJobBatches message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[_job_pb2.Job] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobBatch: _TypeAlias = JobBatch  # noqa: Y015
+
+@_typing.final
 class SettleEntry(_message.Message):
     """---- Additions: settling many jobs in one call ----
 

@@ -1,10 +1,13 @@
--- include: rank_score, notify, qcount, emit
+-- include: rank_score, notify, qcount, emit, stats
 -- Store a new job and make it visible in its initial state.
 -- k: job, available, delayed, queues, sequence, events, expiring (keys)
 -- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
 --    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list),
 --    ctx (the script context, for the queue counters)
 -- Returns enqueued_at ('' unless available). The caller checks the id is free.
+-- Queues registered by this script call: one HSETNX per queue, not per job.
+local registered_queues = {}
+
 local function insert_job(k, a)
   local fields = a.fields
   fields[#fields + 1] = 'state'
@@ -17,7 +20,7 @@ local function insert_job(k, a)
   end
   redis.call('HSET', k.job, unpack(fields))
   if a.state == 'available' then
-    local sequence = redis.call('INCR', k.sequence)
+    local sequence = next_sequence(k.sequence)
     redis.call('ZADD', k.available, rank_score(a.priority, sequence), a.id)
     notify(a.ctx, k.available)
   elseif a.state == 'scheduled' then
@@ -26,7 +29,10 @@ local function insert_job(k, a)
   if a.expires ~= '' then
     redis.call('ZADD', k.expiring, a.expires, a.id)
   end
-  redis.call('HSETNX', k.queues, a.queue, a.now)
+  if not registered_queues[a.queue] then
+    registered_queues[a.queue] = true
+    redis.call('HSETNX', k.queues, a.queue, a.now)
+  end
   qcount(a.ctx, a.queue, nil, a.state)
   -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
   if a.rate ~= '' then

@@ -1,0 +1,118 @@
+"""The script pipe: concurrent script calls in one write, replies to the right callers, and its failure modes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.store.script_pipe import ScriptPipe
+
+ECHO = "return {ARGV[1], KEYS[1]}"
+FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused: ' .. ARGV[1]) end return ARGV[1]"
+
+
+def sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+@pytest.fixture
+async def client(store_redis_url: str) -> AsyncIterator[Redis]:
+    # Named, so this test's connections can be told from the other tests' on the shared server.
+    redis = Redis.from_url(store_redis_url, client_name=f"pipe-test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch, pipe: ScriptPipe) -> list[int]:
+    """The number of calls each write carried."""
+    writes: list[int] = []
+    original = pipe._flush
+
+    def flush(link: Any) -> None:
+        writes.append(len(link.outgoing))
+        original(link)
+
+    monkeypatch.setattr(pipe, "_flush", flush)
+    return writes
+
+
+async def test_concurrent_calls_share_one_write_and_get_their_own_replies(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = ScriptPipe(client)
+    await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["warm"])  # connects, and caches the script
+    writes = count_writes(monkeypatch, pipe)
+    replies = await asyncio.gather(*(pipe.evalsha(sha(ECHO), ECHO, [f"key{i}"], [i]) for i in range(200)))
+    assert replies == [[str(i).encode(), f"key{i}".encode()] for i in range(200)]
+    assert writes == [200]
+
+
+async def test_an_uncached_script_is_sent_as_eval(client: Redis) -> None:
+    pipe = ScriptPipe(client)
+    source = f"return 'fresh {id(pipe)}'"
+    await client.script_flush()
+    assert await pipe.evalsha(sha(source), source, [], []) == f"fresh {id(pipe)}".encode()
+    # EVAL cached it: the next call is an EVALSHA that finds it.
+    assert await client.script_exists(sha(source)) == [True]
+    assert await pipe.evalsha(sha(source), source, [], []) == f"fresh {id(pipe)}".encode()
+
+
+async def test_an_error_reply_fails_only_its_own_call(client: Redis) -> None:
+    pipe = ScriptPipe(client)
+    calls = [pipe.evalsha(sha(FAIL_ON_BAD), FAIL_ON_BAD, [], [arg]) for arg in ("a", "bad", "c")]
+    first, failed, last = await asyncio.gather(*calls, return_exceptions=True)
+    assert first == b"a" and last == b"c"
+    assert isinstance(failed, ResponseError) and "refused: bad" in str(failed)
+
+
+async def test_a_lost_connection_is_noticed_and_the_next_call_reconnects(client: Redis) -> None:
+    pipe = ScriptPipe(client)
+    assert await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["1"]) == [b"1", b"k"]
+    # The pipe's connection is the one whose last command was a script call (the pool's run CLIENT).
+    killed = 0
+    for entry in await client.client_list():
+        if entry.get("name") == client.connection_pool.connection_kwargs["client_name"] and entry.get("cmd") in (
+            "evalsha",
+            "eval",
+        ):
+            killed += await client.client_kill_filter(_id=entry["id"])
+    assert killed == 1
+    for _ in range(100):
+        if pipe._link is None or pipe._link.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert pipe._link is not None and pipe._link.closed
+    assert await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["2"]) == [b"2", b"k"]
+
+
+async def test_a_call_without_reply_in_the_socket_timeout_fails_and_the_pipe_recovers(store_redis_url: str) -> None:
+    client = Redis.from_url(store_redis_url, socket_timeout=0.1)
+    try:
+        pipe = ScriptPipe(client)
+        slow = "local t = redis.call('TIME') local stop = t[1] * 1000000 + t[2] + 300000 " + (
+            "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop return 1"
+        )
+        with pytest.raises(RedisTimeoutError):
+            await pipe.evalsha(sha(slow), slow, [], [])
+        # Redis is busy with the slow script for a while yet; the pipe serves again once it is done.
+        reply: Any = None
+        for _ in range(50):
+            try:
+                reply = await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["after"])
+                break
+            except (RedisTimeoutError, RedisConnectionError):
+                await asyncio.sleep(0.1)
+        assert reply == [b"after", b"k"]
+    finally:
+        await client.aclose()
