@@ -99,6 +99,7 @@ async def serve(args: argparse.Namespace) -> None:
     import grpc
     from aiohttp import web
 
+    from gateway.admin.client import ChannelAdminClient
     from gateway.app import create_app
     from gateway.client import ChannelClient
     from gateway.http_server import GatewayRunner
@@ -123,7 +124,10 @@ async def serve(args: argparse.Namespace) -> None:
     channel = grpc.aio.insecure_channel(args.grpc_target)
     try:
         app = create_app(
-            ChannelClient(channel, metadata=metadata), api_key=args.api_key, max_body_bytes=args.max_body_bytes
+            ChannelClient(channel, metadata=metadata),
+            admin=ChannelAdminClient(channel, metadata=metadata),
+            api_key=args.api_key,
+            max_body_bytes=args.max_body_bytes,
         )
         runner = GatewayRunner(app, shutdown_timeout=_SHUTDOWN_GRACE_S, access_log=None)
         await runner.setup()

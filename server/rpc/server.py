@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from ojs.v1 import service_pb2, service_pb2_grpc
+from ojs.v1 import admin_pb2, admin_pb2_grpc, service_pb2, service_pb2_grpc
 
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.interceptors import ApiKeyInterceptor
 from server.rpc.malformed import MalformedRequestInterceptor
 from server.rpc.servicer import OJSServicer
@@ -14,6 +15,7 @@ from server.rpc.servicer import OJSServicer
 # Smallest receive limit: a batch of jobs sent as protobuf Values needs room beyond their JSON size.
 MIN_RECEIVE_BYTES = 16 * 1024 * 1024
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["OJSAdminService"].full_name
 
 
 class GrpcServer:
@@ -21,6 +23,7 @@ class GrpcServer:
         self,
         servicer: OJSServicer,
         *,
+        admin: AdminServicer | None = None,
         api_key: str | None,
         reuse_port: bool = False,
         max_receive_bytes: int = MIN_RECEIVE_BYTES,
@@ -45,10 +48,14 @@ class GrpcServer:
             ],
         )
         service_pb2_grpc.add_OJSServiceServicer_to_server(servicer, self.server)
+        names = [SERVICE_NAME]
+        if admin is not None:
+            admin_pb2_grpc.add_OJSAdminServiceServicer_to_server(admin, self.server)
+            names.append(ADMIN_SERVICE_NAME)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
 

@@ -38,6 +38,9 @@ SCRIPT_NAMES = (
     "queue_pause",
     "enqueue_batch",
     "settle_batch",
+    "admin_list_jobs",
+    "admin_bulk",
+    "admin_forget_worker",
 )
 # Every script runs inside a wrapper that flushes the counter updates it deferred (see stats.lua).
 WRAPPER_INCLUDES = ("stats",)

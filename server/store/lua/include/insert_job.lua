@@ -1,4 +1,4 @@
--- include: rank_score, notify, qcount, emit
+-- include: rank_score, notify, qcount, qminute, emit
 -- Store a new job and make it visible in its initial state.
 -- k: job, available, delayed, queues, sequence, events, expiring (keys)
 -- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
@@ -27,7 +27,8 @@ local function insert_job(k, a)
     redis.call('ZADD', k.expiring, a.expires, a.id)
   end
   redis.call('HSETNX', k.queues, a.queue, a.now)
-  qcount(a.ctx, a.queue, nil, a.state)
+  qcount(a.ctx, a.queue, nil, a.state, a.id, a.now)
+  qminute(a.ctx, a.queue, a.now, 'enqueued')
   -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
   if a.rate ~= '' then
     redis.call('HSET', a.ctx.qconf .. a.queue, 'max_per_second', a.rate)
