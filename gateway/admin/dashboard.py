@@ -38,8 +38,9 @@ class Dashboard:
         app.router.add_get(DASHBOARD_PATH, self.index)
         app.router.add_get(DASHBOARD_PATH + "{file}", self.asset)
 
-    async def redirect(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPPermanentRedirect(DASHBOARD_PATH)
+    async def redirect(self, request: web.Request) -> web.Response:
+        # Returned, not raised: the gateway's middleware turns raised HTTP errors into error envelopes.
+        return web.Response(status=308, headers={"Location": DASHBOARD_PATH})
 
     async def index(self, request: web.Request) -> web.Response:
         return self._serve("index.html")
