@@ -319,14 +319,14 @@ async def test_dashboard_files_are_served_with_their_types(api: Api, ojs_http: A
 
 async def test_global_event_stream_delivers_new_jobs(api: Api, ojs_http: Any) -> None:
     queue = new_queue()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{ojs_http.base_url}{ADMIN}/events?types=job.enqueued") as resp:
-            assert resp.headers["Content-Type"] == "text/event-stream"
-            job = await enqueue(api, queue)
+    url = f"{ojs_http.base_url}{ADMIN}/events?types=job.enqueued"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        job = await enqueue(api, queue)
 
-            async def until_seen() -> None:
-                async for line in resp.content:
-                    if job.encode() in line:
-                        return
+        async def until_seen() -> None:
+            async for line in resp.content:
+                if job.encode() in line:
+                    return
 
-            await asyncio.wait_for(until_seen(), timeout=10)
+        await asyncio.wait_for(until_seen(), timeout=10)
