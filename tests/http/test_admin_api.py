@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -63,7 +63,7 @@ async def index_states(redis: Redis, job_id: str, queue: str) -> tuple[set[str],
 async def assert_indexed_as(redis: Redis, job_id: str, queue: str, state: str | None) -> None:
     expected = {state} if state else set()
     assert await index_states(redis, job_id, queue) == (expected, expected)
-    stored = await redis.hget(KeySchema("ojs").job(job_id), "state")
+    stored = cast(bytes | None, await redis.hget(KeySchema("ojs").job(job_id), "state"))
     assert (stored.decode() if stored else None) == state
 
 
