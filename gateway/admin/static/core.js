@@ -274,7 +274,9 @@ const OJS = (() => {
       const content = await view.render(r.arg, r.params);
       if (seq !== renderSeq) return;  // a newer render started meanwhile
       const keep = fresh ? null : saveFocus(main);
-      main.replaceChildren(...[].concat(content));
+      const fragment = document.createDocumentFragment();
+      append(fragment, [content]);
+      main.replaceChildren(fragment);
       if (keep) restoreFocus(keep);
       if (fresh) {
         document.title = `${view.title ? view.title(r.arg) : r.name} · OJS admin`;

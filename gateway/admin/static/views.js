@@ -91,7 +91,7 @@
       const count = states.reduce((a, s) => a + (q.counts[s] || 0), 0);
       if (!confirm(`Permanently delete about ${count} ${states.join("/")} jobs of queue ${name}? This cannot be undone.`)) return;
       await act(e.submitter, () => api(`/queues/${enc(name)}/jobs`, {method: "DELETE", body: {states, confirm: true}}), (r) => `Purged ${r.purged_count} jobs`);
-    }}, purgeStates.map((s) => h("label", {}, s, h("input", {type: "checkbox", name: `purge-${s}`, checked: s === "completed"}))),
+    }}, purgeStates.map((s) => h("label", {class: "check"}, h("input", {type: "checkbox", name: `purge-${s}`, checked: s === "completed"}), s)),
     h("button", {type: "submit", class: "danger"}, "Purge…"));
     return [
       h("h1", {}, "Queue ", h("span", {class: "mono"}, name), " ", badge(q.state)),
