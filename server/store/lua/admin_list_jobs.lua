@@ -4,7 +4,7 @@
 -- ARGV[1] hash key prefix (job or workflow)  ARGV[2] lowest score ('-inf' or ms)  ARGV[3] highest score ('+inf' or ms)
 -- ARGV[4] cursor score or ''  ARGV[5] cursor job id or ''  ARGV[6] page size  ARGV[7] '1' for ascending
 -- ARGV[8] '' any, else the exact value of the first field  ARGV[9] '1' when ARGV[8] is a prefix
--- ARGV[10] most index entries to examine  ARGV[11..] hash fields to return
+-- ARGV[10] most index entries to examine  ARGV[11..] hash fields to return (none: only check the hash exists)
 
 -- Pre:  none. The cursor entry need not be in the index any more (its job may have moved on).
 -- Post: nothing changes. Entries whose hash is gone (retention) are skipped.
@@ -90,7 +90,12 @@ while #rows < limit and scanned < budget and not finished do
     scanned = scanned + 1
     rank = rank + 1
     last_score, last_id = score, id
-    local f = redis.call('HMGET', ARGV[1] .. id, unpack(fields))
+    local f
+    if #fields > 0 then
+      f = redis.call('HMGET', ARGV[1] .. id, unpack(fields))
+    else
+      f = {redis.call('EXISTS', ARGV[1] .. id) == 1 and '' or false}
+    end
     if f[1] and type_matches(f[1]) then
       local row = {score, id}
       for j = 1, #fields do
