@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -55,7 +56,7 @@ async def test_a_cursor_whose_job_left_the_index_continues_where_it_was(store_re
     await store_redis.zrem(index, first.next_cursor[1])
     rest = await _walk(store, IndexQuery(key=index, limit=7, cursor=first.next_cursor))
     shown = [job_id for _, job_id, _ in first.rows]
-    remaining = await store_redis.zrevrange(index, 0, -1)
+    remaining = cast(list[bytes], await store_redis.zrevrange(index, 0, -1))
     assert shown[:-1] + rest == [m.decode() for m in remaining]
 
 
