@@ -74,3 +74,24 @@ async def test_entries_without_a_job_hash_are_skipped(store_redis: Redis) -> Non
     store, index, ids = await _store_with_jobs(store_redis, [1, 2, 3])
     await store_redis.delete(store.keys.job(ids[1]))
     assert await _walk(store, IndexQuery(key=index, limit=10)) == [ids[2], ids[0]]
+
+
+async def test_trim_drops_terminal_entries_past_their_retention(store_redis: Redis) -> None:
+    keys = KeySchema(f"ai{next(_prefixes)}")
+    retention = Retention(completed_ms=1000, cancelled_ms=0, discarded_ms=1000, dead_letter_ms=5000)
+    store = AdminStore(store_redis, keys, retention=retention, events_maxlen=100, context=b"{}")
+    await store_redis.hset(keys.queues, "q", 1)
+    for state in ("completed", "cancelled", "discarded", "available"):
+        for index in (keys.state_index(state), keys.queue_state_index(state, "q")):
+            await store_redis.zadd(index, {"old": 100, "recent": 9_500})
+    # Cut-offs: completed 9,000; discarded 5,000 (the dead-letter age, longer); cancelled kept.
+    assert await store.trim_indexes(now_ms=10_000) == 4
+    for queue in (None, "q"):
+
+        def key(state: str, queue: str | None = queue) -> str:
+            return keys.state_index(state) if queue is None else keys.queue_state_index(state, queue)
+
+        assert await store_redis.zrange(key("completed"), 0, -1) == [b"recent"]
+        assert await store_redis.zrange(key("discarded"), 0, -1) == [b"recent"]
+        assert await store_redis.zcard(key("cancelled")) == 2
+        assert await store_redis.zcard(key("available")) == 2
