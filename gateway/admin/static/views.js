@@ -46,21 +46,21 @@
             {label: "failed", color: "#b3261e", values: history.data.map((p) => p.failed)},
           ])),
         h("div", {class: "grid2"},
-          h("section", {}, h("h2", {}, "Queues ", h("a", {href: "#/queues", class: "muted"}, "all")), queueTable(queues.items)),
-          h("section", {}, h("h2", {}, "Active workers ", h("a", {href: "#/workers", class: "muted"}, "all")), workerTable(workers.items))),
+          h("section", {}, h("h2", {}, "Queues ", h("a", {href: "#/queues", class: "muted"}, "all")), queueTable(queues.items, true)),
+          h("section", {}, h("h2", {}, "Workers ", h("a", {href: "#/workers", class: "muted"}, "all")), workerTable(workers.items, true))),
       ];
     },
   });
 
   // ---- Queues ----
 
-  function queueTable(items) {
-    return table([th("Queue"), th("State"), th("Depth"), th("Available", "num"), th("Active", "num"), th("Scheduled", "num"),
-      th("Retryable", "num"), th("Completed", "num"), th("Discarded", "num"), th("Processed/min", "num")],
-    items.map((q) => h("tr", {"data-queue": q.name},
-      h("td", {}, queueLink(q.name)), h("td", {}, badge(q.state)), h("td", {}, Charts.stateBar(q.counts)),
-      ["available", "active", "scheduled", "retryable", "completed", "discarded"].map((k) => h("td", {class: "num", "data-count": k}, num(q.counts[k]))),
-      h("td", {class: "num"}, num(q.throughput.processed_per_minute)))), "No queues yet.");
+  function queueTable(items, compact) {
+    const counts = compact ? ["available", "active"] : ["available", "active", "scheduled", "retryable", "completed", "discarded"];
+    return table([th("Queue"), th("State"), th("Depth"), counts.map((k) => th(k[0].toUpperCase() + k.slice(1), "num")), th("Processed/min", "num")],
+      items.map((q) => h("tr", {"data-queue": q.name},
+        h("td", {}, queueLink(q.name)), h("td", {}, badge(q.state)), h("td", {}, Charts.stateBar(q.counts)),
+        counts.map((k) => h("td", {class: "num", "data-count": k}, num(q.counts[k]))),
+        h("td", {class: "num"}, num(q.throughput.processed_per_minute)))), "No queues yet.");
   }
 
   register("queues", {
@@ -307,12 +307,12 @@
       act(e.target, () => api(`/workers/${enc(id)}/${to}`, {method: "POST"}), `Worker ${id}: ${to}`)}, label);
   }
 
-  function workerTable(items) {
-    return table([th("Worker"), th("State"), th("Directive"), th("Active jobs", "num"), th("Last heartbeat"), th("Actions")],
+  function workerTable(items, compact) {
+    return table([th("Worker"), th("State"), th("Directive"), th("Active jobs", "num"), th("Last heartbeat"), compact ? null : th("Actions")],
       items.map((w) => h("tr", {"data-worker": w.id},
         h("td", {}, h("a", {class: "mono", href: `#/workers/${enc(w.id)}`}, w.id)), h("td", {}, badge(w.state)), h("td", {}, badge(w.directive)),
         h("td", {class: "num"}, num(w.active_jobs)), h("td", {}, timeCell(w.last_heartbeat_at)),
-        h("td", {}, h("div", {class: "actions", style: "margin:0"},
+        compact ? null : h("td", {}, h("div", {class: "actions", style: "margin:0; flex-wrap: nowrap"},
           w.directive === "running" ? directive(w.id, "quiet", "Quiet") : directive(w.id, "resume", "Resume"),
           directive(w.id, "terminate", "Terminate", "danger"))))), "No workers have sent a heartbeat.");
   }
