@@ -177,6 +177,8 @@ def test_workers_quiet_from_the_ui(browser: Browser, server: ServerProcess) -> N
     go(browser, server, "#/workers")
     row = f"tr[data-worker='{worker}']"
     browser.wait_js("return document.querySelector(arguments[0]) !== null", row)
+    # The job it holds is listed with it.
+    browser.wait_js("return document.querySelector(arguments[0] + ' td.jobs a') !== null", row)
     browser.click(f"{row} button[data-action=quiet]")
     browser.wait_js("return document.querySelector(arguments[0] + ' .s-quiet') !== null", row)
     browser.screenshot(SHOTS / "workers.png")

@@ -307,11 +307,17 @@
       act(e.target, () => api(`/workers/${enc(id)}/${to}`, {method: "POST"}), `Worker ${id}: ${to}`)}, label);
   }
 
-  function workerTable(items, compact) {
-    return table([th("Worker"), th("State"), th("Directive"), th("Active jobs", "num"), th("Last heartbeat"), compact ? null : th("Actions")],
+  // jobsByWorker: worker id -> active jobs it holds (from one page of the active index), or null.
+  function workerTable(items, compact, jobsByWorker) {
+    const current = (w) => {
+      const jobs = (jobsByWorker && jobsByWorker.get(w.id)) || [];
+      return h("td", {class: "jobs"}, jobs.slice(0, 3).map((j) => h("div", {}, h("a", {class: "mono", href: `#/jobs/${enc(j.id)}`}, j.type))),
+        jobs.length > 3 ? h("a", {href: `#/workers/${enc(w.id)}`}, `+${jobs.length - 3} more`) : null);
+    };
+    return table([th("Worker"), th("State"), th("Directive"), th("Reported active", "num"), jobsByWorker ? th("Current jobs") : null, th("Last heartbeat"), compact ? null : th("Actions")],
       items.map((w) => h("tr", {"data-worker": w.id},
         h("td", {}, h("a", {class: "mono", href: `#/workers/${enc(w.id)}`}, w.id)), h("td", {}, badge(w.state)), h("td", {}, badge(w.directive)),
-        h("td", {class: "num"}, num(w.active_jobs)), h("td", {}, timeCell(w.last_heartbeat_at)),
+        h("td", {class: "num"}, num(w.active_jobs)), jobsByWorker ? current(w) : null, h("td", {}, timeCell(w.last_heartbeat_at)),
         compact ? null : h("td", {}, h("div", {class: "actions", style: "margin:0; flex-wrap: nowrap"},
           w.directive === "running" ? directive(w.id, "quiet", "Quiet") : directive(w.id, "resume", "Resume"),
           directive(w.id, "terminate", "Terminate", "danger"))))), "No workers have sent a heartbeat.");
@@ -330,8 +336,12 @@
           h("p", {}, `Directive: ${w.directive} · last heartbeat ${fmtTime(w.last_heartbeat_at)} · reports ${w.active_jobs} active jobs`),
           h("h2", {}, "Current jobs"), table(JOB_HEADERS, jobRows(w.jobs), "No active jobs.")];
       }
-      const data = await api(`/workers${query({limit: 100, cursor: params.get("cursor")})}`);
-      return [h("h1", {}, "Workers"), workerTable(data.items), pager(params, data.pagination, "#/workers")];
+      const [data, active] = await Promise.all([
+        api(`/workers${query({limit: 100, cursor: params.get("cursor")})}`), api("/jobs?state=active&limit=100"),
+      ]);
+      const byWorker = new Map();
+      for (const job of active.items) if (job.worker_id) byWorker.set(job.worker_id, [...(byWorker.get(job.worker_id) || []), job]);
+      return [h("h1", {}, "Workers"), workerTable(data.items, false, byWorker), pager(params, data.pagination, "#/workers")];
     },
   });
 
