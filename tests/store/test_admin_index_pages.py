@@ -7,8 +7,10 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from server.store.admin_store import AdminStore, IndexQuery
-from server.store.job_store import Retention
+from server.model.admin import IndexQuery
+from server.model.records import Retention
+from server.store.admin import AdminStore
+from server.store.facade import Store
 from server.store.keys import KeySchema
 
 _prefixes = itertools.count()
@@ -16,8 +18,9 @@ _prefixes = itertools.count()
 
 async def _store_with_jobs(redis: Redis, scores: list[int]) -> tuple[AdminStore, str, list[str]]:
     keys = KeySchema(f"ai{next(_prefixes)}")
-    store = AdminStore(redis, keys, retention=Retention(), events_maxlen=100, context=b"{}")
-    await store.load_scripts()
+    facade = Store(redis, keys, events_maxlen=100)
+    await facade.load_scripts()
+    store = facade.admin
     index = keys.state_index("available")
     ids = [f"job-{i:03d}" for i in range(len(scores))]
     for job_id, score in zip(ids, scores, strict=True):
@@ -79,7 +82,7 @@ async def test_entries_without_a_job_hash_are_skipped(store_redis: Redis) -> Non
 async def test_trim_drops_terminal_entries_past_their_retention(store_redis: Redis) -> None:
     keys = KeySchema(f"ai{next(_prefixes)}")
     retention = Retention(completed_ms=1000, cancelled_ms=0, discarded_ms=1000, dead_letter_ms=5000)
-    store = AdminStore(store_redis, keys, retention=retention, events_maxlen=100, context=b"{}")
+    store = Store(store_redis, keys, retention=retention).admin
     await store_redis.hset(keys.queues, "q", 1)
     for state in ("completed", "cancelled", "discarded", "available"):
         for index in (keys.state_index(state), keys.queue_state_index(state, "q")):
