@@ -19,6 +19,8 @@ class IndexQuery:
     ascending: bool = False
     match: str = ""
     match_prefix: bool = False
+    # Exact value of the second field read ("" any).
+    match_second: str = ""
     budget: int = 1000
 
 

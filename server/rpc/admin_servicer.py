@@ -88,6 +88,15 @@ def _int(text: str) -> int:
     return int(text) if text.lstrip("-").isdigit() else 0
 
 
+def _state_at(score: int, fields: dict[str, str]) -> int:
+    """When the job entered its state: the score of a state index; read from the job for the sets scored otherwise."""
+    if fields["state"] == "available" and fields["enqueued_at"]:
+        return _int(fields["enqueued_at"])
+    if fields["state"] == "active" and fields["started_at"]:
+        return _int(fields["started_at"])
+    return score
+
+
 def job_row(score: int, job_id: str, fields: dict[str, str]) -> admin_pb2.JobRow:
     error = fields["error"]
     message = ""
@@ -106,7 +115,7 @@ def job_row(score: int, job_id: str, fields: dict[str, str]) -> admin_pb2.JobRow
         # Without its own retry policy a job has the default one, which the hash does not store.
         max_attempts=_int(fields["r_max"]) if fields["r_max"] else _DEFAULT_MAX_ATTEMPTS,
         created_at=convert.timestamp(_int(fields["created_at"])),
-        state_at=convert.timestamp(score),
+        state_at=convert.timestamp(_state_at(score, fields)),
         error_message=message,
         workflow_id=fields["workflow_id"],
         worker_id=fields["worker_id"],

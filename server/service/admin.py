@@ -175,10 +175,25 @@ class AdminService:
 
     # ---- Jobs ----
 
-    def _query(self, job_filter: JobFilter, *, limit: int, cursor: str, ascending: bool, budget: int) -> IndexQuery:
+    def _index(self, job_filter: JobFilter) -> tuple[str, str, bool]:
+        """The sorted set to walk, the queue to match while walking ('' none) and whether its scores are times."""
         keys = self._store.keys
-        state = job_filter.state.value
-        key = keys.queue_state_index(state, job_filter.queue) if job_filter.queue else keys.state_index(state)
+        state, queue = job_filter.state, job_filter.queue or ""
+        if state is JobState.ACTIVE:
+            # The lease set, scored by lease deadline; active jobs are few, so a queue is matched while walking.
+            return keys.active, queue, False
+        if state is JobState.AVAILABLE and queue:
+            # The queue itself, in the order its jobs will run (priority, then enqueue order).
+            return keys.available(queue), "", False
+        if queue:
+            return keys.queue_state_index(state.value, queue), "", True
+        return keys.state_index(state.value), "", True
+
+    def _query(self, job_filter: JobFilter, *, limit: int, cursor: str, ascending: bool, budget: int) -> IndexQuery:
+        key, match_queue, timed = self._index(job_filter)
+        if not timed and (job_filter.since_ms is not None or job_filter.until_ms is not None):
+            what = "active jobs" if job_filter.state is JobState.ACTIVE else "the available jobs of one queue"
+            raise invalid(f"since and until do not apply to {what}; they are listed in run order", field="since")
         job_type = job_filter.type or ""
         prefix = job_type.endswith("*")
         if (
@@ -196,6 +211,7 @@ class AdminService:
             ascending=ascending,
             match=job_type.removesuffix("*") if prefix else job_type,
             match_prefix=prefix,
+            match_second=match_queue,
             budget=budget,
         )
 
@@ -205,6 +221,9 @@ class AdminService:
         limit = _bounded(limit, default=20, maximum=MAX_PAGE, field="limit")
         query = self._query(job_filter, limit=limit, cursor=cursor, ascending=ascending, budget=SCAN_BUDGET)
         page = await self._store.page(query, self._store.keys.job_prefix, JOB_ROW_FIELDS)
+        if query.match_second:
+            # The lease set counts every queue's active jobs; the queue's own counter says how many are its.
+            page = dataclasses.replace(page, total=await self._store.active_in_queue(query.match_second))
         return JobPage(page=page, next_cursor=encode_cursor(page.next_cursor))
 
     async def _matching_ids(self, job_filter: JobFilter, limit: int, *, oldest_first: bool = False) -> list[str]:
@@ -214,7 +233,7 @@ class AdminService:
         while len(ids) < limit:
             want = min(limit - len(ids), _BULK_CHUNK)
             query = self._query(job_filter, limit=want, cursor=cursor, ascending=oldest_first, budget=_BULK_CHUNK * 4)
-            page = await self._store.page(query, self._store.keys.job_prefix, ("type",))
+            page = await self._store.page(query, self._store.keys.job_prefix, ("type", "queue"))
             ids.extend(job_id for _, job_id, _ in page.rows)
             if page.next_cursor is None:
                 break

@@ -15,10 +15,12 @@ from server.store.context import StoreContext
 from server.store.errors import translate_redis_errors
 from server.store.keys import KeySchema
 
-__all__ = ["INDEXED_STATES", "JOB_ROW_FIELDS", "WORKFLOW_ROW_FIELDS", "AdminStore"]
+__all__ = ["INDEXED_STATES", "JOB_ROW_FIELDS", "STATES", "WORKFLOW_ROW_FIELDS", "AdminStore"]
 
-# Every state a job can be in; each has an index per queue and one over all queues.
-INDEXED_STATES = ("pending", "scheduled", "available", "active", "retryable", "completed", "discarded", "cancelled")
+# States with an index per queue and one over all queues (include/index_move.lua). Available jobs have
+# the all-queue index and their queue's available set; active jobs the active set (their leases).
+INDEXED_STATES = ("pending", "scheduled", "retryable", "completed", "discarded", "cancelled")
+STATES = ("pending", "scheduled", "available", "active", "retryable", "completed", "discarded", "cancelled")
 _TERMINAL = ("completed", "discarded", "cancelled")
 # Job hash fields a listed job row carries, in order.
 JOB_ROW_FIELDS = (
@@ -33,6 +35,8 @@ JOB_ROW_FIELDS = (
     "workflow_id",
     "worker_id",
     "args",
+    "enqueued_at",
+    "started_at",
 )
 WORKFLOW_ROW_FIELDS = ("name", "state", "step_count", "completed", "failed", "created_at")
 # Queues whose terminal indexes one trim pass visits per pipeline.
@@ -75,6 +79,7 @@ class AdminStore:
                 query.match,
                 "1" if query.match_prefix else "0",
                 query.budget,
+                query.match_second,
                 *fields,
             ],
         )
@@ -156,8 +161,9 @@ class AdminStore:
             chunk = replies[i * per_queue : (i + 1) * per_queue]
             created, paused, totals, limits, available = chunk[:5]
             counts = dict(zip(INDEXED_STATES, (int(n) for n in chunk[5 : 5 + len(INDEXED_STATES)]), strict=True))
-            # The available set is authoritative (jobs fetched straight from it move on in the same script).
             counts["available"] = int(available)
+            # Kept by the transition scripts' counters (the active set holds every queue's jobs).
+            counts["active"] = max(int(totals.get(b"active", 0)), 0)
             out.append(
                 QueueSnapshot(
                     name=name,
@@ -171,6 +177,11 @@ class AdminStore:
                 )
             )
         return out
+
+    @translate_redis_errors
+    async def active_in_queue(self, queue: str) -> int:
+        raw = await self._redis.hget(self._keys.queue_counts(queue), "active")
+        return max(int(raw), 0) if raw else 0
 
     @translate_redis_errors
     async def set_queue_config(self, queue: str, *, concurrency: int, max_per_second: float) -> None:
@@ -196,12 +207,15 @@ class AdminStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for state in INDEXED_STATES:
                 pipe.zcard(k.state_index(state))
+            pipe.zcard(k.state_index("available"))
+            pipe.zcard(k.active)
             pipe.hlen(k.queues)
             pipe.zcard(k.workers)
             pipe.zcard(k.dead)
             replies = await pipe.execute()
         counts = dict(zip(INDEXED_STATES, (int(n) for n in replies[: len(INDEXED_STATES)]), strict=True))
-        queues, workers, dead = (int(n) for n in replies[len(INDEXED_STATES) :])
+        available, active, queues, workers, dead = (int(n) for n in replies[len(INDEXED_STATES) :])
+        counts.update(available=available, active=active)
         return counts, queues, workers, dead
 
     @translate_redis_errors
@@ -227,7 +241,7 @@ class AdminStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zscore(k.workers, worker_id)
             pipe.hgetall(k.worker(worker_id))
-            pipe.zrange(k.state_index("active"), 0, -1, withscores=True)
+            pipe.zrange(k.active, 0, -1, withscores=True)
             seen, raw, active = await pipe.execute()
         if seen is None:
             return None

@@ -61,8 +61,14 @@ async def index_states(redis: Redis, job_id: str, queue: str) -> tuple[set[str],
 
 
 async def assert_indexed_as(redis: Redis, job_id: str, queue: str, state: str | None) -> None:
-    expected = {state} if state else set()
-    assert await index_states(redis, job_id, queue) == (expected, expected)
+    """In the indexes of its state and no other: available jobs are indexed over all queues (their queue's
+    available set serves per queue), active jobs by the lease set only."""
+    keys = KeySchema("ojs")
+    everywhere = {state} if state and state != "active" else set()
+    in_queue = {state} if state and state not in ("available", "active") else set()
+    assert await index_states(redis, job_id, queue) == (everywhere, in_queue)
+    assert (await redis.zscore(keys.available(queue), job_id) is not None) == (state == "available")
+    assert (await redis.zscore(keys.active, job_id) is not None) == (state == "active")
     stored = cast(bytes | None, await redis.hget(KeySchema("ojs").job(job_id), "state"))
     assert (stored.decode() if stored else None) == state
 
@@ -135,11 +141,16 @@ async def test_job_listing_filters_by_type_prefix_and_time(api: Api) -> None:
     report = await enqueue(api, queue, "report.build")
     assert set(await list_ids(api, state="available", queue=queue, type="mail.*")) == set(mail)
     assert await list_ids(api, state="available", queue=queue, type="report.build") == [report]
-    future = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert await list_ids(api, state="available", queue=queue, since=future) == []
-    assert len(await list_ids(api, state="available", queue=queue, until=future)) == 4
-    # Oldest first on request.
+    # A queue's available jobs come in run order; over all queues, by the time they became available.
     assert (await list_ids(api, state="available", queue=queue, order="asc"))[0] == mail[0]
+    marker = f"t{uuid.uuid4().hex[:8]}.once"
+    timed = await enqueue(api, queue, marker)
+    future = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert await list_ids(api, state="available", type=marker, since=future) == []
+    assert await list_ids(api, state="available", type=marker, since=past, until=future) == [timed]
+    status, body = await api.get(f"{ADMIN}/jobs?state=available&queue={queue}&since={past}")
+    assert status == 400 and body["error"]["details"]["field"] == "since"
 
 
 async def test_job_listing_requires_a_valid_state_and_cursor(api: Api) -> None:
@@ -268,6 +279,9 @@ async def test_worker_detail_lists_its_jobs_and_deregister_needs_staleness_or_fo
     body = {"queues": [queue], "count": 1, "worker_id": worker}
     [job] = (await api.ok("POST", "/ojs/v1/workers/fetch", body))["jobs"]
     await api.ok("POST", "/ojs/v1/workers/heartbeat", {"worker_id": worker, "active_jobs": [job["id"]]})
+    active = await api.ok("GET", f"{ADMIN}/jobs?state=active&queue={queue}")
+    assert [j["id"] for j in active["items"]] == [job["id"]] and active["pagination"]["total"] == 1
+    assert active["items"][0]["worker_id"] == worker
     detail = await api.ok("GET", f"{ADMIN}/workers/{worker}")
     assert [j["id"] for j in detail["jobs"]] == [job["id"]] and detail["stale"] is False
     status, _ = await api.delete(f"{ADMIN}/workers/{worker}")

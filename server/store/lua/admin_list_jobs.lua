@@ -1,11 +1,11 @@
--- admin_list_jobs: one page of an index of hashes (a job state index, see include/index_move.lua,
--- or the workflow index), read-only.
--- KEYS[1] the index (zset: id -> time, ms)
+-- admin_list_jobs: one page of an index of hashes (a job state index, see include/index_move.lua, a
+-- queue's available set, the active set, or the workflow index), read-only.
+-- KEYS[1] the index (zset: id -> score; a time in ms for the state indexes)
 -- ARGV[1] hash key prefix (job or workflow)  ARGV[2] lowest score ('-inf' or ms)  ARGV[3] highest score ('+inf' or ms)
 -- ARGV[4] cursor score or ''  ARGV[5] cursor job id or ''  ARGV[6] page size  ARGV[7] '1' for ascending
 -- ARGV[8] '' any, else the exact value of the first field  ARGV[9] '1' when ARGV[8] is a prefix
--- ARGV[10] most index entries to examine  ARGV[11..] hash fields to return (none: only check the hash exists)
-
+-- ARGV[10] most index entries to examine  ARGV[11] '' any, else the exact value of the second field
+-- ARGV[12..] hash fields to return (none: only check the hash exists)
 -- Pre:  none. The cursor entry need not be in the index any more (its job may have moved on).
 -- Post: nothing changes. Entries whose hash is gone (retention) are skipped.
 -- Returns {total in the score range, entries examined, next cursor score or '', next cursor id or '',
@@ -16,9 +16,10 @@ local ascending = ARGV[7] == '1'
 local limit = tonumber(ARGV[6])
 local budget = tonumber(ARGV[10])
 local job_type, type_prefix = ARGV[8], ARGV[9] == '1'
+local second = ARGV[11]
 local total = redis.call('ZCOUNT', key, low, high)
 local fields = {}
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 
@@ -96,7 +97,7 @@ while #rows < limit and scanned < budget and not finished do
     else
       f = {redis.call('EXISTS', ARGV[1] .. id) == 1 and '' or false}
     end
-    if f[1] and type_matches(f[1]) then
+    if f[1] and type_matches(f[1]) and (second == '' or f[2] == second) then
       local row = {score, id}
       for j = 1, #fields do
         row[j + 2] = f[j] or ''
