@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -255,11 +256,17 @@ async def test_retry_refuses_jobs_that_have_not_failed(api: Api) -> None:
     assert status == 404
 
 
-async def test_stats_and_history_count_activity(api: Api) -> None:
+async def test_stats_and_history_count_activity(api: Api, redis: Redis) -> None:
     queue = new_queue()
     await enqueue(api, queue)
     [job] = await fetch(api, queue)
     await api.ok("POST", "/ojs/v1/workers/ack", {"job_id": job})
+    # The minute buckets expire on their own (set when a bucket is created, two hours).
+    keys, minute = KeySchema("ojs"), int(datetime.now(UTC).timestamp()) // 60
+    for bucket in (functools.partial(keys.queue_minute, queue), keys.stats_minute):
+        # The activity may have fallen in the previous minute; no bucket may be left without an expiry (-1).
+        ttls = [await redis.pttl(bucket(m)) for m in (minute - 1, minute)]
+        assert -1 not in ttls and 0 < max(ttls) <= 7_200_000
     stats = await api.ok("GET", f"{ADMIN}/stats")
     assert set(stats["jobs"]) == set(STATES) and stats["queues"] >= 1
     history = await api.ok("GET", f"{ADMIN}/stats/history?period=1m&queue={queue}")
