@@ -102,6 +102,7 @@ class Throughput(_message.Message):
     failed_last_hour: _builtins.int
     avg_duration_ms: _builtins.float
     avg_wait_ms: _builtins.float
+    """Per queue only (0 in GetStatsResponse: waits are not summed over all queues)."""
     def __init__(
         self,
         *,
