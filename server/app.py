@@ -22,8 +22,8 @@ from server.model.records import Retention
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
-from server.service.admission import Admission
 from server.service.admin import AdminService
+from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
 from server.service.events import EventService
