@@ -169,7 +169,7 @@ class Application:
             self._servicer = servicer
             # A worker is stale once it has missed a whole lease period of heartbeats.
             admin_service = AdminService(store, stale_after_ms=settings.default_visibility_timeout_ms, clock=self.clock)
-            admin = AdminServicer(admin_service)
+            admin = AdminServicer(admin_service, admission=servicer.admission)
             self._grpc = GrpcServer(
                 servicer,
                 admin=admin,

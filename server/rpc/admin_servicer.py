@@ -13,6 +13,7 @@ from server.model.admin import MinuteBucket, QueueSnapshot
 from server.rpc import convert
 from server.rpc.servicer import rpc
 from server.service.admin import AdminService, BulkAction, JobFilter, Stats
+from server.service.admission import Admission
 
 _PROTO_STATE = {v: k for k, v in convert.STATE_TO_PROTO.items()}
 _BULK_ACTIONS = {
@@ -135,8 +136,10 @@ def _stats(stats: Stats) -> admin_pb2.GetStatsResponse:
 
 
 class AdminServicer(admin_pb2_grpc.OJSAdminServiceServicer):
-    def __init__(self, admin: AdminService) -> None:
+    def __init__(self, admin: AdminService, *, admission: Admission | None = None) -> None:
         self._admin = admin
+        # Read by `rpc`: admin calls take a place like any other call that does work.
+        self._admission = admission
 
     @rpc
     async def ListQueueSummaries(
