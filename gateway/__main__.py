@@ -107,6 +107,7 @@ async def serve(args: argparse.Namespace) -> None:
     import grpc
     from aiohttp import web
 
+    from gateway.admin.client import ChannelAdminClient
     from gateway.app import create_app
     from gateway.client import ChannelClient
     from gateway.http_server import GatewayRunner
@@ -132,6 +133,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         app = create_app(
             ChannelClient(channel, metadata=metadata),
+            admin=ChannelAdminClient(channel, metadata=metadata),
             api_key=args.api_key,
             max_body_bytes=args.max_body_bytes,
             response_media_type=args.response_content_type,

@@ -23,6 +23,9 @@ import grpc
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gateway.admin.client import AdminClient
+from gateway.admin.dashboard import DASHBOARD_PATH, Dashboard
+from gateway.admin.routes import AdminRoutes
 from gateway.client import OJSClient
 from gateway.errors import (
     ApiError,
@@ -144,6 +147,9 @@ class _Policy:
     def check_auth(self, request: web.Request) -> None:
         if self.api_key is None or (request.path, request.method) in _PUBLIC:
             return
+        # The dashboard's files hold no data; the page asks for the key and sends it with its API calls.
+        if request.method in ("GET", "HEAD") and request.path.startswith(DASHBOARD_PATH):
+            return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key):
             raise unauthenticated()
@@ -209,9 +215,11 @@ class _Policy:
         return from_http_status(exc.status, exc.reason.lower() if exc.reason else None)
 
 
-def _finish(response: web.StreamResponse, request_id: str, origin: str | None, media_type: str) -> None:
+def _finish(
+    response: web.StreamResponse, request_id: str, origin: str | None, media_type: str, *, keep_type: bool = False
+) -> None:
     headers = response.headers
-    if headers.get("Content-Type") != EVENT_STREAM:
+    if not keep_type and headers.get("Content-Type") != EVENT_STREAM:
         headers["Content-Type"] = media_type
     headers["OJS-Version"] = OJS_VERSION
     headers["X-Request-Id"] = request_id
@@ -254,7 +262,15 @@ def _on_prepare(policy: _Policy) -> _PrepareHook:
     async def ojs_headers(request: web.Request, response: web.StreamResponse) -> None:
         request_id = request.get(REQUEST_ID)
         if request_id is not None:
-            _finish(response, request_id, policy.allowed_origin(request), policy.media_type_for(request))
+            # The dashboard's files keep their own types (HTML, JS, CSS), unless it is an error envelope.
+            keep_type = request.path.startswith(DASHBOARD_PATH) and response.status < 400
+            _finish(
+                response,
+                request_id,
+                policy.allowed_origin(request),
+                policy.media_type_for(request),
+                keep_type=keep_type,
+            )
 
     return ojs_headers
 
@@ -266,6 +282,7 @@ def _error_response(error: ApiError, request_id: str) -> web.Response:
 def create_app(
     client: OJSClient,
     *,
+    admin: AdminClient | None = None,
     api_key: str | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     cors_origins: Collection[str] = (),
@@ -273,7 +290,9 @@ def create_app(
 ) -> web.Application:
     """The REST gateway over `client`.
 
-    `api_key`: when set, every route but health and the manifest requires
+    `admin`: the admin service; with it come the /ojs/v1/admin/ routes and the
+    dashboard at /ojs/admin/. `api_key`: when set, every route but health, the
+    manifest and the dashboard's static files requires
     `Authorization: Bearer <api_key>`. `cors_origins`: origins browsers may call
     from; with none configured and no API key any origin is allowed.
     `response_media_type`: Content-Type of JSON responses, the spec's
@@ -285,5 +304,9 @@ def create_app(
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
     # Headers go on when a response is prepared, so a stream a route prepares itself gets them too.
     app.on_response_prepare.append(_on_prepare(policy))
-    Routes(client).add_to(app)
+    routes = Routes(client)
+    routes.add_to(app)
+    if admin is not None:
+        AdminRoutes(admin, client, routes.events).add_to(app)
+        Dashboard().add_to(app)
     return app

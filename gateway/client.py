@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.rpc import error_details_pb2, status_pb2
 from ojs.v1 import service_pb2, service_pb2_grpc
 
@@ -37,6 +37,8 @@ __all__ = [
     "Metadata",
     "OJSClient",
     "RpcStatusError",
+    "bind_channel",
+    "bind_in_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,10 +103,16 @@ class ChannelClient(_StubShaped):
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, metadata: Metadata = (), timeout_s: float | None = 30.0) -> None:
-        stub = service_pb2_grpc.OJSServiceStub(channel)
-        defaults = tuple(metadata)
-        for method in SERVICE.methods:
-            setattr(self, method.name, _ChannelMethod(getattr(stub, method.name), method, defaults, timeout_s))
+        bind_channel(self, service_pb2_grpc.OJSServiceStub(channel), SERVICE, metadata=metadata, timeout_s=timeout_s)
+
+
+def bind_channel(
+    target: object, stub: object, service: ServiceDescriptor, *, metadata: Metadata, timeout_s: float | None
+) -> None:
+    """Give `target` one attribute per RPC of `service`, calling `stub` with the defaults of `ChannelClient`."""
+    defaults = tuple(metadata)
+    for method in service.methods:
+        setattr(target, method.name, _ChannelMethod(getattr(stub, method.name), method, defaults, timeout_s))
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +442,12 @@ class InProcessClient(_StubShaped):
     """
 
     def __init__(self, servicer: service_pb2_grpc.OJSServiceServicer, *, metadata: Metadata = ()) -> None:
-        defaults = tuple(metadata)
-        for method in SERVICE.methods:
-            bind = _streaming_method if method.server_streaming else _unary_method
-            setattr(self, method.name, bind(getattr(servicer, method.name), defaults))
+        bind_in_process(self, servicer, SERVICE, metadata=metadata)
+
+
+def bind_in_process(target: object, servicer: object, service: ServiceDescriptor, *, metadata: Metadata) -> None:
+    """Give `target` one attribute per RPC of `service`, calling `servicer` as `InProcessClient` does."""
+    defaults = tuple(metadata)
+    for method in service.methods:
+        bind = _streaming_method if method.server_streaming else _unary_method
+        setattr(target, method.name, bind(getattr(servicer, method.name), defaults))

@@ -30,7 +30,9 @@ from server.store.scripts import SCRIPT_NAMES, program
 for name in SCRIPT_NAMES:
     program(name)  # every script assembles from what the wheel ships
 assert stubs and r.files("ojs").joinpath("py.typed").is_file(), "no type stubs in the wheel"
-print(f"wheel-check: {len(lua)} Lua scripts, {len(includes)} includes, {len(stubs)} stub files shipped")
+dashboard = [p.name for p in r.files("gateway.admin").joinpath("static").iterdir()]
+assert {"index.html", "core.js", "views.js", "charts.js", "app.css"} <= set(dashboard), "dashboard files missing"
+print(f"wheel-check: {len(lua)} Lua scripts, {len(includes)} includes, {len(stubs)} stub files, {len(dashboard)} dashboard files shipped")
 PY
 
 read -r http_port grpc_port < <("$work/venv/bin/python" -c '

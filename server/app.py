@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.admin.client import InProcessAdminClient
 from gateway.app import create_app
 from gateway.client import InProcessClient
 from gateway.http_server import GatewayRunner
@@ -18,8 +19,10 @@ from server.domain.errors import OJSError
 from server.embedded_redis import EmbeddedRedis
 from server.loops.runner import LoopRunner, PeriodicTask
 from server.model.records import Retention
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
+from server.service.admin import AdminService
 from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
@@ -167,8 +170,12 @@ class Application:
                 store, settings, notifier=self._notifier, feed=self._feed, monitor=self._monitor, clock=self.clock
             )
             self._servicer = servicer
+            # A worker is stale once it has missed a whole lease period of heartbeats.
+            admin_service = AdminService(store, stale_after_ms=settings.default_visibility_timeout_ms, clock=self.clock)
+            admin = AdminServicer(admin_service, admission=servicer.admission)
             self._grpc = GrpcServer(
                 servicer,
+                admin=admin,
                 api_key=settings.api_key,
                 reuse_port=self.reuse_port,
                 max_receive_bytes=settings.max_body_bytes,
@@ -178,6 +185,7 @@ class Application:
 
             gateway = create_app(
                 InProcessClient(servicer),
+                admin=InProcessAdminClient(admin),
                 api_key=settings.api_key,
                 max_body_bytes=settings.max_body_bytes,
                 response_media_type=settings.response_content_type,
@@ -199,6 +207,7 @@ class Application:
                     PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
                     PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
                     PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
+                    PeriodicTask("index-trim", RETENTION_INTERVAL_S, admin_service.trim_indexes),
                 ]
             )
             self._loops.start()

@@ -47,6 +47,10 @@ class Routes:
             ProgressRoutes(client, self._events),
         ]
 
+    @property
+    def events(self) -> EventRoutes:
+        return self._events
+
     def add_to(self, app: web.Application) -> None:
         for group in self._groups:
             group.add_to(app.router)

@@ -65,6 +65,11 @@ class EventRoutes(RouteGroup):
         )
         return await self.event_stream(request, rpc)
 
+    async def all_events(self, request: web.Request) -> web.StreamResponse:
+        """Every event (optionally of some types): the admin dashboard's live view, mounted by the admin routes."""
+        rpc = stream_events_request(request.query, request.headers.get("Last-Event-ID"))
+        return await self.event_stream(request, rpc)
+
     async def queue_events(self, request: web.Request) -> web.StreamResponse:
         rpc = stream_events_request(
             request.query, request.headers.get("Last-Event-ID"), queue=request.match_info["name"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from ojs.v1 import service_pb2, service_pb2_grpc
+from ojs.v1 import admin_pb2, admin_pb2_grpc, service_pb2, service_pb2_grpc
 
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.interceptors import ApiKeyInterceptor
 from server.rpc.malformed import MalformedRequestInterceptor
 from server.rpc.servicer import OJSServicer
@@ -17,6 +18,7 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["OJSService"].full_name
 # grpcio-reflection ships only v1alpha. grpc.reflection.v1 has the same messages (same fields and numbers,
 # another package), so one servicer serves both; newer clients (grpcurl, Postman) ask for v1 first.
 REFLECTION_V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["OJSAdminService"].full_name
 
 
 def _add_reflection(server: grpc.aio.Server, service_names: tuple[str, ...]) -> None:
@@ -38,6 +40,7 @@ class GrpcServer:
         self,
         servicer: OJSServicer,
         *,
+        admin: AdminServicer | None = None,
         api_key: str | None,
         reuse_port: bool = False,
         max_receive_bytes: int = MIN_RECEIVE_BYTES,
@@ -62,9 +65,13 @@ class GrpcServer:
             ],
         )
         service_pb2_grpc.add_OJSServiceServicer_to_server(servicer, self.server)
+        names = [SERVICE_NAME]
+        if admin is not None:
+            admin_pb2_grpc.add_OJSAdminServiceServicer_to_server(admin, self.server)
+            names.append(ADMIN_SERVICE_NAME)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        _add_reflection(self.server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
+        _add_reflection(self.server, (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
 
     def bind(self, host: str, port: int) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -210,6 +210,11 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._queues = queues
         self._progress = ProgressRpcs(progress)
 
+    @property
+    def admission(self) -> Admission | None:
+        """The gate its calls pass; other services of the process share it."""
+        return self._admission
+
     def stop_waiting(self) -> None:
         """Shutdown: end long polls and job streams promptly."""
         self._jobs.stop_waiting()

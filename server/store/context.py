@@ -50,6 +50,10 @@ def script_context(keys: KeySchema, retention: Retention) -> bytes:
             "ttl_cancelled": retention.cancelled_ms,
             "counts": keys.queue_counts_prefix,
             "minutes": keys.queue_minutes_prefix,
+            "sminutes": keys.stats_minutes_prefix,
+            # The per-state job indexes (index_move.lua).
+            "sidx": keys.state_index_prefix,
+            "qidx": keys.queue_state_index_prefix,
             "qconf": keys.queue_limits_prefix,
             "rate": keys.queue_rate_prefix,
             "unique": keys.unique_prefix,

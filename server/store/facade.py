@@ -8,6 +8,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from server.model.records import Retention
+from server.store.admin import AdminStore
 from server.store.context import StoreContext, draw_jitter, script_context
 from server.store.cron import CronStore
 from server.store.dead_letter import DeadLetterStore
@@ -54,6 +55,7 @@ class Store:
         self.cron = CronStore(self._ctx)
         self.workers = WorkerStore(self._ctx)
         self.progress = ProgressStore(self._ctx)
+        self.admin = AdminStore(self._ctx)
 
     @property
     def keys(self) -> KeySchema:

@@ -27,6 +27,11 @@ class KeySchema:
         self.queue_limits_prefix = f"{p}qconf:"  # hash per queue: max_per_second, concurrency
         self.queue_rate_prefix = f"{p}rate:"  # zset per queue: starts in the last second
         self.unique_prefix = f"{p}unique:"  # string per fingerprint: id of the job holding it
+        self.stats_minutes_prefix = f"{p}smin:"  # hash per minute: activity summed over all queues, kept 2 hours
+        # Job indexes by state (zset: job id -> time it entered the state, ms): all queues, and per queue
+        # (the state, a colon, then the queue name).
+        self.state_index_prefix = f"{p}sidx:"
+        self.queue_state_index_prefix = f"{p}qidx:"
         # Fixed keys.
         self.active = f"{p}active"  # zset: active job id -> lease deadline (ms)
         self.queues = f"{p}queues"  # hash: queue name -> created_at (ms)
@@ -38,6 +43,7 @@ class KeySchema:
         self.cron_names = f"{p}cron_names"  # zset: cron entry name -> created_at (ms)
         self.cron_due = f"{p}cron_due"  # zset: enabled cron entry name -> next run (ms)
         self.paused = f"{p}paused"  # hash: paused queue name -> paused since (ms)
+        self.workflows = f"{p}workflows"  # zset: workflow id -> created_at (ms)
         # Pub/sub channel (not a key): the available set of a queue that just got jobs.
         self.notify_channel = f"{p}notify"
 
@@ -67,6 +73,15 @@ class KeySchema:
 
     def queue_counts(self, queue: str) -> str:
         return self.queue_counts_prefix + queue
+
+    def state_index(self, state: str) -> str:
+        return self.state_index_prefix + state
+
+    def queue_state_index(self, state: str, queue: str) -> str:
+        return f"{self.queue_state_index_prefix}{state}:{queue}"
+
+    def stats_minute(self, minute: int) -> str:
+        return f"{self.stats_minutes_prefix}{minute}"
 
     def queue_minute(self, queue: str, minute: int) -> str:
         return f"{self.queue_minutes_prefix}{queue}:{minute}"

@@ -41,6 +41,9 @@ SCRIPT_NAMES = (
     "enqueue_batch",
     "settle_batch",
     "progress",
+    "admin_list_jobs",
+    "admin_bulk",
+    "admin_forget_worker",
 )
 # Every script runs inside a wrapper that flushes the counter updates and the events it deferred
 # (see stats.lua and emit.lua).

@@ -32,7 +32,15 @@ class WorkflowStore:
         encoded = [_encode_node(workflow_id, index, node) for index, node in enumerate(nodes)]
         await c.scripts.call(
             "wf_create",
-            [k.workflow(workflow_id), k.workflow_nodes(workflow_id), k.events, k.sequence, k.queues, k.expiring],
+            [
+                k.workflow(workflow_id),
+                k.workflow_nodes(workflow_id),
+                k.events,
+                k.sequence,
+                k.queues,
+                k.expiring,
+                k.workflows,
+            ],
             [now_ms, c.events_maxlen, workflow_id, name, kind, c.script_context, codec.dumps(encoded)],
         )
 

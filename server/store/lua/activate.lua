@@ -19,7 +19,7 @@ local sequence = redis.call('INCR', KEYS[3])
 local ctx = cjson.decode(ARGV[5])
 redis.call('ZADD', ARGV[4] .. f[3], rank_score(f[4] or 0, sequence), ARGV[3])
 redis.call('HSET', job_key, 'state', 'available', 'enqueued_at', ARGV[1], 'activated_at', ARGV[1])
-qcount(ctx, f[3], 'pending', 'available')
+qcount(ctx, f[3], 'pending', 'available', ARGV[3], ARGV[1])
 notify(ctx, ARGV[4] .. f[3])
 emit(KEYS[4], ARGV[2], 'job.enqueued', ARGV[3], f[3], f[2], 'available', ARGV[1],
   {priority = tonumber(f[4]) or 0, activated = true})

@@ -32,7 +32,7 @@ end
 emit(KEYS[4], ARGV[2], 'job.cancelled', id, f[3], f[2], 'cancelled', ARGV[1], data)
 local wfctx = cjson.decode(ARGV[8])
 wfctx.active, wfctx.expiring = KEYS[3], KEYS[5]
-qcount(wfctx, f[3], state, 'cancelled')
+qcount(wfctx, f[3], state, 'cancelled', id, ARGV[1])
 wf_job_done(wfctx, job_key, ARGV[1], KEYS[4], ARGV[2], KEYS[6])
 local job = read_job(job_key, KEYS[2])
 retain(job_key, KEYS[2], ARGV[7], wfctx)

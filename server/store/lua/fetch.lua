@@ -63,7 +63,7 @@ local function claim(id)
   end
   redis.call('HSET', job_key, unpack(changes))
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
-  qcount(ctx, h.queue, 'available', 'active')
+  qcount(ctx, h.queue, 'available', 'active', id, ARGV[1])
   qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', now - (tonumber(h.enqueued_at) or now))
   emit(KEYS[2], ARGV[2], 'job.started', id, h.queue, h.type, 'active', ARGV[1],
     {attempt = tonumber(attempt), worker_id = worker, lease_token = tonumber(token)})

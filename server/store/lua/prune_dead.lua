@@ -1,5 +1,5 @@
 -- prune_dead: dead-letter retention by age and by count.
--- include: qcount
+-- include: qcount, index_move
 -- KEYS[1] dead-letter zset
 -- ARGV[1] oldest discarded_at kept (ms)  ARGV[2] max entries kept  ARGV[3] max removed per call
 -- ARGV[4] job key prefix  ARGV[5] errors key prefix  ARGV[6] script context (JSON, see server/store/context.py)
@@ -21,6 +21,7 @@ for _, id in ipairs(victims) do
   local queue = redis.call('HGET', ARGV[4] .. id, 'queue')
   if queue then
     qcount(ctx, queue, 'dead', nil)
+    index_move(ctx, id, queue, 'discarded', nil)
   end
   redis.call('DEL', ARGV[4] .. id, ARGV[5] .. id)
 end

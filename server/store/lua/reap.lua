@@ -76,7 +76,7 @@ for _, id in ipairs(due) do
         redis.call('RPUSH', errors_key, error_json)
         redis.call('LTRIM', errors_key, -tonumber(ARGV[8]), -1)
         make_available(job_key, id, ARGV[6] .. f[7], KEYS[3], f[9], ARGV[1], wfctx)
-        qcount(wfctx, f[7], 'active', 'available')
+        qcount(wfctx, f[7], 'active', 'available', id, ARGV[1])
         emit(KEYS[2], ARGV[2], 'job.requeued', id, f[7], f[8], 'available', ARGV[1],
           {attempt = attempt, reason = 'visibility_timeout'})
       end

@@ -1,5 +1,5 @@
 -- retry_dead: send a dead-lettered job back to its queue.
--- include: status, qcount, make_available, emit, read_job
+-- include: status, qcount, index_move, make_available, emit, read_job
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] dead-letter zset  KEYS[4] sequence counter
 -- KEYS[5] event stream
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id  ARGV[4] available key prefix
@@ -16,6 +16,7 @@ end
 redis.call('ZREM', KEYS[3], ARGV[3])
 local ctx = cjson.decode(ARGV[5])
 qcount(ctx, f[3], 'dead', nil)
+index_move(ctx, ARGV[3], f[3], 'discarded', 'available', ARGV[1])
 redis.call('PERSIST', job_key)
 redis.call('PERSIST', KEYS[2])
 redis.call('HSET', job_key, 'attempt', 0)

@@ -1,7 +1,7 @@
 -- wf_create: store a workflow and enqueue its ready steps, all or nothing.
 -- include: insert_job, emit
 -- KEYS[1] workflow hash  KEYS[2] workflow node hash  KEYS[3] event stream  KEYS[4] sequence counter
--- KEYS[5] queue registry  KEYS[6] expiring zset
+-- KEYS[5] queue registry  KEYS[6] expiring zset  KEYS[7] workflow index (zset: id -> created_at)
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] workflow id  ARGV[4] name  ARGV[5] type
 -- ARGV[6] workflow context (JSON, see server/store/context.py)
 -- ARGV[7] nodes (JSON array): {id, kind, deps: [i], dependents: [i], job: {id, type, queue, priority,
@@ -38,6 +38,7 @@ end
 redis.call('HSET', KEYS[1], 'id', ARGV[3], 'name', ARGV[4], 'type', ARGV[5], 'state', 'running',
   'created_at', ARGV[1], 'started_at', ARGV[1], 'node_count', #nodes, 'step_count', steps,
   'done', 0, 'completed', 0, 'failed', 0, 'callbacks_failed', 0)
+redis.call('ZADD', KEYS[7], ARGV[1], ARGV[3])
 emit(KEYS[3], ARGV[2], 'workflow.started', '', '', '', 'running', ARGV[1],
   {workflow_id = ARGV[3], workflow_type = ARGV[5], steps = steps})
 return #nodes

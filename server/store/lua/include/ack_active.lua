@@ -22,7 +22,7 @@ local function ack_active(c)
   emit(c.events, c.maxlen, 'job.completed', c.id, f[5], f[4], 'completed', c.now,
     {attempt = tonumber(f[7]) or 0, duration_ms = duration})
   local wfctx = c.wfctx
-  qcount(wfctx, f[5], 'active', 'completed')
+  qcount(wfctx, f[5], 'active', 'completed', c.id, c.now)
   qminute(wfctx, f[5], c.now, 'completed', 'duration_ms', duration)
   if f[8] and f[8] ~= '' then
     wf_job_done(wfctx, job_key, c.now, c.events, c.maxlen, c.sequence)

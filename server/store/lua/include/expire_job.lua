@@ -4,7 +4,7 @@
 local function expire_job(job_key, errors_key, id, now, events, maxlen, available_prefix, delayed_prefix, ttl,
     wfctx, sequence_key)
   local f = redis.call('HMGET', job_key, 'type', 'queue', 'expires_at', 'created_at', 'attempt', 'state')
-  qcount(wfctx, f[2], f[6], 'discarded')
+  qcount(wfctx, f[2], f[6], 'discarded', id, now)
   redis.call('ZREM', available_prefix .. f[2], id)
   redis.call('ZREM', delayed_prefix .. f[2], id)
   local error_json = cjson.encode({attempt = tonumber(f[5]) or 0, code = 'expired', type = 'expired',

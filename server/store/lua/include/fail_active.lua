@@ -39,7 +39,7 @@ local function fail_active(c)
     redis.call('HSET', c.job_key, 'state', 'discarded', 'discarded_at', c.now, 'completed_at', c.now)
     redis.call('HDEL', c.job_key, 'next_attempt_at', 'retry_delay_ms')
     local dead = (f[11] or defaults.on_exhaustion) == 'dead_letter'
-    qcount(c.wfctx, queue, 'active', 'discarded')
+    qcount(c.wfctx, queue, 'active', 'discarded', c.id, c.now)
     if dead then
       qcount(c.wfctx, queue, nil, 'dead')
       redis.call('ZADD', c.dead_key, c.now, c.id)
@@ -56,7 +56,7 @@ local function fail_active(c)
     defaults, attempt, c.jitter)
   local due = int_str(now + delay)
   redis.call('HSET', c.job_key, 'state', 'retryable', 'next_attempt_at', due, 'retry_delay_ms', delay)
-  qcount(c.wfctx, queue, 'active', 'retryable')
+  qcount(c.wfctx, queue, 'active', 'retryable', c.id, c.now)
   redis.call('ZADD', c.delayed_prefix .. queue, due, c.id)
   emit(c.events, c.maxlen, 'job.retrying', c.id, queue, job_type, 'retryable', c.now,
     {attempt = attempt, max_attempts = max_attempts, next_retry_at = tonumber(due), retry_delay_ms = delay})

@@ -1,4 +1,4 @@
--- include: rank_score, notify, qcount, emit, stats
+-- include: rank_score, notify, qcount, qminute, emit, stats
 -- Store a new job and make it visible in its initial state.
 -- k: job, available, delayed, queues, sequence, events, expiring (keys)
 -- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
@@ -33,7 +33,8 @@ local function insert_job(k, a)
     registered_queues[a.queue] = true
     redis.call('HSETNX', k.queues, a.queue, a.now)
   end
-  qcount(a.ctx, a.queue, nil, a.state)
+  qcount(a.ctx, a.queue, nil, a.state, a.id, a.now)
+  qminute(a.ctx, a.queue, a.now, 'enqueued')
   -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
   if a.rate ~= '' then
     redis.call('HSET', a.ctx.qconf .. a.queue, 'max_per_second', a.rate)

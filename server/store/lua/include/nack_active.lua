@@ -15,7 +15,7 @@ local function nack_active(c)
   local wfctx = c.wfctx
   if c.requeue then
     make_available(job_key, c.id, wfctx.available .. f[5], c.sequence, f[6], c.now, wfctx)
-    qcount(wfctx, f[5], 'active', 'available')
+    qcount(wfctx, f[5], 'active', 'available', c.id, c.now)
     redis.call('HDEL', job_key, 'retry_delay_ms')
     local attempt = tonumber(f[7]) or 0
     local reason = 'requeue'

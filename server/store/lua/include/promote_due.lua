@@ -8,7 +8,7 @@ local function promote_due(ctx, available_key, delayed_key, sequence_key, now, l
     local f = redis.call('HMGET', job_key, 'state', 'priority', 'queue')
     if f[1] == 'scheduled' or f[1] == 'retryable' then
       make_available(job_key, id, available_key, sequence_key, f[2], now, ctx)
-      qcount(ctx, f[3], f[1], 'available')
+      qcount(ctx, f[3], f[1], 'available', id, now)
     end
   end
   return #due

@@ -4,7 +4,9 @@
 local stat_deltas = {}
 local stat_ttls = {}
 
--- Expire `key` `ttl_ms` after the flush that writes it.
+-- Expire `key` `ttl_ms` after the flush that creates one of its fields (for
+-- keys whose counters only grow, such as minute buckets: the expiry is set when
+-- the key is created, not rewritten by every later update).
 local function keep_for(key, ttl_ms)
   stat_ttls[key] = ttl_ms
 end
@@ -44,12 +46,13 @@ end
 local function flush_stats()
   flush_sequence()
   for key, fields in pairs(stat_deltas) do
+    local created = false
     for field, amount in pairs(fields) do
-      if amount ~= 0 then
-        redis.call('HINCRBY', key, field, amount)
+      if amount ~= 0 and redis.call('HINCRBY', key, field, amount) == amount then
+        created = true
       end
     end
-    if stat_ttls[key] then
+    if created and stat_ttls[key] then
       redis.call('PEXPIRE', key, stat_ttls[key])
     end
   end

@@ -12,7 +12,7 @@ local function wf_cancel_job(ctx, job_id, now, events, maxlen)
   redis.call('ZREM', ctx.expiring, job_id)
   redis.call('HSET', job_key, 'state', 'cancelled', 'cancelled_at', now)
   redis.call('HDEL', job_key, 'lease_expires_at', 'exec_deadline', 'next_attempt_at')
-  qcount(ctx, f[3], f[1], 'cancelled')
+  qcount(ctx, f[3], f[1], 'cancelled', job_id, now)
   retain(job_key, ctx.errors .. job_id, ctx.ttl_cancelled, ctx)
   emit(events, maxlen, 'job.cancelled', job_id, f[3], f[2], 'cancelled', now, {previous_state = f[1], reason = 'workflow'})
   return true

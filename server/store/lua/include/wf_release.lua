@@ -18,10 +18,10 @@ local function wf_release(ctx, nodes_key, node, now, events, maxlen, sequence_ke
   if f[5] and tonumber(f[5]) > tonumber(now) then
     redis.call('HSET', job_key, 'state', 'scheduled')
     redis.call('ZADD', ctx.delayed .. f[3], f[5], job_id)
-    qcount(ctx, f[3], 'pending', 'scheduled')
+    qcount(ctx, f[3], 'pending', 'scheduled', job_id, now)
     return
   end
   make_available(job_key, job_id, ctx.available .. f[3], sequence_key, f[4], now, ctx)
-  qcount(ctx, f[3], 'pending', 'available')
+  qcount(ctx, f[3], 'pending', 'available', job_id, now)
   emit(events, maxlen, 'job.enqueued', job_id, f[3], f[2], 'available', now, {priority = tonumber(f[4]) or 0})
 end
