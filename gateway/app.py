@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import grpc
 from aiohttp import web
@@ -82,13 +82,17 @@ def _media_type(value: str) -> str:
 class _Policy:
     """The per-application settings the middleware enforces."""
 
-    def __init__(self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str]) -> None:
+    def __init__(
+        self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str], open_paths: Collection[str]
+    ) -> None:
         self.api_key = api_key.encode() if api_key else None
+        # Operational routes (probes, metrics): open, and answering in their own content type.
+        self.open_paths = frozenset(open_paths)
         self.max_body_bytes = max_body_bytes
         self.cors_origins = frozenset(cors_origins)
 
     def check_auth(self, request: web.Request) -> None:
-        if self.api_key is None or (request.path, request.method) in _PUBLIC:
+        if self.api_key is None or (request.path, request.method) in _PUBLIC or request.path in self.open_paths:
             return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key):
@@ -153,9 +157,9 @@ class _Policy:
         return from_http_status(exc.status, exc.reason.lower() if exc.reason else None)
 
 
-def _finish(response: web.StreamResponse, request_id: str, origin: str | None) -> None:
+def _finish(response: web.StreamResponse, request_id: str, origin: str | None, *, own_type: bool = False) -> None:
     headers = response.headers
-    if headers.get("Content-Type") != EVENT_STREAM:
+    if not own_type and headers.get("Content-Type") != EVENT_STREAM:
         headers["Content-Type"] = MEDIA_TYPE
     headers["OJS-Version"] = OJS_VERSION
     headers["X-Request-Id"] = request_id
@@ -198,7 +202,8 @@ def _on_prepare(policy: _Policy) -> _PrepareHook:
     async def ojs_headers(request: web.Request, response: web.StreamResponse) -> None:
         request_id = request.get(REQUEST_ID)
         if request_id is not None:
-            _finish(response, request_id, policy.allowed_origin(request))
+            own_type = request.path in policy.open_paths
+            _finish(response, request_id, policy.allowed_origin(request), own_type=own_type)
 
     return ojs_headers
 
@@ -213,15 +218,20 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     cors_origins: Collection[str] = (),
+    outer_middlewares: Sequence[Middleware] = (),
+    open_routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The REST gateway over `client`.
 
     `api_key`: when set, every route but health and the manifest requires
     `Authorization: Bearer <api_key>`. `cors_origins`: origins browsers may call
     from; with none configured and no API key any origin is allowed.
+    `outer_middlewares` run around the binding's own (they see every final status); `open_routes`
+    are operational routes (probes, metrics) served without credentials in their own content type.
     """
-    policy = _Policy(api_key, max_body_bytes, cors_origins)
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
+    policy = _Policy(api_key, max_body_bytes, cors_origins, {route.path for route in open_routes})
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[*outer_middlewares, _middleware(policy)])
+    app.router.add_routes(open_routes)
     # Headers go on when a response is prepared, so a stream a route prepares itself gets them too.
     app.on_response_prepare.append(_on_prepare(policy))
     Routes(client).add_to(app)

@@ -11,11 +11,12 @@ from server.model.records import Retention
 from server.store.context import StoreContext, draw_jitter, script_context
 from server.store.cron import CronStore
 from server.store.dead_letter import DeadLetterStore
-from server.store.errors import translate_redis_errors
+from server.store.errors import RoundTripObserver, translate_redis_errors
 from server.store.events import EventStore
 from server.store.jobs import JobStore
 from server.store.keys import KeySchema
 from server.store.leases import LeaseStore
+from server.store.metrics import MetricsStore
 from server.store.queues import QueueStore
 from server.store.scripts import Scripts
 from server.store.workers import WorkerStore
@@ -52,6 +53,7 @@ class Store:
         self.workflows = WorkflowStore(self._ctx, self.jobs)
         self.cron = CronStore(self._ctx)
         self.workers = WorkerStore(self._ctx)
+        self.metrics = MetricsStore(self._ctx)
 
     @property
     def keys(self) -> KeySchema:
@@ -60,6 +62,10 @@ class Store:
     @property
     def retention(self) -> Retention:
         return self._ctx.retention
+
+    def observe_round_trips(self, observer: RoundTripObserver | None) -> None:
+        """Report every round trip (store operation, seconds, error) to `observer`, for metrics."""
+        self._ctx.round_trips.observer = observer
 
     @translate_redis_errors
     async def load_scripts(self) -> None:
