@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -86,6 +87,9 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         except OJSError as exc:
             code = GRPC_STATUS[exc.code].name
             await abort_with(context, exc)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         except Exception as exc:
             # abort() itself raises to end the call; let that through untouched.
             if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "AbortError":
