@@ -60,7 +60,8 @@ async def ojs_server(settings: Mapping[str, str] | None = None) -> AsyncIterator
     """
     with tempfile.TemporaryDirectory(prefix="ojs-bench-") as data_dir:
         grpc_port, http_port = free_port(), free_port()
-        # OJS_* settings of the calling shell would skew the figures; REDIS_URL passes through.
+        # OJS_* settings of the calling shell would skew the figures; REDIS_URL passes through, and so do the
+        # settings BENCH_SERVER_ENV lists ("OJS_METRICS=false,..."), for figures with a setting on and off.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OJS_")}
         env.update(
             PYTHONPATH=os.pathsep.join([str(server_tree()), str(server_tree() / "gen")]),
@@ -69,6 +70,8 @@ async def ojs_server(settings: Mapping[str, str] | None = None) -> AsyncIterator
             OJS_GRPC_PORT=str(grpc_port),
             OJS_LOG_LEVEL="WARNING",
         )
+        chosen = os.environ.get("BENCH_SERVER_ENV", "")
+        env.update(dict(item.split("=", 1) for item in chosen.split(",") if "=" in item))
         env.update(settings or {})
         external = env.get("REDIS_URL", "").strip()
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", env=env, cwd=data_dir)

@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import grpc
 from aiohttp import web
@@ -124,11 +124,18 @@ class _Policy:
     """The per-application settings the middleware enforces."""
 
     def __init__(
-        self, api_key: str | None, max_body_bytes: int, cors_origins: Collection[str], response_media_type: str
+        self,
+        api_key: str | None,
+        max_body_bytes: int,
+        cors_origins: Collection[str],
+        response_media_type: str,
+        open_paths: Collection[str] = (),
     ) -> None:
         if response_media_type not in RESPONSE_MEDIA_TYPES:
             raise ValueError(f"response media type must be one of {', '.join(RESPONSE_MEDIA_TYPES)}")
         self.api_key = api_key.encode() if api_key else None
+        # Operational routes (probes, metrics): open, and answering in their own content type.
+        self.open_paths = frozenset(open_paths)
         self.max_body_bytes = max_body_bytes
         self.cors_origins = frozenset(cors_origins)
         self.response_media_type = response_media_type
@@ -145,7 +152,7 @@ class _Policy:
         return MEDIA_TYPE
 
     def check_auth(self, request: web.Request) -> None:
-        if self.api_key is None or (request.path, request.method) in _PUBLIC:
+        if self.api_key is None or (request.path, request.method) in _PUBLIC or request.path in self.open_paths:
             return
         # The dashboard's files hold no data; the page asks for the key and sends it with its API calls.
         if request.method in ("GET", "HEAD") and request.path.startswith(DASHBOARD_PATH):
@@ -262,8 +269,11 @@ def _on_prepare(policy: _Policy) -> _PrepareHook:
     async def ojs_headers(request: web.Request, response: web.StreamResponse) -> None:
         request_id = request.get(REQUEST_ID)
         if request_id is not None:
-            # The dashboard's files keep their own types (HTML, JS, CSS), unless it is an error envelope.
-            keep_type = request.path.startswith(DASHBOARD_PATH) and response.status < 400
+            # The dashboard's files keep their own types (HTML, JS, CSS), unless it is an error envelope;
+            # operational routes (probes, metrics) keep theirs always.
+            keep_type = request.path in policy.open_paths or (
+                request.path.startswith(DASHBOARD_PATH) and response.status < 400
+            )
             _finish(
                 response,
                 request_id,
@@ -287,6 +297,8 @@ def create_app(
     max_body_bytes: int = 4 * 1024 * 1024,
     cors_origins: Collection[str] = (),
     response_media_type: str = MEDIA_TYPE,
+    outer_middlewares: Sequence[Middleware] = (),
+    open_routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The REST gateway over `client`.
 
@@ -299,9 +311,12 @@ def create_app(
     `application/openjobspec+json` or `application/json` for clients that parse
     only that; with the former, a request whose Accept names application/json
     and not the OJS type is still answered with application/json.
+    `outer_middlewares` run around the binding's own (they see every final status); `open_routes`
+    are operational routes (probes, metrics) served without credentials in their own content type.
     """
-    policy = _Policy(api_key, max_body_bytes, cors_origins, response_media_type)
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(policy)])
+    policy = _Policy(api_key, max_body_bytes, cors_origins, response_media_type, {route.path for route in open_routes})
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[*outer_middlewares, _middleware(policy)])
+    app.router.add_routes(open_routes)
     # Headers go on when a response is prepared, so a stream a route prepares itself gets them too.
     app.on_response_prepare.append(_on_prepare(policy))
     routes = Routes(client)

@@ -62,6 +62,9 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("OJS_ADMISSION_TIMEOUT_MS", "admission_timeout_ms", "longest wait for a slot, then 503 + Retry-After"),
     ("OJS_RETRY_AFTER_S", "retry_after_s", "Retry-After of a shed request or while Redis is down"),
     ("OJS_LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    ("OJS_LOG_FORMAT", "log_format", "plain (lines for a terminal) or json (one JSON object per line)"),
+    ("OJS_METRICS", "metrics_enabled", "serve GET /metrics and count requests and Redis calls"),
+    ("OJS_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", "seconds in-flight work gets to finish after SIGTERM"),
     ("OJS_WORKERS", "workers", "server processes sharing both ports (SO_REUSEPORT); 1: a single process"),
     ("OJS_EVENT_LOOP", "event_loop", "auto (uvloop when installed), asyncio or uvloop"),
     ("OJS_ALLOW_SLOW_PROTOBUF", "allow_slow_protobuf", "start even if the protobuf runtime is not upb"),
@@ -150,11 +153,19 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", "\\n")
 
 
-def configure_logging(level: str, tag: str = "") -> None:
-    """`tag` (e.g. "worker 2") tells apart the processes of `--workers N`, which share one stderr."""
+def configure_logging(level: str, tag: str = "", log_format: str = "plain") -> None:
+    """`tag` (e.g. "worker 2") tells apart the processes of `--workers N`, which share one stderr.
+
+    `log_format` "json": one JSON object per line with the fields of ojs-logging.md.
+    """
     prefix = f"[{tag}] " if tag else ""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s"))
+    if log_format == "json":
+        from server.observability.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(tag))
+    else:
+        handler.setFormatter(_OneLineFormatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -242,6 +253,10 @@ async def serve(settings: Settings, *, event_loop: str = "", worker_index: int |
         try:
             if event_loop:
                 log.info("event loop: %s", event_loop)
+            from server.observability import tracing
+            from server.service.system import IMPLEMENTATION_VERSION
+
+            tracing.configure(os.environ, service_name="ojs-server", version=IMPLEMENTATION_VERSION)
             app = Application(settings, reuse_port=worker_index is not None)
             try:
                 await app.start()
@@ -261,6 +276,7 @@ async def serve(settings: Settings, *, event_loop: str = "", worker_index: int |
                     exit_code = 1
             finally:
                 await app.stop()
+                tracing.shutdown()
             log.info("stopped")
         finally:
             if unwatch is not None:
@@ -294,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_index: int | None = args.worker_index
     supervising = settings.workers > 1
     tag = f"worker {worker_index}" if worker_index is not None else ("supervisor" if supervising else "")
-    configure_logging(settings.log_level, tag)
+    configure_logging(settings.log_level, tag, settings.log_format)
     try:
         check_protobuf_backend(settings)
         loop_factory, loop_name = event_loop_factory(settings.event_loop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -19,6 +20,10 @@ from server.domain.errors import OJSError
 from server.embedded_redis import EmbeddedRedis
 from server.loops.runner import LoopRunner, PeriodicTask
 from server.model.records import Retention
+from server.observability import tracing
+from server.observability.http import observe_middleware, ops_routes
+from server.observability.metrics import ProcessMetrics
+from server.observability.readiness import Phase, Readiness
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.server import GrpcServer
 from server.rpc.servicer import OJSServicer
@@ -44,8 +49,10 @@ log = logging.getLogger(__name__)
 
 # How long startup waits for a remote Redis to answer.
 REDIS_STARTUP_WAIT_S = 30.0
-# In-flight calls get this long to finish on shutdown.
+# After the drain, what is left (connections, streams) gets this long to close.
 STOP_GRACE_S = 5.0
+# Multiprocess metrics: how often a worker copies its CPU and memory figures into the shared files.
+PROCESS_METRICS_INTERVAL_S = 5.0
 # Dead letter and worker registry pruning is not urgent.
 RETENTION_INTERVAL_S = 60.0
 # After a burst, Redis connections idle beyond a few are closed this often, so descriptors return to baseline.
@@ -70,6 +77,7 @@ def build_servicer(
     feed: EventFeed | None = None,
     clock: Clock = SYSTEM_CLOCK,
     monitor: RedisMonitor | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> OJSServicer:
     """The service layer over one store, behind the gRPC servicer, behind admission control; every service reads
     `clock`."""
@@ -94,7 +102,9 @@ def build_servicer(
             clock=clock,
         ),
         EventService(store, feed),
-        SystemService(store, backend_down=backend_down, ping_timeout_s=settings.redis_command_timeout_ms / 1000),
+        SystemService(
+            store, backend_down=backend_down, ping_timeout_s=settings.redis_command_timeout_ms / 1000, clock=clock
+        ),
         WorkerService(store, default_visibility_timeout_ms=lease_ms, clock=clock),
         DeadLetterService(store, clock=clock),
         CronService(store, clock=clock),
@@ -102,6 +112,7 @@ def build_servicer(
         QueueService(store, clock=clock),
         ProgressService(store.progress, workflows, default_visibility_timeout_ms=lease_ms, clock=clock),
         admission=admission,
+        metrics=metrics,
     )
 
 
@@ -124,6 +135,9 @@ class Application:
         self._feed: EventFeed | None = None
         self._servicer: OJSServicer | None = None
         self._monitor: RedisMonitor | None = None
+        self._metrics: ProcessMetrics | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.readiness = Readiness()
 
     @property
     def redis_down_reason(self) -> str | None:
@@ -166,13 +180,22 @@ class Application:
             # An idle blocking read must end well within the command timeout.
             block_ms = max(100, min(2000, settings.redis_command_timeout_ms // 2))
             self._feed = EventFeed(self._redis, store.keys, block_ms=block_ms)
+            if settings.metrics_enabled:
+                self._metrics = ProcessMetrics()
+                store.observe_round_trips(self._metrics.observe_redis)
             servicer = build_servicer(
-                store, settings, notifier=self._notifier, feed=self._feed, monitor=self._monitor, clock=self.clock
+                store,
+                settings,
+                notifier=self._notifier,
+                feed=self._feed,
+                monitor=self._monitor,
+                clock=self.clock,
+                metrics=self._metrics,
             )
             self._servicer = servicer
             # A worker is stale once it has missed a whole lease period of heartbeats.
             admin_service = AdminService(store, stale_after_ms=settings.default_visibility_timeout_ms, clock=self.clock)
-            admin = AdminServicer(admin_service, admission=servicer.admission)
+            admin = AdminServicer(admin_service, frame=servicer.frame)
             self._grpc = GrpcServer(
                 servicer,
                 admin=admin,
@@ -180,15 +203,20 @@ class Application:
                 reuse_port=self.reuse_port,
                 max_receive_bytes=settings.max_body_bytes,
             )
+            self.readiness.on_change(self._grpc.set_serving)
             self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
-            await self._grpc.start()
+            await self._grpc.start(serving=False)
 
+            reader = store.metrics if self._metrics is not None else None
+            observe = self._metrics is not None or tracing.TRACER is not None
             gateway = create_app(
                 InProcessClient(servicer),
                 admin=InProcessAdminClient(admin),
                 api_key=settings.api_key,
                 max_body_bytes=settings.max_body_bytes,
                 response_media_type=settings.response_content_type,
+                outer_middlewares=[observe_middleware(self._metrics)] if observe else [],
+                open_routes=ops_routes(self.readiness, self._metrics, reader),
             )
             self._http = GatewayRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
             await self._http.setup()
@@ -200,17 +228,29 @@ class Application:
             maintenance = MaintenanceService(
                 store, worker_retention_ms=settings.worker_retention_s * 1000, clock=self.clock
             )
-            self._loops = LoopRunner(
-                [
-                    PeriodicTask("reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired),
-                    PeriodicTask("promoter", settings.promote_interval_ms / 1000, maintenance.promote_and_expire),
-                    PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
-                    PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune),
-                    PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
-                    PeriodicTask("index-trim", RETENTION_INTERVAL_S, admin_service.trim_indexes),
-                ]
-            )
+            tasks = [
+                PeriodicTask(
+                    "reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired, "ojs.visibility.check"
+                ),
+                PeriodicTask(
+                    "promoter",
+                    settings.promote_interval_ms / 1000,
+                    maintenance.promote_and_expire,
+                    "ojs.scheduler.poll",
+                ),
+                PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
+                PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune, "ojs.retention.prune"),
+                PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
+                PeriodicTask("index-trim", RETENTION_INTERVAL_S, admin_service.trim_indexes),
+            ]
+            if self._metrics is not None and self._metrics.multiprocess:
+                tasks.append(PeriodicTask("process-metrics", PROCESS_METRICS_INTERVAL_S, self._refresh_metrics))
+            self._loops = LoopRunner(tasks)
             self._loops.start()
+            self._watch = asyncio.create_task(
+                self.readiness.follow_redis(lambda: self.redis_down_reason), name="readiness"
+            )
+            await self.readiness.set_phase(Phase.SERVING)
         except BaseException:
             await self.stop()
             raise
@@ -219,6 +259,10 @@ class Application:
         if self._redis is not None and await close_idle_connections(self._redis, POOL_IDLE_KEEP):
             # A burst just ended: give the memory it freed back to the system.
             release_freed_memory()
+
+    async def _refresh_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.refresh_process()
 
     async def _wait_for_redis(self, store: Store) -> None:
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S
@@ -233,27 +277,41 @@ class Application:
                 await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
-        """Stop in reverse order of start; safe to call more than once."""
+        """Drain, then stop in reverse order of start; safe to call more than once.
+
+        Readiness turns false at once (gRPC health too) and new calls are refused with
+        UNAVAILABLE / 503; long polls return what they have, job streams end after giving
+        back what they claimed but did not deliver; calls already running finish (up to
+        OJS_SHUTDOWN_TIMEOUT), grouped acks are written; then the listeners close and the
+        background loops stop between steps.
+        """
         started = time.monotonic()
-        if self._loops is not None:
-            await self._loops.stop()
-            self._loops = None
-        if self._grpc is not None:
-            await self._grpc.set_serving(False)
-        # Long polls and job streams end first, so the servers can finish within the grace period.
+        deadline = started + self.settings.shutdown_timeout_s
+        await self.readiness.set_phase(Phase.DRAINING)
         if self._servicer is not None:
-            self._servicer.stop_waiting()
+            if not await self._servicer.drain(max(0.1, deadline - time.monotonic() - STOP_GRACE_S)):
+                log.warning("stop: calls still running after the shutdown timeout; closing anyway")
+            log.debug("stop: drained after %.2fs", time.monotonic() - started)
         if self._feed is not None:
             await self._feed.stop()
             self._feed = None
+        grace = max(0.1, min(STOP_GRACE_S, deadline - time.monotonic()))
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
         log.debug("stop: HTTP closed after %.2fs", time.monotonic() - started)
         if self._grpc is not None:
-            await self._grpc.stop(STOP_GRACE_S)
+            await self._grpc.stop(grace)
             self._grpc = None
         log.debug("stop: gRPC closed after %.2fs", time.monotonic() - started)
+        if self._loops is not None:
+            await self._loops.stop(grace)
+            self._loops = None
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._notifier is not None:
             await self._notifier.stop()
             self._notifier = None

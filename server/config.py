@@ -17,6 +17,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # OJS_EVENT_LOOP: uvloop when importable (auto), the standard asyncio loop, or uvloop required.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+# OJS_LOG_FORMAT: lines for a terminal, or one JSON object per line (ojs-logging.md).
+LOG_FORMATS = ("plain", "json")
 # More server processes than this on one machine is a typo, not a plan.
 MAX_WORKERS = 256
 # OJS_RESPONSE_CONTENT_TYPE: the spec's media type, or plain JSON for clients that parse only that.
@@ -120,6 +122,12 @@ class Settings:
     admission_timeout_ms: int = 5_000
     retry_after_s: int = 1
     log_level: str = "INFO"
+    # "plain" (default) or "json": one JSON object per line with the fields of ojs-logging.md.
+    log_format: str = "plain"
+    # Serve GET /metrics and count requests and Redis calls (the job figures live in Redis either way).
+    metrics_enabled: bool = True
+    # SIGTERM/SIGINT: how long in-flight work may take to finish before the process gives up waiting.
+    shutdown_timeout_s: int = 30
     # Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); 1: a single process, no supervisor.
     workers: int = 1
     # asyncio event loop: "auto" (uvloop when importable), "asyncio" or "uvloop".
@@ -173,6 +181,9 @@ class Settings:
             admission_timeout_ms=_int(env, "OJS_ADMISSION_TIMEOUT_MS", cls.admission_timeout_ms, minimum=1),
             retry_after_s=_int(env, "OJS_RETRY_AFTER_S", cls.retry_after_s, minimum=1, maximum=3600),
             log_level=(env.get("OJS_LOG_LEVEL", cls.log_level).strip() or cls.log_level).upper(),
+            log_format=_choice(env, "OJS_LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            metrics_enabled=_bool(env, "OJS_METRICS", True),
+            shutdown_timeout_s=_int(env, "OJS_SHUTDOWN_TIMEOUT", cls.shutdown_timeout_s, minimum=1, maximum=3600),
             workers=_int(env, "OJS_WORKERS", cls.workers, minimum=1, maximum=MAX_WORKERS),
             event_loop=_choice(env, "OJS_EVENT_LOOP", cls.event_loop, EVENT_LOOPS),
             allow_slow_protobuf=_bool(env, "OJS_ALLOW_SLOW_PROTOBUF", False),

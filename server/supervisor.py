@@ -11,6 +11,9 @@ doubling up to 10 s; back to 0.5 s once a worker has run for a minute). More tha
 within RESTART_WINDOW_S mean something is persistently wrong (Redis gone, a port taken): the parent then stops every
 worker and exits with code 1 rather than restart forever. On stop, every worker gets SIGTERM and is waited for (the
 same graceful shutdown as a single process), then the private redis-server is stopped last.
+
+Metrics: a scrape reaches one worker, so the workers keep their per-process figures in prometheus-client's
+multiprocess files, in a directory the supervisor creates (unless PROMETHEUS_MULTIPROC_DIR names one) and removes.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 
 from server.config import Settings
@@ -39,8 +44,9 @@ RESTART_BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 60.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
-# A worker gets this long to finish its graceful shutdown (about 2 x the server's 5 s grace) before SIGKILL.
-WORKER_STOP_TIMEOUT_S = 25.0
+# A worker gets its shutdown timeout plus this long to finish its graceful shutdown before SIGKILL.
+WORKER_STOP_MARGIN_S = 10.0
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class SupervisorError(RuntimeError):
@@ -130,6 +136,8 @@ class Supervisor:
         self.http_port = 0
         self.grpc_port = 0
         self.redis_url = settings.redis_url or ""
+        self._stop_timeout_s = settings.shutdown_timeout_s + WORKER_STOP_MARGIN_S
+        self.metrics_dir: str | None = None
 
     @property
     def worker_pids(self) -> list[int]:
@@ -141,7 +149,12 @@ class Supervisor:
         holders: list[socket.socket] = []
         embedded: EmbeddedRedis | None = None
         slots: list[asyncio.Task[None]] = []
+        own_metrics_dir = False
         try:
+            if settings.metrics_enabled:
+                self.metrics_dir = os.environ.get(METRICS_DIR_ENV) or None
+                if self.metrics_dir is None:
+                    self.metrics_dir, own_metrics_dir = tempfile.mkdtemp(prefix="ojs-metrics-"), True
             self.http_port, held = reserve_port(settings.host, settings.http_port, "HTTP")
             holders += held
             self.grpc_port, held = reserve_port(settings.host, settings.grpc_port, "gRPC")
@@ -186,6 +199,8 @@ class Supervisor:
                 await embedded.stop()
             for holder in holders:
                 holder.close()
+            if own_metrics_dir and self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def forward(self, sig: int) -> None:
         """Send `sig` to every running worker (a second SIGTERM makes them exit without waiting)."""
@@ -206,7 +221,16 @@ class Supervisor:
             OJS_DATA_DIR=str(settings.data_dir),
             OJS_WORKERS="1",
         )
+        if self.metrics_dir is not None:
+            env[METRICS_DIR_ENV] = self.metrics_dir
         return env
+
+    def _forget_worker_metrics(self, pid: int) -> None:
+        """A worker's live gauges (its process figures) leave the scrape with it; its counters stay summed."""
+        if self.metrics_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
     async def _run_slot(self, index: int, env: Mapping[str, str]) -> None:
         try:
@@ -245,6 +269,7 @@ class Supervisor:
                 await self._stop_worker(index, proc)
                 return
             self._close_lifeline(proc)
+            self._forget_worker_metrics(proc.pid)
             code = proc.returncode
             if self._stopping.is_set():
                 log.info("worker %d (pid %d) exited with %s", index, proc.pid, describe_exit(code))
@@ -284,18 +309,19 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), WORKER_STOP_TIMEOUT_S)
+            await asyncio.wait_for(proc.wait(), self._stop_timeout_s)
         except TimeoutError:
             log.warning(
                 "worker %d (pid %d) still running %.0fs after SIGTERM; killing it",
                 index,
                 proc.pid,
-                WORKER_STOP_TIMEOUT_S,
+                self._stop_timeout_s,
             )
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
         self._close_lifeline(proc)
+        self._forget_worker_metrics(proc.pid)
         code = proc.returncode
         if code == 0:
             log.info("worker %d (pid %d) stopped", index, proc.pid)

@@ -26,6 +26,10 @@ def render_health(response: service_pb2.HealthResponse) -> tuple[int, dict[str, 
         body["version"] = response.version
     body["uptime_seconds"] = response.uptime_seconds
     body["backend"] = backend
+    # Queue and worker counts and the lifecycle phase, when the server reports them.
+    for name in ("queues", "workers", "lifecycle"):
+        if name in details:
+            body[name] = details[name]
     return http_status, body
 
 

@@ -11,9 +11,8 @@ from server.domain.retry import RetryPolicy
 from server.domain.states import JobState
 from server.model.admin import MinuteBucket, QueueSnapshot
 from server.rpc import convert
-from server.rpc.servicer import rpc
+from server.rpc.calls import CallFrame, rpc
 from server.service.admin import AdminService, BulkAction, JobFilter, Stats
-from server.service.admission import Admission
 
 _PROTO_STATE = {v: k for k, v in convert.STATE_TO_PROTO.items()}
 _BULK_ACTIONS = {
@@ -136,10 +135,11 @@ def _stats(stats: Stats) -> admin_pb2.GetStatsResponse:
 
 
 class AdminServicer(admin_pb2_grpc.OJSAdminServiceServicer):
-    def __init__(self, admin: AdminService, *, admission: Admission | None = None) -> None:
+    def __init__(self, admin: AdminService, *, frame: CallFrame | None = None) -> None:
         self._admin = admin
-        # Read by `rpc`: admin calls take a place like any other call that does work.
-        self._admission = admission
+        # Read by `rpc`: admin calls take a place like any other call that does work, are counted in the
+        # metrics and refused while the server drains (the frame of the main servicer, shared).
+        self.frame = frame or CallFrame()
 
     @rpc
     async def ListQueueSummaries(

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from server.domain.errors import ErrorCode, OJSError
-from server.rpc.servicer import abort_with
+from server.rpc.calls import abort_with
 
 
 class _Undecodable:

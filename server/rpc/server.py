@@ -80,9 +80,10 @@ class GrpcServer:
             raise OSError(f"cannot bind gRPC to {address}")
         return bound
 
-    async def start(self) -> None:
+    async def start(self, *, serving: bool = True) -> None:
+        """`serving` False: health says NOT_SERVING until the caller turns it on (the application's readiness)."""
+        await self.set_serving(serving)
         await self.server.start()
-        await self.set_serving(True)
 
     async def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

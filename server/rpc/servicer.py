@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import Any
 
 import grpc
 import orjson
@@ -26,8 +28,11 @@ from server.domain.errors import ErrorCode, OJSError
 from server.domain.job import StoredJob, out_of_bounds
 from server.domain.limits import FETCH_REPLY_MAX_BYTES
 from server.model.records import QueueRow, WorkerRow
-from server.rpc import convert
-from server.rpc.errors import to_status
+from server.observability import tracing
+from server.observability.logs import settled_record
+from server.observability.metrics import ProcessMetrics
+from server.rpc import convert, spans
+from server.rpc.calls import CallFrame, Context, abort_with, log_job_records, rpc
 from server.rpc.manifest import manifest_response
 from server.rpc.progress import ProgressRpcs
 from server.service.admission import Admission
@@ -37,81 +42,11 @@ from server.service.events import EventFilter, EventService, StreamSignal
 from server.service.jobs import JobService
 from server.service.progress import ProgressService
 from server.service.queues import QueueService
-from server.service.system import CONFORMANCE_LEVEL, IMPLEMENTATION_VERSION, SystemService
+from server.service.system import IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import HeartbeatRequest, WorkerService
 from server.service.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
-
-REQUEST_ID_KEY = "x-ojs-request-id"
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-Handler = Callable[[Any, Req, Context], Awaitable[Resp]]
-
-
-def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str):
-            return value
-    return ""
-
-
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: OJSError) -> NoReturn:
-    status = to_status(error, request_id=request_id_of(context))
-    await context.abort(status.code, status.details, status.trailing_metadata)
-    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
-
-
-# Always answered, even when the server sheds load: probes must see how it is.
-_UNGATED = frozenset({"Health", "Manifest"})
-
-
-def _admission_of(servicer: Any, name: str, request: Any) -> Admission | None:
-    """The gate a call passes, or None: probes and long polls (which mostly wait) do not take a slot."""
-    admission: Admission | None = servicer._admission
-    if admission is None or name in _UNGATED or getattr(request, "wait_ms", 0) > 0:
-        return None
-    return admission
-
-
-def _lane(context: Any) -> str:
-    """The gateway calls the servicer in process; everything else came over gRPC."""
-    return "http" if context.peer() == "in-process" else "grpc"
-
-
-def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Pass admission, turn expected errors into rich statuses and anything else into INTERNAL."""
-    name = handler.__name__
-
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
-        try:
-            admission = _admission_of(self, name, request)
-            if admission is None:
-                response = await handler(self, request, context)
-            else:
-                async with admission.slot(_lane(context)):
-                    response = await handler(self, request, context)
-        except OJSError as exc:
-            await abort_with(context, exc)
-        except Exception as exc:
-            # abort() itself raises to end the call; let that through untouched.
-            if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "AbortError":
-                raise
-            log.exception("unexpected error in %s", handler.__name__)
-            await abort_with(context, OJSError(ErrorCode.BACKEND_ERROR, "internal server error"))
-        request_id = request_id_of(context)
-        context.set_trailing_metadata(
-            (
-                *(((REQUEST_ID_KEY, request_id),) if request_id else ()),
-                ("x-ojs-server-version", IMPLEMENTATION_VERSION),
-                ("x-ojs-conformance-level", str(CONFORMANCE_LEVEL)),
-            )
-        )
-        return response
-
-    return wrapper
 
 
 _WORKER_STATE_NAMES = {
@@ -198,8 +133,8 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         progress: ProgressService,
         *,
         admission: Admission | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
-        self._admission = admission
         self._jobs = jobs
         self._events = events
         self._system = system
@@ -209,15 +144,29 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._workflows = workflows
         self._queues = queues
         self._progress = ProgressRpcs(progress)
+        # Shared with the admin servicer: one gate, one set of metrics, one drain for every call of the process.
+        self.frame = CallFrame(admission, metrics)
 
     @property
     def admission(self) -> Admission | None:
         """The gate its calls pass; other services of the process share it."""
-        return self._admission
+        return self.frame.admission
 
     def stop_waiting(self) -> None:
         """Shutdown: end long polls and job streams promptly."""
         self._jobs.stop_waiting()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Refuse new calls, end long polls and streams, and wait for the calls running; False on timeout."""
+        self.frame.start_draining()
+        self.stop_waiting()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.frame.idle.wait()
+                await self._jobs.flush()
+        except TimeoutError:
+            return False
+        return True
 
     # ---- System ----
 
@@ -235,6 +184,16 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             backend["error"] = report.error
         details = struct_pb2.Struct()
         details.update({"backend": backend})
+        if report.overview is not None:
+            overview = report.overview
+            details.update(
+                {
+                    "queues": {"active": overview.queues_active, "paused": overview.queues_paused},
+                    "workers": {"connected": overview.workers_connected, "stale": overview.workers_stale},
+                }
+            )
+        if self.frame.draining:
+            details.update({"lifecycle": "draining"})
         return service_pb2.HealthResponse(
             status=service_pb2.HEALTH_STATUS_OK if report.healthy else service_pb2.HEALTH_STATUS_UNHEALTHY,
             timestamp=convert.timestamp(now_ms()),
@@ -247,14 +206,28 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def Enqueue(self, request: job_pb2.EnqueueRequest, context: Context) -> job_pb2.EnqueueResponse:
-        stored, deduplicated = await self._jobs.enqueue(convert.enqueue_envelope(request))
+        envelope = convert.enqueue_envelope(request)
+        tracer = tracing.TRACER
+        if tracer is None:
+            stored, deduplicated = await self._jobs.enqueue(envelope)
+        else:
+            metadata = context.invocation_metadata()
+            stored, deduplicated = await spans.enqueue(tracer, envelope, metadata, self._jobs.enqueue)
+        log_job_records(logging.DEBUG, "Job enqueued", [stored], context)
         return job_pb2.EnqueueResponse(job=convert.job(stored, json_only=request.json_only), deduplicated=deduplicated)
 
     @rpc
     async def EnqueueBatch(
         self, request: job_pb2.EnqueueBatchRequest, context: Context
     ) -> job_pb2.EnqueueBatchResponse:
-        results = await self._jobs.enqueue_batch(convert.batch_envelope(request))
+        body = convert.batch_envelope(request)
+        tracer = tracing.TRACER
+        if tracer is None:
+            results = await self._jobs.enqueue_batch(body)
+        else:
+            metadata = context.invocation_metadata()
+            results = await spans.enqueue_batch(tracer, body, metadata, self._jobs.enqueue_batch)
+        log_job_records(logging.DEBUG, "Job enqueued", [stored for stored, _ in results], context)
         if request.ids_only:
             jobs = [convert.job_id_and_state(stored) for stored, _ in results]
         else:
@@ -278,6 +251,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def Fetch(self, request: worker_pb2.FetchRequest, context: Context) -> worker_pb2.FetchResponse:
+        started_ns = time.time_ns()
         jobs = await self._jobs.fetch(
             list(request.queues),
             count=request.count,
@@ -295,6 +269,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             await self._jobs.give_back(rest, request.worker_id)
             if not response.jobs:
                 raise _too_large_to_deliver(rest[0])
+        if broken or rest:
+            left_out = {stored.id for stored in [*broken, *rest]}
+            jobs = [stored for stored in jobs if stored.id not in left_out]
+        tracer = tracing.TRACER
+        if tracer is not None:
+            metadata = context.invocation_metadata()
+            spans.fetched(tracer, request.queues, request.worker_id, jobs, started_ns, metadata)
+        log_job_records(logging.DEBUG, "Job fetched by worker", jobs, context)
         return response
 
     @rpc
@@ -306,11 +288,17 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             result = orjson.dumps(convert.struct_to_dict(request.result, field="result"))
         else:
             result = None
-        stored = await self._jobs.ack(
+        stored = await self._settle(
+            "ack",
             request.job_id,
-            result_json=result,
-            worker_id=request.worker_id,
-            lease_token=request.lease_token if request.HasField("lease_token") else None,
+            context,
+            functools.partial(
+                self._jobs.ack,
+                request.job_id,
+                result_json=result,
+                worker_id=request.worker_id,
+                lease_token=request.lease_token if request.HasField("lease_token") else None,
+            ),
         )
         return worker_pb2.AckResponse(acknowledged=True, job=convert.job(stored, json_only=request.json_only))
 
@@ -323,21 +311,39 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
 
     @rpc
     async def Nack(self, request: worker_pb2.NackRequest, context: Context) -> worker_pb2.NackResponse:
-        stored = await self._jobs.nack(
+        stored = await self._settle(
+            "nack",
             request.job_id,
-            convert.failure(
-                request.error,
-                retryable=request.retryable if request.HasField("retryable") else None,
-                requeue=request.requeue,
+            context,
+            functools.partial(
+                self._jobs.nack,
+                request.job_id,
+                convert.failure(
+                    request.error,
+                    retryable=request.retryable if request.HasField("retryable") else None,
+                    requeue=request.requeue,
+                ),
+                worker_id=request.worker_id,
+                lease_token=request.lease_token if request.HasField("lease_token") else None,
             ),
-            worker_id=request.worker_id,
-            lease_token=request.lease_token if request.HasField("lease_token") else None,
         )
         message = convert.job(stored, json_only=request.json_only)
         response = worker_pb2.NackResponse(state=message.state, job=message)
         if message.HasField("next_attempt_at"):
             response.next_attempt_at.CopyFrom(message.next_attempt_at)
         return response
+
+    async def _settle(
+        self, action: str, job_id: str, context: Context, call: Callable[[], Awaitable[StoredJob]]
+    ) -> StoredJob:
+        tracer = tracing.TRACER
+        if tracer is None:
+            stored = await call()
+        else:
+            stored = await spans.settle(tracer, action, job_id, context.invocation_metadata(), call)
+        level, text, attributes = settled_record(stored)
+        log_job_records(level, text, [stored], context, **attributes)
+        return stored
 
     @rpc
     async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Context) -> worker_pb2.HeartbeatResponse:
@@ -593,8 +599,13 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
                 ),
                 max_batch=max_batch,
             ):
+                claimed_ns = time.time_ns()
                 messages = await self._deliverable(batch, request.worker_id, json_only=request.json_only)
                 if messages:
+                    tracer = tracing.TRACER
+                    if tracer is not None:
+                        metadata = context.invocation_metadata()
+                        spans.fetched(tracer, request.queues, request.worker_id, batch, claimed_ns, metadata)
                     yield messages
         except OJSError as exc:
             await abort_with(context, exc)

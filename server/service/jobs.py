@@ -386,6 +386,12 @@ class JobService:
         if self._notifier is not None:
             self._notifier.wake_all()
 
+    async def flush(self) -> None:
+        """Wait for grouped acks still being written and for requeues of undelivered jobs."""
+        await self._settle_group.flush()
+        while self._background:
+            await asyncio.wait(set(self._background))
+
     async def ack(
         self, job_id: str, *, result_json: bytes | None, worker_id: str, lease_token: int | None = None
     ) -> StoredJob:

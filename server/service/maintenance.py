@@ -28,6 +28,10 @@ class ReapTotals:
     timed_out: int = 0
     requeued: int = 0
 
+    @property
+    def changed(self) -> int:
+        return self.timed_out + self.requeued
+
 
 class MaintenanceService:
     def __init__(self, store: Store, *, worker_retention_ms: int, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -75,9 +79,9 @@ class MaintenanceService:
                 break
         return expired
 
-    async def promote_and_expire(self) -> None:
-        await self.promote_due()
-        await self.expire_due()
+    async def promote_and_expire(self) -> int:
+        """Jobs made available or expired."""
+        return await self.promote_due() + await self.expire_due()
 
     async def prune(self) -> int:
         """Dead letter retention (age and count) and the worker registry."""

@@ -34,6 +34,11 @@ class SettleGroup:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    async def flush(self) -> None:
+        """Wait until every entry handed in so far is settled."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
     async def _flush(self) -> None:
         try:
             while self._waiting:

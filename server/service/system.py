@@ -7,8 +7,10 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import OJSError
 from server.domain.progress import EXTENSION_URI as PROGRESS_EXTENSION_URI
+from server.model.metrics import Overview
 from server.store.facade import Store
 
 IMPLEMENTATION_NAME = "ojs-server-python"
@@ -23,6 +25,8 @@ class HealthReport:
     uptime_seconds: int
     latency_ms: float | None
     error: str | None
+    # Queues and workers (ojs-observability.md §10), when Redis answered.
+    overview: Overview | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +98,11 @@ class SystemService:
         *,
         backend_down: Callable[[], str | None] = lambda: None,
         ping_timeout_s: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`backend_down`: why the backend is known to be down, or None; health then answers without asking it."""
         self._store = store
+        self._clock = clock
         self._started = time.monotonic()
         self._backend_down = backend_down
         self._ping_timeout_s = ping_timeout_s
@@ -114,9 +120,10 @@ class SystemService:
             # Bounded: a stalled backend makes health report it down, never hang.
             async with asyncio.timeout(self._ping_timeout_s):
                 latency = await self._store.ping_ms()
+                overview = await self._store.metrics.overview(now_ms=self._clock.now_ms())
         except OJSError as exc:
             return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=exc.message)
         except TimeoutError:
             error = f"backend did not answer within {self._ping_timeout_s:g} s"
             return HealthReport(healthy=False, uptime_seconds=uptime, latency_ms=None, error=error)
-        return HealthReport(healthy=True, uptime_seconds=uptime, latency_ms=latency, error=None)
+        return HealthReport(healthy=True, uptime_seconds=uptime, latency_ms=latency, error=None, overview=overview)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from server.domain.retry import DEFAULT_RETRY_POLICY
 from server.model.records import Retention
 from server.store import codec
+from server.store.errors import RoundTripObservers
 from server.store.keys import KeySchema
 from server.store.scripts import Scripts
 
@@ -33,6 +34,8 @@ class StoreContext:
     # The JSON most scripts receive: key prefixes, retention and the default retry policy.
     script_context: bytes
     jitter: Callable[[], float] = draw_jitter
+    # Told of every round trip, for metrics (see translate_redis_errors).
+    round_trips: RoundTripObservers = dataclasses.field(default_factory=lambda: RoundTripObservers())
 
 
 def script_context(keys: KeySchema, retention: Retention) -> bytes:
@@ -54,6 +57,7 @@ def script_context(keys: KeySchema, retention: Retention) -> bytes:
             # The per-state job indexes (index_move.lua).
             "sidx": keys.state_index_prefix,
             "qidx": keys.queue_state_index_prefix,
+            "metrics": keys.queue_metrics_prefix,
             "qconf": keys.queue_limits_prefix,
             "rate": keys.queue_rate_prefix,
             "unique": keys.unique_prefix,

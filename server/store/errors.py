@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -15,17 +16,44 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# (store operation, seconds, error class or None) of one round trip.
+RoundTripObserver = Callable[[str, float, "str | None"], None]
+
+
+class RoundTripObservers:
+    """Where a store's round trips are reported (metrics); set once by the composition root."""
+
+    def __init__(self) -> None:
+        self.observer: RoundTripObserver | None = None
+
+
 def translate_redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Redis being unreachable is the caller's UNAVAILABLE, not a crash."""
+    """Redis being unreachable is the caller's UNAVAILABLE, not a crash.
+
+    Every call is timed and reported to the observer of the part's store context, if any.
+    """
+    operation = method.__name__
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        error: str | None = None
         try:
             return await method(*args, **kwargs)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            error = type(exc).__name__
             raise OJSError(ErrorCode.BACKEND_UNAVAILABLE, f"backend unavailable: {exc}") from exc
         except redis_errors.BusyLoadingError as exc:
+            error = type(exc).__name__
             raise OJSError(ErrorCode.BACKEND_UNAVAILABLE, "backend is loading its data") from exc
+        except redis_errors.RedisError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            ctx = getattr(args[0], "_ctx", None) if args else None
+            observer = ctx.round_trips.observer if ctx is not None else None
+            if observer is not None:
+                observer(operation, time.perf_counter() - started, error)
 
     return wrapper
 

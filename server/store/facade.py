@@ -12,11 +12,12 @@ from server.store.admin import AdminStore
 from server.store.context import StoreContext, draw_jitter, script_context
 from server.store.cron import CronStore
 from server.store.dead_letter import DeadLetterStore
-from server.store.errors import translate_redis_errors
+from server.store.errors import RoundTripObserver, translate_redis_errors
 from server.store.events import EventStore
 from server.store.jobs import JobStore
 from server.store.keys import KeySchema
 from server.store.leases import LeaseStore
+from server.store.metrics import MetricsStore
 from server.store.progress import ProgressStore
 from server.store.queues import QueueStore
 from server.store.scripts import Scripts
@@ -56,6 +57,7 @@ class Store:
         self.workers = WorkerStore(self._ctx)
         self.progress = ProgressStore(self._ctx)
         self.admin = AdminStore(self._ctx)
+        self.metrics = MetricsStore(self._ctx)
 
     @property
     def keys(self) -> KeySchema:
@@ -64,6 +66,10 @@ class Store:
     @property
     def retention(self) -> Retention:
         return self._ctx.retention
+
+    def observe_round_trips(self, observer: RoundTripObserver | None) -> None:
+        """Report every round trip (store operation, seconds, error) to `observer`, for metrics."""
+        self._ctx.round_trips.observer = observer
 
     @translate_redis_errors
     async def load_scripts(self) -> None:

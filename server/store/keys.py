@@ -24,6 +24,7 @@ class KeySchema:
         self.workflow_nodes_prefix = f"{p}wfn:"  # hash per workflow: its node table (see lua/include/wf_settle.lua)
         self.queue_counts_prefix = f"{p}qcount:"  # hash per queue: state gauges and totals
         self.queue_minutes_prefix = f"{p}qmin:"  # hash per queue and minute: activity, kept 2 hours
+        self.queue_metrics_prefix = f"{p}qmetrics:"  # hash per queue: totals and histograms by job type
         self.queue_limits_prefix = f"{p}qconf:"  # hash per queue: max_per_second, concurrency
         self.queue_rate_prefix = f"{p}rate:"  # zset per queue: starts in the last second
         self.unique_prefix = f"{p}unique:"  # string per fingerprint: id of the job holding it
@@ -82,6 +83,9 @@ class KeySchema:
 
     def stats_minute(self, minute: int) -> str:
         return f"{self.stats_minutes_prefix}{minute}"
+
+    def queue_metrics(self, queue: str) -> str:
+        return self.queue_metrics_prefix + queue
 
     def queue_minute(self, queue: str, minute: int) -> str:
         return f"{self.queue_minutes_prefix}{queue}:{minute}"

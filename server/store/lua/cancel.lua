@@ -1,5 +1,5 @@
 -- cancel: stop a job that has not reached a terminal state.
--- include: status, emit, qcount, wf_job_done, read_job, retain
+-- include: status, emit, qcount, wf_job_done, read_job, retain, mcount
 -- KEYS[1] job hash  KEYS[2] errors list  KEYS[3] active zset  KEYS[4] event stream
 -- KEYS[5] expiring zset  KEYS[6] sequence counter
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] job id
@@ -33,6 +33,7 @@ emit(KEYS[4], ARGV[2], 'job.cancelled', id, f[3], f[2], 'cancelled', ARGV[1], da
 local wfctx = cjson.decode(ARGV[8])
 wfctx.active, wfctx.expiring = KEYS[3], KEYS[5]
 qcount(wfctx, f[3], state, 'cancelled', id, ARGV[1])
+mcount(wfctx, f[3], f[2], 'cancelled')
 wf_job_done(wfctx, job_key, ARGV[1], KEYS[4], ARGV[2], KEYS[6])
 local job = read_job(job_key, KEYS[2])
 retain(job_key, KEYS[2], ARGV[7], wfctx)

@@ -1,5 +1,5 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
--- include: promote_due, expire_job, active_score, int_str, qcount, qminute, emit
+-- include: promote_due, expire_job, active_score, int_str, qcount, qminute, emit, mqueue_time
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
 -- KEYS[5] worker registry zset  KEYS[6] paused queues hash
 -- KEYS[7 + 2i] available zset of queue i, KEYS[8 + 2i] its delayed zset (i from 0)
@@ -64,7 +64,11 @@ local function claim(id)
   redis.call('HSET', job_key, unpack(changes))
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
   qcount(ctx, h.queue, 'available', 'active', id, ARGV[1])
-  qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', now - (tonumber(h.enqueued_at) or now))
+  local waited = now - (tonumber(h.enqueued_at) or now)
+  qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', waited)
+  if attempt == '1' then
+    mqueue_time(ctx, h.queue, h.type, waited)
+  end
   emit(KEYS[2], ARGV[2], 'job.started', id, h.queue, h.type, 'active', ARGV[1],
     {attempt = tonumber(attempt), worker_id = worker, lease_token = tonumber(token)})
   -- The hash as read plus the fields just written; the caller applies them in order.

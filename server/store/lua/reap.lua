@@ -1,5 +1,5 @@
 -- reap: settle active jobs whose lease or execution deadline has passed.
--- include: fail_active, make_available, qcount, emit, active_score
+-- include: fail_active, make_available, qcount, emit, active_score, mcount
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] dead-letter zset
 -- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
@@ -77,6 +77,7 @@ for _, id in ipairs(due) do
         redis.call('LTRIM', errors_key, -tonumber(ARGV[8]), -1)
         make_available(job_key, id, ARGV[6] .. f[7], KEYS[3], f[9], ARGV[1], wfctx)
         qcount(wfctx, f[7], 'active', 'available', id, ARGV[1])
+        mcount(wfctx, f[7], f[8], 'retried')
         emit(KEYS[2], ARGV[2], 'job.requeued', id, f[7], f[8], 'available', ARGV[1],
           {attempt = attempt, reason = 'visibility_timeout'})
       end

@@ -1,4 +1,4 @@
--- include: check_holder, emit, qcount, qminute, wf_job_done, retain
+-- include: check_holder, emit, qcount, qminute, wf_job_done, retain, mcount, mduration
 -- Complete an active job held by the caller. `c` carries the job's keys and id,
 -- the shared keys (active, expiring, events, sequence), now, maxlen, worker,
 -- token, has_result/result, the completed-job retention and the script context.
@@ -24,6 +24,8 @@ local function ack_active(c)
   local wfctx = c.wfctx
   qcount(wfctx, f[5], 'active', 'completed', c.id, c.now)
   qminute(wfctx, f[5], c.now, 'completed', 'duration_ms', duration)
+  mcount(wfctx, f[5], f[4], 'completed')
+  mduration(wfctx, f[5], f[4], 'completed', duration)
   if f[8] and f[8] ~= '' then
     wf_job_done(wfctx, job_key, c.now, c.events, c.maxlen, c.sequence)
   end

@@ -1,10 +1,12 @@
--- include: qcount, retain, emit, wf_job_done
+-- include: qcount, retain, emit, wf_job_done, mcount
 -- A job that did not start before its expires_at is discarded, never delivered.
 -- It gets an "expired" error but no completed_at (it never ran).
 local function expire_job(job_key, errors_key, id, now, events, maxlen, available_prefix, delayed_prefix, ttl,
     wfctx, sequence_key)
   local f = redis.call('HMGET', job_key, 'type', 'queue', 'expires_at', 'created_at', 'attempt', 'state')
   qcount(wfctx, f[2], f[6], 'discarded', id, now)
+  mcount(wfctx, f[2], f[1], 'expired')
+  mcount(wfctx, f[2], f[1], 'failed')
   redis.call('ZREM', available_prefix .. f[2], id)
   redis.call('ZREM', delayed_prefix .. f[2], id)
   local error_json = cjson.encode({attempt = tonumber(f[5]) or 0, code = 'expired', type = 'expired',

@@ -1,4 +1,4 @@
--- include: int_str, matches_any, retry_delay, qcount, qminute, emit, retain, wf_job_done
+-- include: int_str, matches_any, retry_delay, qcount, qminute, emit, retain, wf_job_done, mcount, mduration
 -- Record a failure of an active job and apply its retry policy: retryable
 -- after the policy's backoff, or discarded (dead-lettered if the policy says
 -- so) when attempts are used up, the error is non-retryable or `give_up`.
@@ -31,6 +31,7 @@ local function fail_active(c)
   local duration = now - (tonumber(f[12]) or now)
   redis.call('HDEL', c.job_key, 'lease_expires_at', 'exec_deadline')
   qminute(c.wfctx, queue, c.now, 'failed', 'failed_duration_ms', duration)
+  mduration(c.wfctx, queue, job_type, give_up and 'discarded' or 'retryable', duration)
   emit(c.events, c.maxlen, 'job.failed', c.id, queue, job_type, give_up and 'discarded' or 'retryable', c.now,
     {attempt = attempt, duration_ms = duration,
      error = {code = c.code, message = c.message, type = c.error_type, retryable = not give_up}})
@@ -40,8 +41,10 @@ local function fail_active(c)
     redis.call('HDEL', c.job_key, 'next_attempt_at', 'retry_delay_ms')
     local dead = (f[11] or defaults.on_exhaustion) == 'dead_letter'
     qcount(c.wfctx, queue, 'active', 'discarded', c.id, c.now)
+    mcount(c.wfctx, queue, job_type, 'failed')
     if dead then
       qcount(c.wfctx, queue, nil, 'dead')
+      mcount(c.wfctx, queue, job_type, 'dead_lettered')
       redis.call('ZADD', c.dead_key, c.now, c.id)
       retain(c.job_key, c.errors_key, c.ttl_dead, c.wfctx)
     else
@@ -57,6 +60,7 @@ local function fail_active(c)
   local due = int_str(now + delay)
   redis.call('HSET', c.job_key, 'state', 'retryable', 'next_attempt_at', due, 'retry_delay_ms', delay)
   qcount(c.wfctx, queue, 'active', 'retryable', c.id, c.now)
+  mcount(c.wfctx, queue, job_type, 'retried')
   redis.call('ZADD', c.delayed_prefix .. queue, due, c.id)
   emit(c.events, c.maxlen, 'job.retrying', c.id, queue, job_type, 'retryable', c.now,
     {attempt = attempt, max_attempts = max_attempts, next_retry_at = tonumber(due), retry_delay_ms = delay})

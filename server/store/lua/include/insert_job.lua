@@ -1,4 +1,4 @@
--- include: rank_score, notify, qcount, qminute, emit, stats
+-- include: rank_score, notify, qcount, qminute, emit, stats, mcount
 -- Store a new job and make it visible in its initial state.
 -- k: job, available, delayed, queues, sequence, events, expiring (keys)
 -- a: now, maxlen, id, type, queue, priority, state (available | scheduled | pending),
@@ -35,6 +35,7 @@ local function insert_job(k, a)
   end
   qcount(a.ctx, a.queue, nil, a.state, a.id, a.now)
   qminute(a.ctx, a.queue, a.now, 'enqueued')
+  mcount(a.ctx, a.queue, a.type, 'enqueued')
   -- A job may carry its queue's limits (options.rate_limit); the latest one wins.
   if a.rate ~= '' then
     redis.call('HSET', a.ctx.qconf .. a.queue, 'max_per_second', a.rate)

@@ -1,4 +1,4 @@
--- include: check_holder, make_available, qcount, emit, fail_active
+-- include: check_holder, make_available, qcount, emit, fail_active, mcount
 -- Record a failure of an active job held by the caller: requeue it, or apply its
 -- retry policy (fail_active). `c` carries what ack_active's does, plus the error
 -- (error_tail, error_type, code, message, give_up), requeue, jitter, dead_key,
@@ -22,6 +22,9 @@ local function nack_active(c)
     if c.undelivered and attempt > 0 then
       attempt, reason = attempt - 1, 'undelivered'
       redis.call('HSET', job_key, 'attempt', attempt)
+    end
+    if reason == 'requeue' then
+      mcount(wfctx, f[5], f[4], 'retried')
     end
     emit(c.events, c.maxlen, 'job.requeued', c.id, f[5], f[4], 'available', c.now,
       {attempt = attempt, reason = reason})
