@@ -1,4 +1,7 @@
-"""Store tests run against every Redis major line the scripts must support."""
+"""Store tests run against every Redis major line the scripts must support.
+
+`store` is a Store under a fresh key prefix on a shared redis-server; `job_service` and `queue_service` are the
+services over it. Job bodies and short forms of the store calls are in helpers.py."""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from server.service.jobs import JobService
+from server.service.queues import QueueService
 from server.store.facade import Store
 from server.store.keys import KeySchema
+from tests.store.helpers import LEASE_MS
 
 _prefixes = itertools.count()
 
@@ -35,3 +41,13 @@ async def store(store_redis: Redis) -> Store:
     job_store = Store(store_redis, KeySchema(f"t{next(_prefixes)}"), events_maxlen=1000)
     await job_store.load_scripts()
     return job_store
+
+
+@pytest.fixture
+def job_service(store: Store) -> JobService:
+    return JobService(store, default_visibility_timeout_ms=LEASE_MS)
+
+
+@pytest.fixture
+def queue_service(store: Store) -> QueueService:
+    return QueueService(store)
