@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
+from tests.support import new_queue
 
 MEDIA_TYPE = "application/openjobspec+json"
 EVENT_STREAM = "text/event-stream"
@@ -23,10 +24,6 @@ class SseEvent:
     id: str | None
     event: str | None
     data: Any
-
-
-def new_queue() -> str:
-    return f"sse-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -98,7 +95,7 @@ def assert_stream_headers(resp: aiohttp.ClientResponse) -> None:
 
 
 async def test_queue_stream_live_then_resumed_with_last_event_id(session: aiohttp.ClientSession, base: str) -> None:
-    queue = new_queue()
+    queue = new_queue("sse")
     async with session.get(f"{base}/ojs/v1/queues/{queue}/events") as live:
         # The headers come once the subscription is in place, so nothing enqueued from here on is missed.
         assert_stream_headers(live)
@@ -121,7 +118,7 @@ async def test_queue_stream_live_then_resumed_with_last_event_id(session: aiohtt
 
 
 async def test_job_stream_replays_from_after(session: aiohttp.ClientSession, base: str) -> None:
-    queue = new_queue()
+    queue = new_queue("sse")
     job_id = await run_one_job(session, base, queue)
     async with session.get(f"{base}/ojs/v1/events", params={"queues": queue}) as listed:
         logged = (await listed.json(content_type=None))["events"]
@@ -138,7 +135,7 @@ async def test_job_stream_replays_from_after(session: aiohttp.ClientSession, bas
 
 async def test_bad_cursor_is_a_json_error(session: aiohttp.ClientSession, base: str) -> None:
     async with session.get(
-        f"{base}/ojs/v1/queues/{new_queue()}/events", headers={"Last-Event-ID": "not-a-cursor"}
+        f"{base}/ojs/v1/queues/{new_queue('sse')}/events", headers={"Last-Event-ID": "not-a-cursor"}
     ) as resp:
         assert resp.status == 400
         assert resp.headers["Content-Type"] == MEDIA_TYPE
@@ -147,7 +144,7 @@ async def test_bad_cursor_is_a_json_error(session: aiohttp.ClientSession, base: 
 
 
 async def test_long_poll_fetch_returns_as_soon_as_a_job_arrives(session: aiohttp.ClientSession, base: str) -> None:
-    queue = new_queue()
+    queue = new_queue("sse")
     started = time.monotonic()
     waiting = asyncio.ensure_future(post(session, f"{base}/ojs/v1/workers/fetch", {"queues": [queue], "wait_ms": 3000}))
     await asyncio.sleep(0.3)
@@ -165,13 +162,17 @@ async def test_long_poll_fetch_returns_as_soon_as_a_job_arrives(session: aiohttp
 
 async def test_long_poll_fetch_times_out_empty(session: aiohttp.ClientSession, base: str) -> None:
     started = time.monotonic()
-    status, fetched = await post(session, f"{base}/ojs/v1/workers/fetch", {"queues": [new_queue()], "wait_ms": 400})
+    status, fetched = await post(
+        session, f"{base}/ojs/v1/workers/fetch", {"queues": [new_queue("sse")], "wait_ms": 400}
+    )
     assert status == 200 and fetched["jobs"] == []
     assert 0.35 <= time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize("wait_ms", ["1000", 2.5, 10_000_000])
 async def test_long_poll_wait_ms_is_checked(session: aiohttp.ClientSession, base: str, wait_ms: Any) -> None:
-    status, body = await post(session, f"{base}/ojs/v1/workers/fetch", {"queues": [new_queue()], "wait_ms": wait_ms})
+    status, body = await post(
+        session, f"{base}/ojs/v1/workers/fetch", {"queues": [new_queue("sse")], "wait_ms": wait_ms}
+    )
     assert status == 400
     assert body["error"]["code"] == "invalid_request"

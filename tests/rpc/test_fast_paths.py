@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import grpc
@@ -12,12 +11,9 @@ import pytest
 from ojs.v1 import job_pb2, worker_pb2
 
 from tests.rpc.rich_status import error_info, failure
+from tests.support import new_queue
 
 W = worker_pb2
-
-
-def new_queue() -> str:
-    return f"fast-{uuid.uuid4().hex[:12]}"
 
 
 async def enqueue_many(stub: Any, queue: str, count: int, **options: Any) -> list[str]:
@@ -37,7 +33,7 @@ async def state_of(stub: Any, job_id: str) -> int:
 
 
 async def test_ack_batch_settles_every_entry_in_one_call(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 300)
     jobs = await fetch(stub, queue, 300)
     entries = [W.SettleEntry(job_id=job.id, lease_token=job.lease_token, result_json=b'{"n":1}') for job in jobs]
@@ -52,7 +48,7 @@ async def test_ack_batch_settles_every_entry_in_one_call(stub: Any) -> None:
 
 
 async def test_ack_batch_refuses_entries_one_by_one(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 4, retry={"max_attempts": 3})
     first, second, third, fourth = await fetch(stub, queue, 4)
     entries = [
@@ -82,7 +78,7 @@ async def test_ack_batch_refuses_entries_one_by_one(stub: Any) -> None:
 
 
 async def test_ack_batch_checks_the_worker(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 1)
     (job,) = await fetch(stub, queue, 1, worker="owner")
     reply = await stub.AckBatch(W.AckBatchRequest(worker_id="intruder", entries=[W.SettleEntry(job_id=job.id)]))
@@ -91,7 +87,7 @@ async def test_ack_batch_checks_the_worker(stub: Any) -> None:
 
 
 async def test_ack_batch_nack_reaches_the_dead_letter_queue(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 1, retry={"max_attempts": 1})
     (job,) = await fetch(stub, queue, 1)
     entry = W.SettleEntry(job_id=job.id, error=job_pb2.JobError(code="fatal", message="no"))
@@ -109,7 +105,7 @@ async def test_ack_batch_rejects_an_empty_or_oversized_call(stub: Any, size: int
 
 
 async def test_ack_batch_rejects_a_result_that_is_not_json(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 1)
     (job,) = await fetch(stub, queue, 1)
     entry = W.SettleEntry(job_id=job.id, result_json=b"{not json")
@@ -120,7 +116,7 @@ async def test_ack_batch_rejects_a_result_that_is_not_json(stub: Any) -> None:
 
 async def test_concurrent_single_acks_each_get_their_own_reply(stub: Any) -> None:
     """Single acks sent together are committed together; each still gets its own job or error."""
-    queue = new_queue()
+    queue = new_queue("fast")
     await enqueue_many(stub, queue, 400)
     jobs = await fetch(stub, queue, 400)
     stale = {job.id for job in jobs[::50]}
@@ -142,7 +138,7 @@ async def test_concurrent_single_acks_each_get_their_own_reply(stub: Any) -> Non
 
 
 async def test_json_only_replies_leave_out_the_value_copies(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     body = {"type": "fast.noop", "args": [1, {"k": "v"}], "meta": {"m": 1}, "options": {"queue": queue}}
     enqueued = await stub.Enqueue(job_pb2.EnqueueRequest(job_json=orjson.dumps(body), json_only=True))
     assert not enqueued.job.args and not enqueued.job.HasField("meta")
@@ -159,7 +155,7 @@ async def test_json_only_replies_leave_out_the_value_copies(stub: Any) -> None:
 
 
 async def test_ids_only_batch_reply(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("fast")
     jobs = [{"type": "fast.noop", "args": [i], "options": {"queue": queue}} for i in range(5)]
     request = job_pb2.EnqueueBatchRequest(batch_json=orjson.dumps({"jobs": jobs}), ids_only=True)
     reply = await stub.EnqueueBatch(request)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import orjson
 from ojs.v1 import events_pb2, job_pb2, queue_pb2, worker_pb2
 
-
-def new_queue() -> str:
-    return f"stream-{uuid.uuid4().hex[:12]}"
+from tests.support import new_queue
 
 
 async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
@@ -22,7 +19,7 @@ async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
 
 
 async def test_stream_never_holds_more_than_max_concurrent(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("stream")
     await enqueue(stub, queue, 1000)
     call = stub.StreamJobs(worker_pb2.StreamJobsRequest(queues=[queue], worker_id="streamer", max_concurrent=5))
     delivered = 0
@@ -50,7 +47,7 @@ async def test_stream_never_holds_more_than_max_concurrent(stub: Any) -> None:
 
 
 async def test_long_poll_fetch_wakes_on_enqueue(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("stream")
     started = time.monotonic()
     waiting = asyncio.ensure_future(stub.Fetch(worker_pb2.FetchRequest(queues=[queue], wait_ms=5000)))
     await asyncio.sleep(0.3)
@@ -63,13 +60,13 @@ async def test_long_poll_fetch_wakes_on_enqueue(stub: Any) -> None:
 
 async def test_long_poll_times_out_empty(stub: Any) -> None:
     started = time.monotonic()
-    response = await stub.Fetch(worker_pb2.FetchRequest(queues=[new_queue()], wait_ms=400))
+    response = await stub.Fetch(worker_pb2.FetchRequest(queues=[new_queue("stream")], wait_ms=400))
     assert list(response.jobs) == []
     assert 0.35 <= time.monotonic() - started < 3
 
 
 async def test_stream_events_live_and_resumed(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("stream")
     call = stub.StreamEvents(events_pb2.StreamEventsRequest(queues=[queue]))
     seen: list[events_pb2.Event] = []
 
@@ -100,7 +97,7 @@ async def test_stream_events_live_and_resumed(stub: Any) -> None:
 
 
 async def test_paused_queue_stream_resumes(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("stream")
     await stub.PauseQueue(queue_pb2.PauseQueueRequest(queue=queue))
     await enqueue(stub, queue, 3)
     call = stub.StreamJobs(worker_pb2.StreamJobsRequest(queues=[queue], worker_id="p", max_concurrent=10))
@@ -114,7 +111,7 @@ async def test_paused_queue_stream_resumes(stub: Any) -> None:
 
 
 async def test_a_dropped_streams_jobs_come_back_after_their_lease(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("stream")
     [job_id] = await enqueue(stub, queue, 1)
     call = stub.StreamJobs(
         worker_pb2.StreamJobsRequest(queues=[queue], worker_id="gone", max_concurrent=1, visibility_timeout_ms=1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import grpc
@@ -12,13 +11,10 @@ from ojs.v1 import job_pb2, worker_pb2, workflow_pb2
 
 from server.domain.ids import new_uuid7
 from tests.rpc.rich_status import error_info, failure
+from tests.support import new_queue
 
 WF = workflow_pb2
 W = worker_pb2
-
-
-def new_queue() -> str:
-    return f"wf-{uuid.uuid4().hex[:12]}"
 
 
 def string(value: str) -> struct_pb2.Value:
@@ -62,7 +58,7 @@ def step_states(workflow: Any) -> dict[str, int]:
 
 
 async def test_diamond_from_the_official_fields_runs_to_completion(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     created = (await stub.CreateWorkflow(diamond(queue))).workflow
     assert created.id
     assert created.name == "diamond"
@@ -132,7 +128,7 @@ async def test_diamond_from_the_official_fields_runs_to_completion(stub: Any) ->
 
 
 async def test_workflow_json_is_accepted_too(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     body = {
         "type": "batch",
         "name": "json",
@@ -153,7 +149,7 @@ async def test_workflow_json_is_accepted_too(stub: Any) -> None:
 
 
 async def test_a_cycle_in_the_official_fields_is_invalid(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     options = job_pb2.EnqueueOptions(queue=queue)
     request = WF.CreateWorkflowRequest(
         name="loop",
@@ -176,7 +172,7 @@ async def test_a_cycle_in_the_official_fields_is_invalid(stub: Any) -> None:
 
 
 async def test_invalid_official_steps_name_their_position(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     options = job_pb2.EnqueueOptions(queue=queue)
     unknown = WF.CreateWorkflowRequest(
         steps=[WF.WorkflowStep(id="a", type="wf.a", depends_on=["ghost"], options=options)]
@@ -203,7 +199,7 @@ async def test_invalid_official_steps_name_their_position(stub: Any) -> None:
 
 
 async def test_cancel_workflow_reports_the_steps_it_cancelled(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     created = (await stub.CreateWorkflow(diamond(queue))).workflow
     ids = {s.id: s.job_id for s in created.steps}
     [a] = await fetch(stub, queue)
@@ -250,7 +246,7 @@ async def test_unknown_workflows_are_not_found(stub: Any) -> None:
 
 
 async def test_a_failed_step_fails_the_workflow_over_grpc(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("wf")
     options = job_pb2.EnqueueOptions(queue=queue, max_attempts=1)
     created = (
         await stub.CreateWorkflow(
