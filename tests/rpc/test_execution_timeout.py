@@ -7,8 +7,17 @@ from typing import Any
 import grpc
 from ojs.v1 import job_pb2, worker_pb2
 
-from server.domain.clock import now_ms
-from tests.rpc.calls import dead_letter_ids, enqueue, extend, fetch_one, get_job, heartbeat, ms_of, wait_for_state
+from tests.rpc.calls import (
+    Clocked,
+    dead_letter_ids,
+    enqueue,
+    extend,
+    fetch_one,
+    get_job,
+    heartbeat,
+    ms_of,
+    wait_for_state,
+)
 from tests.rpc.rich_status import failure
 from tests.support import new_queue, new_worker, wait_for
 
@@ -16,11 +25,13 @@ S = job_pb2
 W = worker_pb2
 
 
-async def test_execution_timeout_discards_the_job(stub: Any) -> None:
+async def test_execution_timeout_discards_the_job(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue("timeout")
     job = await enqueue(stub, queue, timeout_ms=1000, retry={"max_attempts": 1})
     fetched = await fetch_one(stub, queue, worker_id=new_worker(), visibility_timeout_ms=600_000)
-    assert ms_of(fetched.lease_expires_at) >= now_ms() + 500_000
+    assert ms_of(fetched.lease_expires_at) == clocked.clock.now_ms() + 600_000
+    clocked.clock.advance(1_000)
     discarded = await wait_for_state(stub, job.id, S.JOB_STATE_DISCARDED)
     assert discarded.error.type == "timeout"
     assert discarded.error.code == "timeout"
@@ -30,13 +41,15 @@ async def test_execution_timeout_discards_the_job(stub: Any) -> None:
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_execution_timeout_is_not_extended_by_heartbeats(stub: Any) -> None:
+async def test_execution_timeout_is_not_extended_by_heartbeats(clocked: Clocked) -> None:
+    stub, clock = clocked.stub, clocked.clock
     queue = new_queue("timeout")
     worker = new_worker()
     job = await enqueue(stub, queue, timeout_ms=1000, retry={"max_attempts": 1, "on_exhaustion": "dead_letter"})
     await fetch_one(stub, queue, worker_id=worker, visibility_timeout_ms=600_000)
 
     async def discarded() -> Any:
+        clock.advance(250)
         await heartbeat(stub, worker_id=worker, active_job_ids=[job.id], extend_by=extend(600))
         stored = await get_job(stub, job.id)
         return stored if stored.state == S.JOB_STATE_DISCARDED else None

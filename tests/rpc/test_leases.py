@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from ojs.v1 import job_pb2, worker_pb2
 
-from tests.rpc.calls import DEAD_LETTER_RETRY, dead_letter_ids, enqueue, fetch_one, get_job, wait_for_state
+from tests.rpc.calls import DEAD_LETTER_RETRY, Clocked, dead_letter_ids, enqueue, fetch_one, get_job, wait_for_state
 from tests.rpc.rich_status import error_info, failure
 from tests.support import new_queue, new_worker
 
@@ -69,13 +69,16 @@ async def test_nack_with_a_wrong_lease_token_is_a_conflict(stub: Any) -> None:
     assert response.state == S.JOB_STATE_RETRYABLE
 
 
-async def test_late_ack_after_the_lease_expired_is_rejected(stub: Any) -> None:
+async def test_late_ack_after_the_lease_expired_is_rejected(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     job = await enqueue(stub, queue)
     worker_a, worker_b = new_worker("a"), new_worker("b")
     first = await fetch_one(stub, queue, worker_id=worker_a, visibility_timeout_ms=1000)
     assert first.worker_id == worker_a
+    assert (await get_job(stub, job.id)).state == S.JOB_STATE_ACTIVE
 
+    clocked.clock.advance(1_000)
     requeued = await wait_for_state(stub, job.id, S.JOB_STATE_AVAILABLE)
     assert requeued.errors[-1].type == "visibility_timeout"
     assert requeued.errors[-1].attempt == 1
@@ -106,10 +109,12 @@ async def test_late_ack_after_the_lease_expired_is_rejected(stub: Any) -> None:
     assert response.job.state == S.JOB_STATE_COMPLETED
 
 
-async def test_expired_lease_on_the_last_attempt_dead_letters(stub: Any) -> None:
+async def test_expired_lease_on_the_last_attempt_dead_letters(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     job = await enqueue(stub, queue, retry=DEAD_LETTER_RETRY)
     await fetch_one(stub, queue, visibility_timeout_ms=1000)
+    clocked.clock.advance(1_000)
     discarded = await wait_for_state(stub, job.id, S.JOB_STATE_DISCARDED)
     assert discarded.error.type == "visibility_timeout"
     assert job.id in await dead_letter_ids(stub, queue=queue)

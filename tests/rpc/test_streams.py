@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 from ojs.v1 import events_pb2, job_pb2, queue_pb2, worker_pb2
 
-from tests.support import new_queue
+from tests.rpc.calls import Clocked, fetch
+from tests.support import new_queue, wait_for
 
 
 async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
@@ -110,7 +111,8 @@ async def test_paused_queue_stream_resumes(stub: Any) -> None:
     call.cancel()
 
 
-async def test_a_dropped_streams_jobs_come_back_after_their_lease(stub: Any) -> None:
+async def test_a_dropped_streams_jobs_come_back_after_their_lease(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue("stream")
     [job_id] = await enqueue(stub, queue, 1)
     call = stub.StreamJobs(
@@ -119,11 +121,6 @@ async def test_a_dropped_streams_jobs_come_back_after_their_lease(stub: Any) -> 
     job = await asyncio.wait_for(call.read(), 5)
     assert job.id == job_id
     call.cancel()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        response = await stub.Fetch(worker_pb2.FetchRequest(queues=[queue], worker_id="rescuer"))
-        if response.jobs:
-            break
-        await asyncio.sleep(0.2)
-    [again] = response.jobs
+    clocked.clock.advance(1000)
+    [again] = await wait_for(lambda: fetch(stub, [queue], worker_id="rescuer"))
     assert again.id == job_id and again.attempt == 2 and again.worker_id == "rescuer"
