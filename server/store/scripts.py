@@ -8,6 +8,7 @@ redis-py reloads the scripts after SCRIPT FLUSH.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -116,9 +117,17 @@ def program(name: str, read_include: Callable[[str], str] | None = None) -> str:
     )
 
 
+@functools.cache
+def packaged_program(name: str) -> str:
+    """`program(name)` from the installed Lua files, assembled once per process: every Store reuses it."""
+    return program(name)
+
+
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(program(name)) for name in SCRIPT_NAMES}
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(packaged_program(name)) for name in SCRIPT_NAMES
+        }
         # Concurrent calls share one write per loop turn on one connection (see script_pipe).
         self._pipe = ScriptPipe.of(redis)
 

@@ -35,11 +35,17 @@ async def store_redis(store_redis_url: str) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
+# The servers whose script cache already holds every script (nothing in the tests flushes it).
+_scripts_loaded: set[str] = set()
+
+
 @pytest.fixture
-async def store(store_redis: Redis) -> Store:
+async def store(store_redis: Redis, store_redis_url: str) -> Store:
     # A fresh prefix per test isolates it without flushing the shared server.
     job_store = Store(store_redis, KeySchema(f"t{next(_prefixes)}"), events_maxlen=1000)
-    await job_store.load_scripts()
+    if store_redis_url not in _scripts_loaded:
+        await job_store.load_scripts()
+        _scripts_loaded.add(store_redis_url)
     return job_store
 
 

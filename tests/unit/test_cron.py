@@ -689,15 +689,18 @@ def test_walking_every_seven_minutes_in_berlin_across_dst(
     assert sum(1 for w in walls if w.date() == transition_day) == 9 * local_hours
 
 
-def reference_fires(schedule: CronSchedule, zone: ZoneInfo, start_ms: int, end_ms: int) -> list[int]:
-    """Every firing in [start, end), found minute by minute in UTC.
+def reference_fires(schedule: CronSchedule, zone: ZoneInfo, start_ms: int, end_ms: int, limit_ms: int) -> list[int]:
+    """Every firing in [start, end) and the first one at or after `end` (looked for up to `limit`), found minute
+    by minute in UTC.
 
     A UTC minute fires when its local time matches and is the first occurrence
     of that wall time (fold 0); a missing local time never appears at all.
     """
     both = schedule.day_of_month_restricted and schedule.day_of_week_restricted
     out: list[int] = []
-    for minute_ms in range(start_ms, end_ms, MINUTE_MS):
+    for minute_ms in range(start_ms, limit_ms, MINUTE_MS):
+        if out and out[-1] >= end_ms:
+            break
         wall = (EPOCH + dt.timedelta(milliseconds=minute_ms)).astimezone(zone)
         dom_ok = wall.day in schedule.days_of_month
         dow_ok = wall.isoweekday() % 7 in schedule.days_of_week
@@ -737,8 +740,10 @@ def test_matches_a_minute_by_minute_oracle_around_every_2026_transition(expressi
     schedule = parse_cron(expression, zone_name)
     for transition in transitions(zone_name, 2026):
         center = (transition - EPOCH) // dt.timedelta(milliseconds=1)
-        # Long enough past the last probe to include the next weekly firing.
-        expected = reference_fires(schedule, zone, center - 6 * HOUR_MS, center + 6 * HOUR_MS + 8 * DAY_MS)
+        # Up to a week and a day past the last probe: long enough to find the next weekly firing.
+        expected = reference_fires(
+            schedule, zone, center - 6 * HOUR_MS, center + 6 * HOUR_MS, center + 6 * HOUR_MS + 8 * DAY_MS
+        )
         assert expected
         # Probe every 7 minutes (and some sub-minute offsets) for 6 hours on each side.
         for after in range(center - 6 * HOUR_MS, center + 6 * HOUR_MS, 7 * MINUTE_MS + 1_001):
