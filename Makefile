@@ -91,16 +91,21 @@ buf: venv
 	  $(BIN)/buf breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
 	fi
 
-test: venv gen-check lint buf
-	$(BIN)/pytest -q
+# Bytecode caches stay on for the tests even where the environment turns them off (PYTHONDONTWRITEBYTECODE):
+# without them every pytest process, each xdist worker included, recompiles and assertion-rewrites every module.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
 
-# The quick layers (no processes, no spec-level waits), spread over the cores.
+test: venv gen-check lint buf
+	$(PYTEST) -q
+
+# The quick layers (no processes, no spec-level waits), spread over the cores; worksteal keeps both cores busy
+# to the end despite a few long tests. tests/README.md maps the suite.
 test-fast: venv
-	$(BIN)/pytest -q -n auto -m "not slow" tests/unit tests/store tests/rpc tests/gateway
+	$(PYTEST) -q -n auto --dist worksteal -m "not slow" tests/unit tests/store tests/rpc tests/gateway
 
 # Unit and store tests on another interpreter: make test-compat PYTHON=python3.13 VENV=.venv-3.13
 test-compat: venv
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/store
+	$(PYTEST) -q -p no:cacheprovider tests/unit tests/store
 
 # Builds the wheel, installs it with [embedded] into a clean venv and starts ojs-server from there.
 wheel-check: venv
