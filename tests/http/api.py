@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 import aiohttp
+
+from server.domain.clock import ManualClock
 
 MEDIA_TYPE = "application/openjobspec+json"
 HEARTBEAT_KEYS = {"state", "directive", "jobs_extended", "jobs_cancelled", "jobs_not_held", "server_time"}
@@ -102,3 +105,11 @@ def assert_error(status: int, payload: Any, *, expected_status: int, code: str) 
     assert error["retryable"] is False
     assert error["request_id"]
     return error
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockedApi:
+    """The gateway of the application whose clock the test steps (the `clocked_api` fixture)."""
+
+    api: Api
+    clock: ManualClock

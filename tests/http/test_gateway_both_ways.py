@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.client import ChannelClient
+from tests.support import new_queue
 
 MEDIA_TYPE = "application/openjobspec+json"
 
@@ -90,7 +90,7 @@ async def test_errors_map_the_same(base_url: str, http: aiohttp.ClientSession) -
 async def test_event_stream(base_url: str, http: aiohttp.ClientSession) -> None:
     # StreamEvents, a server-streaming RPC, behind Server-Sent Events: the stream opens, carries the queue's
     # events as they happen, and ends when the client leaves.
-    queue = f"both-sse-{uuid.uuid4().hex[:8]}"
+    queue = new_queue("both-sse")
     body = {"type": "both.sse", "args": [], "options": {"queue": queue}}
     async with http.get(f"{base_url}/ojs/v1/queues/{queue}/events") as stream:
         assert stream.status == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.http.api import Api, assert_error, enqueue, fetch_one, get_job
+from tests.http.api import Api, ClockedApi, assert_error, enqueue, fetch_one, get_job
 from tests.support import new_queue, new_worker, wait_for
 
 
@@ -34,11 +34,13 @@ async def test_nack_with_a_stale_lease_token_is_409(api: Api) -> None:
     assert (await api.ok("POST", "/ojs/v1/workers/nack", body))["state"] == "retryable"
 
 
-async def test_late_ack_after_the_lease_was_granted_again_is_409(api: Api) -> None:
+async def test_late_ack_after_the_lease_was_granted_again_is_409(clocked_api: ClockedApi) -> None:
+    api = clocked_api.api
     queue = new_queue()
     job = await enqueue(api, queue)
     worker_a, worker_b = new_worker("a"), new_worker("b")
     first = await fetch_one(api, queue, worker_id=worker_a, visibility_timeout_ms=1000)
+    clocked_api.clock.advance(1000)
 
     async def available() -> bool:
         return bool((await get_job(api, job["id"]))["state"] == "available")
