@@ -121,10 +121,11 @@ async def ojs_app(redis_url: str) -> AsyncIterator[Application]:
 CLOCKED_TICK_MS = 20
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def clocked_app(redis_url: str) -> AsyncIterator[Application]:
-    """A second running Application whose services and loops read a ManualClock (`clocked_app.clock`):
-    tests of the server's own timers (leases, execution timeouts) step it instead of sleeping."""
+    """An Application of the test's own whose services and loops read a ManualClock (`clocked_app.clock`):
+    tests of the server's own timers (leases, execution timeouts) step it instead of sleeping. Starting one costs
+    a few milliseconds; its fast-ticking loops run only while the test does."""
     from server.app import Application
 
     settings = Settings(
