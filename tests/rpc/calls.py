@@ -18,7 +18,7 @@ from server.domain.clock import ManualClock
 from server.rpc.server import GrpcServer
 from server.store.facade import Store
 from server.store.keys import KeySchema
-from tests.support import SETTLE_S, wait_for
+from tests.support import SETTLE_S, new_queue, wait_for
 
 DEAD_LETTER_RETRY = {"max_attempts": 1, "on_exhaustion": "dead_letter"}
 
@@ -130,6 +130,17 @@ async def dead_letter_job(stub: Any, queue: str, *, job_type: str = "dl.job", co
 async def dead_letter_ids(stub: Any, **filters: Any) -> list[str]:
     response = await stub.ListDeadLetter(queue_pb2.ListDeadLetterRequest(limit=1000, **filters))
     return [job.id for job in response.jobs]
+
+
+async def after_a_promoter_pass(clocked: Clocked) -> None:
+    """Returns once the promoter of the clocked application has run at (or after) its clock's current time: a
+    control job scheduled 1 ms ahead, then due, has become fetchable."""
+    queue = new_queue("control")
+    body = {"type": "control.job", "args": [], "options": {"queue": queue, "scheduled_at": "+PT0.001S"}}
+    control = await enqueue_json(clocked.stub, body)
+    assert control.state == job_pb2.JOB_STATE_SCHEDULED
+    clocked.clock.advance(1)
+    await wait_for(lambda: fetch(clocked.stub, [queue]))
 
 
 # --------------------------------------------------------------------------- queues and workers

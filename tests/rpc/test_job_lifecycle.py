@@ -14,7 +14,17 @@ from ojs.v1 import job_pb2, worker_pb2
 
 from server.domain.clock import now_ms
 from server.domain.ids import new_uuid7
-from tests.rpc.calls import canonical, canonical_of, enqueue_json, enqueue_simple, fetch, fetch_within, ms_of
+from tests.rpc.calls import (
+    Clocked,
+    after_a_promoter_pass,
+    canonical,
+    canonical_of,
+    enqueue_json,
+    enqueue_simple,
+    fetch,
+    fetch_within,
+    ms_of,
+)
 from tests.rpc.rich_status import error_info, failure
 from tests.support import new_queue
 
@@ -222,7 +232,8 @@ async def test_nack_of_an_available_job_is_a_conflict(stub: Any) -> None:
     assert error_info(error).metadata["current_state"] == "available"
 
 
-async def test_retry_is_fetchable_after_its_backoff(stub: Any) -> None:
+async def test_retry_is_fetchable_after_its_backoff(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     retry = {"max_attempts": 2, "initial_interval_ms": 200, "jitter": False}
     job = await enqueue_json(stub, {"type": "test.echo", "args": [], "options": {"queue": queue, "retry": retry}})
@@ -230,7 +241,9 @@ async def test_retry_is_fetchable_after_its_backoff(stub: Any) -> None:
     first = await stub.Nack(worker_pb2.NackRequest(job_id=job.id, error=job_pb2.JobError(code="e1", message="one")))
     assert first.state == S.JOB_STATE_RETRYABLE
     assert first.job.retry_delay_ms == 200
+    assert await fetch(stub, [queue]) == []
 
+    clocked.clock.advance(200)
     [again] = await fetch_within(stub, queue, 5.0)
     assert again.id == job.id
     assert again.attempt == 2
@@ -242,18 +255,22 @@ async def test_retry_is_fetchable_after_its_backoff(stub: Any) -> None:
     assert second.job.error.code == "e2"
 
 
-async def test_scheduled_job_becomes_fetchable(stub: Any) -> None:
+async def test_scheduled_job_becomes_fetchable(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     job = await enqueue_json(
         stub, {"type": "test.echo", "args": [], "options": {"queue": queue, "scheduled_at": "+PT0.3S"}}
     )
     assert job.state == S.JOB_STATE_SCHEDULED
+    assert await fetch(stub, [queue]) == []
+    clocked.clock.advance(300)
     [fetched] = await fetch_within(stub, queue, 5.0)
     assert fetched.id == job.id
     assert fetched.attempt == 1
 
 
-async def test_cancelled_retryable_job_is_never_fetched(stub: Any) -> None:
+async def test_cancelled_retryable_job_is_never_fetched(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     retry = {"initial_interval_ms": 100, "jitter": False}
     job = await enqueue_json(stub, {"type": "test.echo", "args": [], "options": {"queue": queue, "retry": retry}})
@@ -262,19 +279,22 @@ async def test_cancelled_retryable_job_is_never_fetched(stub: Any) -> None:
     response = await stub.CancelJob(job_pb2.CancelJobRequest(job_id=job.id))
     assert response.previous_state == S.JOB_STATE_RETRYABLE
     assert not response.job.HasField("next_attempt_at")
-    await asyncio.sleep(0.4)
+    clocked.clock.advance(400)
+    await after_a_promoter_pass(clocked)
     assert await fetch(stub, [queue]) == []
     assert (await stub.GetJob(job_pb2.GetJobRequest(job_id=job.id))).job.state == S.JOB_STATE_CANCELLED
 
 
-async def test_cancelled_scheduled_job_is_never_fetched(stub: Any) -> None:
+async def test_cancelled_scheduled_job_is_never_fetched(clocked: Clocked) -> None:
+    stub = clocked.stub
     queue = new_queue()
     job = await enqueue_json(
         stub, {"type": "test.echo", "args": [], "options": {"queue": queue, "scheduled_at": "+PT0.2S"}}
     )
     response = await stub.CancelJob(job_pb2.CancelJobRequest(job_id=job.id))
     assert response.previous_state == S.JOB_STATE_SCHEDULED
-    await asyncio.sleep(0.4)
+    clocked.clock.advance(400)
+    await after_a_promoter_pass(clocked)
     assert await fetch(stub, [queue]) == []
 
 
