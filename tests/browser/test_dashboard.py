@@ -16,6 +16,7 @@ import pytest
 
 from tests.browser.webdriver import Browser, Driver, missing_browser
 from tests.e2e.processes import REPO, ServerProcess, launcher
+from tests.support import new_queue
 
 API_KEY = "dashboard-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -74,12 +75,8 @@ def go(browser: Browser, server: ServerProcess, hash_route: str) -> None:
     browser.wait_js("return document.title.endsWith('OJS admin') && !document.querySelector('main p.muted:only-child')")
 
 
-def new_queue() -> str:
-    return f"ui-{uuid.uuid4().hex[:8]}"
-
-
 def test_overview_shows_counts_and_charts(browser: Browser, server: ServerProcess) -> None:
-    queue = new_queue()
+    queue = new_queue("ui")
     enqueue(server, queue)
     go(browser, server, "#/")
     browser.wait_js("return Number(document.querySelector('#stat-available .n').textContent.replace(/\\D/g, '')) >= 1")
@@ -88,7 +85,7 @@ def test_overview_shows_counts_and_charts(browser: Browser, server: ServerProces
 
 
 def test_enqueued_jobs_appear_live(browser: Browser, server: ServerProcess) -> None:
-    queue = new_queue()
+    queue = new_queue("ui")
     go(browser, server, f"#/jobs?state=available&queue={queue}")
     browser.wait_js("return document.querySelector('main').textContent.includes('No jobs match')")
     # A marker on the page survives only if nothing reloads it.
@@ -101,7 +98,7 @@ def test_enqueued_jobs_appear_live(browser: Browser, server: ServerProcess) -> N
 
 
 def test_dead_letter_retry_with_a_click_then_the_job_completes(browser: Browser, server: ServerProcess) -> None:
-    queue = new_queue()
+    queue = new_queue("ui")
     job = enqueue(server, queue, "ui.fails", retry=DEAD_LETTER)
     assert fetch(server, queue) == job
     error = {"code": "smtp_refused", "message": "SMTP connection refused", "backtrace": ["mailer.py:42", "smtp.py:7"]}
@@ -122,7 +119,7 @@ def test_dead_letter_retry_with_a_click_then_the_job_completes(browser: Browser,
 
 
 def test_pause_a_queue_from_the_ui(browser: Browser, server: ServerProcess) -> None:
-    queue = new_queue()
+    queue = new_queue("ui")
     enqueue(server, queue)
     go(browser, server, f"#/queues/{queue}")
     browser.wait_js("return document.getElementById('pause-queue') !== null")
@@ -138,7 +135,7 @@ def test_pause_a_queue_from_the_ui(browser: Browser, server: ServerProcess) -> N
 
 
 def test_workflow_graph_shows_step_states(browser: Browser, server: ServerProcess) -> None:
-    queue = new_queue()
+    queue = new_queue("ui")
     steps = [{"type": f"ui.step{i}", "args": [i], "options": {"queue": queue}} for i in range(3)]
     created = call(server, "POST", "/ojs/v1/workflows", {"type": "chain", "name": "ui-chain", "steps": steps}, 201)
     workflow_id = created["workflow"]["id"]
@@ -170,7 +167,7 @@ def test_cron_shows_next_runs_in_the_viewers_zone(browser: Browser, server: Serv
 
 def test_workers_quiet_from_the_ui(browser: Browser, server: ServerProcess) -> None:
     worker = f"ui-worker-{uuid.uuid4().hex[:6]}"
-    queue = new_queue()
+    queue = new_queue("ui")
     enqueue(server, queue)
     fetch(server, queue, worker)
     call(server, "POST", "/ojs/v1/workers/heartbeat", {"worker_id": worker, "active_jobs": []})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.support import new_queue
 
 MEDIA_TYPE = "application/openjobspec+json"
 
@@ -26,7 +27,7 @@ async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int
 
 async def test_batch_ack_settles_each_ack_and_refuses_bad_ones_alone(ojs_http: Any, session: Any) -> None:
     base = str(ojs_http.base_url)
-    queue = f"hab-{uuid.uuid4().hex[:12]}"
+    queue = new_queue("hab")
     jobs = [{"type": "http.batch", "args": [i], "options": {"queue": queue}} for i in range(3)]
     status, _ = await post(session, f"{base}/ojs/v1/jobs/batch", {"jobs": jobs})
     assert status == 201

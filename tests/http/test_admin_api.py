@@ -14,16 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from server.store.keys import KeySchema
-from tests.http.test_level1_http import DEAD_LETTER_RETRY, Api
+from tests.http.api import DEAD_LETTER_RETRY, Api
+from tests.support import new_queue
 
 ADMIN = "/ojs/v1/admin"
 STATES = ("pending", "scheduled", "available", "active", "retryable", "completed", "discarded", "cancelled")
-
-
-@pytest.fixture
-async def api(ojs_http: Any) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as session:
-        yield Api(session, str(ojs_http.base_url))
 
 
 @pytest.fixture
@@ -33,10 +28,6 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-def new_queue() -> str:
-    return f"adm-{uuid.uuid4().hex[:10]}"
 
 
 async def enqueue(api: Api, queue: str, job_type: str = "adm.work", **options: Any) -> str:
@@ -80,7 +71,7 @@ async def list_ids(api: Api, **params: Any) -> list[str]:
 
 
 async def test_every_transition_moves_the_job_between_state_indexes(api: Api, redis: Redis) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     job = await enqueue(api, queue, retry={"max_attempts": 2, "initial_interval": "PT0.5S", "jitter": False})
     await assert_indexed_as(redis, job, queue, "available")
     assert await fetch(api, queue) == [job]
@@ -112,7 +103,7 @@ async def test_every_transition_moves_the_job_between_state_indexes(api: Api, re
 
 
 async def test_job_listing_pages_by_cursor_without_gaps_or_repeats(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     batch = [{"type": "adm.page", "args": [i], "options": {"queue": queue}} for i in range(45)]
     await api.ok("POST", "/ojs/v1/jobs/batch", {"jobs": batch}, status=201)
     seen: list[str] = []
@@ -137,7 +128,7 @@ async def test_job_listing_pages_by_cursor_without_gaps_or_repeats(api: Api) -> 
 
 
 async def test_job_listing_filters_by_type_prefix_and_time(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     mail = [await enqueue(api, queue, "mail.send") for _ in range(3)]
     report = await enqueue(api, queue, "report.build")
     assert set(await list_ids(api, state="available", queue=queue, type="mail.*")) == set(mail)
@@ -164,7 +155,7 @@ async def test_job_listing_requires_a_valid_state_and_cursor(api: Api) -> None:
 
 
 async def test_queue_summaries_count_per_state_and_pause_from_the_admin_path(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     for _ in range(3):
         await enqueue(api, queue)
     [job] = await fetch(api, queue)
@@ -182,7 +173,7 @@ async def test_queue_summaries_count_per_state_and_pause_from_the_admin_path(api
 
 
 async def test_queue_config_sets_and_clears_limits(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     await enqueue(api, queue)
     body = await api.ok("PUT", f"{ADMIN}/queues/{queue}/config", {"concurrency": 1, "max_per_second": 5})
     assert body["configuration"] == {"concurrency": 1, "max_per_second": 5.0}
@@ -193,7 +184,7 @@ async def test_queue_config_sets_and_clears_limits(api: Api) -> None:
 
 
 async def test_purge_requires_confirm_and_removes_only_finished_jobs(api: Api, redis: Redis) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     done = []
     for _ in range(3):
         await enqueue(api, queue)
@@ -213,7 +204,7 @@ async def test_purge_requires_confirm_and_removes_only_finished_jobs(api: Api, r
 
 
 async def test_bulk_retry_dry_run_counts_then_retries_up_to_the_limit(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     for _ in range(4):
         await enqueue(api, queue, retry=DEAD_LETTER_RETRY)
     for job in await fetch(api, queue, count=4):
@@ -230,7 +221,7 @@ async def test_bulk_retry_dry_run_counts_then_retries_up_to_the_limit(api: Api) 
 
 
 async def test_bulk_cancel_and_delete(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     for _ in range(3):
         await enqueue(api, queue)
     body = await api.ok(
@@ -248,7 +239,7 @@ async def test_bulk_cancel_and_delete(api: Api) -> None:
 
 
 async def test_retry_refuses_jobs_that_have_not_failed(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     job = await enqueue(api, queue)
     status, body = await api.post(f"{ADMIN}/jobs/{job}/retry")
     assert status == 409, body
@@ -257,7 +248,7 @@ async def test_retry_refuses_jobs_that_have_not_failed(api: Api) -> None:
 
 
 async def test_stats_and_history_count_activity(api: Api, redis: Redis) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     await enqueue(api, queue)
     [job] = await fetch(api, queue)
     await api.ok("POST", "/ojs/v1/workers/ack", {"job_id": job})
@@ -280,7 +271,7 @@ async def test_stats_and_history_count_activity(api: Api, redis: Redis) -> None:
 
 
 async def test_worker_detail_lists_its_jobs_and_deregister_needs_staleness_or_force(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     worker = f"w-{uuid.uuid4().hex[:8]}"
     await enqueue(api, queue)
     body = {"queues": [queue], "count": 1, "worker_id": worker}
@@ -299,7 +290,7 @@ async def test_worker_detail_lists_its_jobs_and_deregister_needs_staleness_or_fo
 
 
 async def test_dead_letter_purge_and_workflow_listing(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     await enqueue(api, queue, retry=DEAD_LETTER_RETRY)
     [job] = await fetch(api, queue)
     await fail(api, job)
@@ -339,7 +330,7 @@ async def test_dashboard_files_are_served_with_their_types(api: Api, ojs_http: A
 
 
 async def test_global_event_stream_delivers_new_jobs(api: Api, ojs_http: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("adm")
     url = f"{ojs_http.base_url}{ADMIN}/events?types=job.enqueued"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         assert resp.headers["Content-Type"] == "text/event-stream"

@@ -119,7 +119,7 @@ async def _next_frame(stream: aiohttp.ClientResponse) -> list[str]:
 
 
 async def test_progress(base_url: str, http: aiohttp.ClientSession) -> None:
-    queue = f"both-progress-{uuid.uuid4().hex[:8]}"
+    queue = new_queue("both-progress")
     job = {"type": "both.progress", "args": [], "options": {"queue": queue}}
     async with http.post(f"{base_url}/ojs/v1/jobs", json=job) as resp:
         assert resp.status == 201

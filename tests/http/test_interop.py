@@ -18,6 +18,7 @@ from multidict import CIMultiDictProxy
 
 from server.__main__ import ENV_VARS
 from server.config import Settings, SettingsError
+from tests.support import new_queue
 
 MEDIA_TYPE = "application/openjobspec+json"
 JSON = "application/json"
@@ -51,10 +52,6 @@ async def api(ojs_http: Any) -> AsyncIterator[Api]:
         yield Api(session, str(ojs_http.base_url))
 
 
-def new_queue() -> str:
-    return f"interop-{uuid.uuid4().hex[:10]}"
-
-
 async def enqueue_and_fetch(api: Api, queue: str, worker: str = "worker-1") -> dict[str, Any]:
     await api.ok(
         "POST", "/ojs/v1/jobs", {"type": "email.send", "args": ["a@b.c"], "options": {"queue": queue}}, status=201
@@ -69,7 +66,7 @@ async def enqueue_and_fetch(api: Api, queue: str, worker: str = "worker-1") -> d
 
 
 async def test_nack_with_the_error_as_a_string(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
 
     body = await api.ok(
         "POST", "/ojs/v1/workers/nack", {"job_id": job["id"], "worker_id": "worker-1", "error": "connection timeout"}
@@ -82,7 +79,7 @@ async def test_nack_with_the_error_as_a_string(api: Api) -> None:
 
 
 async def test_nack_error_of_another_type_is_refused(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
     status, body, _ = await api.call("POST", "/ojs/v1/workers/nack", {"job_id": job["id"], "error": 42})
     assert status == 400 and body["error"]["code"] == "invalid_request"
 
@@ -162,7 +159,7 @@ async def test_another_major_version_is_refused_but_discovery_still_answers(api:
 async def test_accept_application_json_is_answered_in_kind(api: Api, accept: str | None, expected: str) -> None:
     headers = {} if accept is None else {"Accept": accept}
     for method, path, body in (
-        ("POST", "/ojs/v1/jobs", {"type": "t.x", "args": [], "options": {"queue": new_queue()}}),
+        ("POST", "/ojs/v1/jobs", {"type": "t.x", "args": [], "options": {"queue": new_queue("interop")}}),
         ("GET", f"/ojs/v1/jobs/{uuid.uuid4()}", None),
     ):
         _, _, got = await api.call(method, path, body, headers=headers)
@@ -170,7 +167,7 @@ async def test_accept_application_json_is_answered_in_kind(api: Api, accept: str
 
 
 async def test_queue_stats_carry_a_top_level_status(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("interop")
     await api.ok("POST", "/ojs/v1/jobs", {"type": "t.x", "args": [], "options": {"queue": queue}}, status=201)
     body = await api.ok("GET", f"/ojs/v1/queues/{queue}/stats")
     assert body["status"] == "active"
@@ -183,7 +180,7 @@ async def test_queue_stats_carry_a_top_level_status(api: Api) -> None:
 
 
 async def test_sdk_progress_report_then_read_and_ack(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
     job_id = job["id"]
     before = job["lease_expires_at"]
     await asyncio.sleep(0.01)
@@ -212,7 +209,7 @@ async def test_sdk_progress_report_then_read_and_ack(api: Api) -> None:
 
 
 async def test_put_progress_clamps_never_decreases_and_no_progress_is_null(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
     job_id = job["id"]
     untouched = await api.ok("GET", f"/ojs/v1/jobs/{job_id}/progress")
     assert untouched["progress"] is None and untouched["data"] is None
@@ -224,7 +221,7 @@ async def test_put_progress_clamps_never_decreases_and_no_progress_is_null(api: 
 
 
 async def test_progress_is_fenced_like_an_ack(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue(), worker="w-holder")
+    job = await enqueue_and_fetch(api, new_queue("interop"), worker="w-holder")
     job_id = job["id"]
 
     status, body, _ = await api.call(
@@ -240,7 +237,7 @@ async def test_progress_is_fenced_like_an_ack(api: Api) -> None:
 
 
 async def test_progress_of_a_job_that_is_not_active_is_ignored_and_unknown_is_404(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("interop")
     created = await api.ok("POST", "/ojs/v1/jobs", {"type": "t.x", "args": [], "options": {"queue": queue}}, status=201)
     body = await api.ok("PUT", f"/ojs/v1/jobs/{created['job']['id']}/progress", {"progress": 0.5})
     assert body["accepted"] is False and body["state"] == "available" and body["progress"] is None
@@ -252,7 +249,7 @@ async def test_progress_of_a_job_that_is_not_active_is_ignored_and_unknown_is_40
 
 
 async def test_a_retry_starts_without_progress_and_a_failure_keeps_it(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("interop")
     retry = {"max_attempts": 3, "initial_interval": "PT0.01S", "jitter": False}
     await api.ok(
         "POST", "/ojs/v1/jobs", {"type": "t.x", "args": [], "options": {"queue": queue, "retry": retry}}, status=201
@@ -277,7 +274,7 @@ async def test_a_retry_starts_without_progress_and_a_failure_keeps_it(api: Api) 
 
 
 async def test_progress_events_and_manifest(api: Api) -> None:
-    queue = new_queue()
+    queue = new_queue("interop")
     job = await enqueue_and_fetch(api, queue)
     await api.ok("PUT", f"/ojs/v1/jobs/{job['id']}/progress", {"progress": 0.25, "message": "quarter"})
     await asyncio.sleep(0.2)
@@ -291,7 +288,7 @@ async def test_progress_events_and_manifest(api: Api) -> None:
 
 
 async def test_progress_stream_sends_updates_then_the_end(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
     job_id = job["id"]
     await api.ok("PUT", f"/ojs/v1/jobs/{job_id}/progress", {"progress": 0.1})
     url = f"{api.base}/ojs/v1/jobs/{job_id}/progress/stream"
@@ -319,7 +316,7 @@ async def test_progress_stream_sends_updates_then_the_end(api: Api) -> None:
 
 
 async def test_progress_stream_of_a_finished_job_ends_at_once(api: Api) -> None:
-    job = await enqueue_and_fetch(api, new_queue())
+    job = await enqueue_and_fetch(api, new_queue("interop"))
     await api.ok("DELETE", f"/ojs/v1/jobs/{job['id']}")
     async with api.session.get(f"{api.base}/ojs/v1/jobs/{job['id']}/progress/stream") as resp:
         text = (await asyncio.wait_for(resp.read(), timeout=5)).decode()
@@ -329,7 +326,7 @@ async def test_progress_stream_of_a_finished_job_ends_at_once(api: Api) -> None:
 
 
 async def test_workflow_progress_of_a_chain(api: Api) -> None:
-    etl = new_queue()
+    etl = new_queue("interop")
     request = {
         "type": "chain",
         "steps": [

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import grpc
 import orjson
 import pytest
 from ojs.v1 import job_pb2, service_pb2_grpc
+
+from tests.support import new_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -43,7 +44,7 @@ def node() -> str:
 
 
 async def test_node_worker_round_trip(node: str, grpc_target: str) -> None:
-    queue = f"node-{uuid.uuid4().hex[:10]}"
+    queue = new_queue("node")
     process = await asyncio.create_subprocess_exec(
         node,
         str(NODE_DIR / "worker.mjs"),

@@ -11,6 +11,7 @@ import pytest
 from ojs.v1 import admin_pb2, admin_pb2_grpc, job_pb2, worker_pb2
 
 from tests.rpc.rich_status import error_info, failure
+from tests.support import new_queue
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ async def admin(grpc_target: str) -> AsyncIterator[Any]:
 
 
 async def test_list_retry_and_bulk_over_grpc(admin: Any, stub: Any) -> None:
-    queue = f"rpc-adm-{uuid.uuid4().hex[:8]}"
+    queue = new_queue("rpc-adm")
     ids = []
     for _ in range(3):
         reply = await stub.Enqueue(

@@ -21,6 +21,7 @@ from ojs.v1 import events_pb2, job_pb2, queue_pb2, service_pb2, service_pb2_grpc
 
 from server.domain.ids import is_uuid7
 from tests.rpc.rich_status import error_info
+from tests.support import new_queue
 
 J, Q, S, W, F = job_pb2, queue_pb2, service_pb2, worker_pb2, workflow_pb2
 ADDITIONS_START = 100
@@ -110,10 +111,6 @@ def struct(data: dict[str, Any]) -> struct_pb2.Struct:
     return out
 
 
-def new_queue() -> str:
-    return f"official-{uuid.uuid4().hex[:10]}"
-
-
 def ms(ts: Any) -> int:
     return int(ts.seconds * 1000 + ts.nanos // 1_000_000)
 
@@ -133,7 +130,7 @@ async def test_discovery(official: OfficialStub) -> None:
 
 
 async def test_job_lifecycle(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     options = J.EnqueueOptions(
         queue=queue,
         priority=5,
@@ -194,7 +191,7 @@ async def test_job_lifecycle(official: OfficialStub) -> None:
 
 
 async def test_cancel_batch_and_queues(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     batch = await official.EnqueueBatch(
         J.EnqueueBatchRequest(
             jobs=[J.BatchJobEntry(type="b.one", args=values([1])), J.BatchJobEntry(type="b.two", args=values([2]))],
@@ -224,7 +221,7 @@ async def test_cancel_batch_and_queues(official: OfficialStub) -> None:
 
 
 async def test_unique_key_names_dimensions(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     unique = J.UniquePolicy(key=["type", "args"], on_conflict=J.UNIQUE_CONFLICT_ACTION_IGNORE)
     request = J.EnqueueRequest(
         type="report.build", args=values([{"id": 1}]), options=J.EnqueueOptions(queue=queue, unique=unique)
@@ -252,7 +249,7 @@ async def test_unique_key_names_dimensions(official: OfficialStub) -> None:
 
 
 async def test_dead_letter(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     retry = J.RetryPolicy(max_attempts=1, on_exhaustion="dead_letter")
     job = (
         await official.Enqueue(J.EnqueueRequest(type="dl.job", options=J.EnqueueOptions(queue=queue, retry=retry)))
@@ -273,7 +270,7 @@ async def test_dead_letter(official: OfficialStub) -> None:
 
 async def test_cron(official: OfficialStub) -> None:
     name = f"official-{uuid.uuid4().hex[:8]}"
-    queue = new_queue()
+    queue = new_queue("official")
     registered = await official.RegisterCron(
         S.RegisterCronRequest(
             name=name,
@@ -294,7 +291,7 @@ async def test_cron(official: OfficialStub) -> None:
 
 
 async def test_workflow(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     steps = [
         F.WorkflowStep(id="extract", type="etl.extract", args=values([1]), options=J.EnqueueOptions(queue=queue)),
         F.WorkflowStep(id="load", type="etl.load", depends_on=["extract"], options=J.EnqueueOptions(queue=queue)),
@@ -315,7 +312,7 @@ async def test_workflow(official: OfficialStub) -> None:
 
 
 async def test_streams(official: OfficialStub) -> None:
-    queue = new_queue()
+    queue = new_queue("official")
     jobs = official.StreamJobs(W.StreamJobsRequest(queues=[queue], worker_id="official-s", max_concurrent=1))
     events = official.StreamEvents(events_pb2.StreamEventsRequest(queues=[queue]))
     next_event = asyncio.ensure_future(anext(events))

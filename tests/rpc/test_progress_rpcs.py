@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import grpc
@@ -13,12 +12,9 @@ from grpc_reflection.v1alpha import reflection_pb2
 from ojs.v1 import job_pb2, progress_pb2, worker_pb2, workflow_pb2
 
 from tests.rpc.rich_status import error_info
+from tests.support import new_queue
 
 P = progress_pb2
-
-
-def new_queue() -> str:
-    return f"prog-{uuid.uuid4().hex[:10]}"
 
 
 async def active_job(stub: Any, queue: str, worker: str = "w-prog") -> job_pb2.Job:
@@ -29,7 +25,7 @@ async def active_job(stub: Any, queue: str, worker: str = "w-prog") -> job_pb2.J
 
 
 async def test_report_and_read_over_grpc(stub: Any) -> None:
-    job = await active_job(stub, new_queue())
+    job = await active_job(stub, new_queue("prog"))
     data = struct_pb2.Struct()
     data.update({"phase": "copy", "files": 3})
 
@@ -59,7 +55,7 @@ async def test_report_and_read_over_grpc(stub: Any) -> None:
     [({}, "invalid_request"), ({"data_json": b"[1]"}, "invalid_request"), ({"data_json": b"{"}, "invalid_payload")],
 )
 async def test_bad_reports_are_invalid_argument(stub: Any, request_fields: dict[str, Any], reason: str) -> None:
-    job = await active_job(stub, new_queue())
+    job = await active_job(stub, new_queue("prog"))
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ReportProgress(P.ReportProgressRequest(job_id=job.id, **request_fields))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -67,7 +63,7 @@ async def test_bad_reports_are_invalid_argument(stub: Any, request_fields: dict[
 
 
 async def test_another_workers_report_is_failed_precondition(stub: Any) -> None:
-    job = await active_job(stub, new_queue(), worker="w-a")
+    job = await active_job(stub, new_queue("prog"), worker="w-a")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ReportProgress(P.ReportProgressRequest(job_id=job.id, progress=0.5, worker_id="w-b"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -75,7 +71,7 @@ async def test_another_workers_report_is_failed_precondition(stub: Any) -> None:
 
 
 async def test_workflow_progress_of_a_group_and_a_batch(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("prog")
     jobs = [{"type": "g.job", "args": [i], "options": {"queue": queue}} for i in range(4)]
     group = (
         await stub.CreateWorkflow(
@@ -91,11 +87,11 @@ async def test_workflow_progress_of_a_group_and_a_batch(stub: Any) -> None:
     assert progress.type == "group" and progress.progress == pytest.approx((1.0 + 0.5) / 4)
     assert [s.job.progress if s.job.HasField("progress") else None for s in progress.steps] == [1.0, 0.5, None, None]
 
-    batch_queue = new_queue()
+    batch_queue = new_queue("prog")
     batch = {
         "type": "batch",
         "jobs": [{"type": "b.job", "args": [i], "options": {"queue": batch_queue}} for i in range(2)],
-        "callbacks": {"on_complete": {"type": "b.done", "args": [], "options": {"queue": new_queue()}}},
+        "callbacks": {"on_complete": {"type": "b.done", "args": [], "options": {"queue": new_queue("prog")}}},
     }
     created = (
         await stub.CreateWorkflow(workflow_pb2.CreateWorkflowRequest(workflow_json=orjson.dumps(batch)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import grpc
@@ -11,11 +10,9 @@ import orjson
 import pytest
 from ojs.v1 import job_pb2, worker_pb2
 
+from tests.support import new_queue
+
 W = worker_pb2
-
-
-def new_queue() -> str:
-    return f"batches-{uuid.uuid4().hex[:12]}"
 
 
 async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
@@ -25,7 +22,7 @@ async def enqueue(stub: Any, queue: str, n: int) -> list[str]:
 
 
 async def test_batches_respect_max_batch_and_the_window_and_deliver_every_job_once(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("batches")
     ids = await enqueue(stub, queue, 300)
     stream = W.StreamJobsRequest(queues=[queue], worker_id="batcher", max_concurrent=50, json_only=True)
     call = stub.StreamJobBatches(W.StreamJobBatchesRequest(stream=stream, max_batch=20))
@@ -48,7 +45,7 @@ async def test_batches_respect_max_batch_and_the_window_and_deliver_every_job_on
 
 
 async def test_without_max_batch_one_message_carries_a_whole_claim(stub: Any) -> None:
-    queue = new_queue()
+    queue = new_queue("batches")
     await enqueue(stub, queue, 30)
     stream = W.StreamJobsRequest(queues=[queue], worker_id="whole", max_concurrent=10)
     call = stub.StreamJobBatches(W.StreamJobBatchesRequest(stream=stream))
@@ -67,7 +64,7 @@ async def test_without_max_batch_one_message_carries_a_whole_claim(stub: Any) ->
 
 
 async def test_a_negative_max_batch_is_refused(stub: Any) -> None:
-    stream = W.StreamJobsRequest(queues=[new_queue()], worker_id="w")
+    stream = W.StreamJobsRequest(queues=[new_queue("batches")], worker_id="w")
     call = stub.StreamJobBatches(W.StreamJobBatchesRequest(stream=stream, max_batch=-1))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call.read()
