@@ -382,20 +382,36 @@ async def stream_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, 
     request = worker_pb2.StreamJobsRequest(
         queues=[spec.queue], worker_id=worker_id, max_concurrent=spec.batch, json_only=True
     )
-    call = c.stub.StreamJobs(request)
-    done = asyncio.Event()
-    acks: set[asyncio.Task[None]] = set()
 
-    async def ack(job: job_pb2.Job) -> None:
-        if await _ack(c, job, worker_id, tally) and shared.add(1) >= spec.jobs:
+    async def ack(job: job_pb2.Job) -> int:
+        return 1 if await _ack(c, job, worker_id, tally) else 0
+
+    await consume_stream(c.stub.StreamJobs(request), ack, spec, shared, tally, "StreamJobs")
+
+
+async def consume_stream(
+    call: Any,
+    settle: Callable[[Any], Awaitable[int]],
+    spec: LoadSpec,
+    shared: SharedCount,
+    tally: Tally,
+    name: str,
+) -> None:
+    """Settle each message of a job stream as it arrives, concurrently, until the pool's shared count of
+    settled jobs reaches the run's jobs; `settle` returns how many jobs a message settled."""
+    done = asyncio.Event()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def settle_one(message: Any) -> None:
+        if shared.add(await settle(message)) >= spec.jobs:
             done.set()
 
     async def read() -> None:
-        async for job in call:
-            task = asyncio.create_task(ack(job))
-            acks.add(task)
-            task.add_done_callback(acks.discard)
-        raise RuntimeError(f"StreamJobs ended after {tally.jobs} jobs")
+        async for message in call:
+            task = asyncio.create_task(settle_one(message))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        raise RuntimeError(f"{name} ended after {tally.jobs} jobs")
 
     async def until_done() -> None:
         # The shared count also moves with other processes' acks; look at it now and then.
@@ -411,9 +427,9 @@ async def stream_ack_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, 
             reader.result()
     finally:
         call.cancel()
-        for task in (reader, waiter, *acks):
+        for task in (reader, waiter, *pending):
             task.cancel()
-        await asyncio.gather(reader, waiter, *acks, return_exceptions=True)
+        await asyncio.gather(reader, waiter, *pending, return_exceptions=True)
 
 
 async def fetch_ack_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:

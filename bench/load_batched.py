@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import orjson
-from ojs.v1 import job_pb2, worker_pb2
+from ojs.v1 import worker_pb2
 
 from bench.load import (
     Budget,
@@ -19,6 +17,7 @@ from bench.load import (
     Tally,
     Unimplemented,
     ack_batch,
+    consume_stream,
     in_parallel,
 )
 
@@ -30,40 +29,11 @@ async def stream_batch_ackbatch_grpc(c: Clients, spec: LoadSpec, share: int, tal
         queues=[spec.queue], worker_id=worker_id, max_concurrent=spec.batch, json_only=True
     )
     request = worker_pb2.StreamJobBatchesRequest(stream=stream)
-    call = c.stub.StreamJobBatches(request)
-    acks: set[asyncio.Task[None]] = set()
 
-    done = asyncio.Event()
+    async def ack(message: worker_pb2.JobBatch) -> int:
+        return await ack_batch(c, message.jobs, worker_id, tally)
 
-    async def ack(jobs: Iterable[job_pb2.Job]) -> None:
-        # Its own count, not the tally's: other batches settle meanwhile.
-        if shared.add(await ack_batch(c, jobs, worker_id, tally)) >= spec.jobs:
-            done.set()
-
-    async def read() -> None:
-        async for message in call:
-            task = asyncio.create_task(ack(message.jobs))
-            acks.add(task)
-            task.add_done_callback(acks.discard)
-        raise RuntimeError(f"StreamJobBatches ended after {tally.jobs} jobs")
-
-    async def until_done() -> None:
-        # The shared count also moves with other processes' acks; look at it now and then.
-        while shared.value < spec.jobs:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.01)
-
-    reader = asyncio.create_task(read())
-    waiter = asyncio.create_task(until_done())
-    try:
-        finished, _ = await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
-        if reader in finished:
-            reader.result()
-    finally:
-        call.cancel()
-        for task in (reader, waiter, *acks):
-            task.cancel()
-        await asyncio.gather(reader, waiter, *acks, return_exceptions=True)
+    await consume_stream(c.stub.StreamJobBatches(request), ack, spec, shared, tally, "StreamJobBatches")
 
 
 async def fetch_ackbatch_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:

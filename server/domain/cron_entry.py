@@ -9,6 +9,7 @@ from typing import Any
 
 from server.domain.cron import CronSchedule, parse_cron
 from server.domain.errors import OJSError, invalid
+from server.domain.job import TOP_LEVEL_OPTION_FIELDS
 from server.domain.validation import parse_enqueue
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-\.]*$")
@@ -20,19 +21,7 @@ OVERLAP_POLICIES = ("skip", "allow")
 _TEMPLATE_FIELDS = ("type", "args", "meta", "options", "schema")
 # Job options a registration without job_template may give at its top level (the reference server's
 # dialect: {name, schedule, timezone, type, queue}); they go into the template's options.
-_TOP_LEVEL_OPTIONS = (
-    "queue",
-    "priority",
-    "timeout_ms",
-    "timeout",
-    "visibility_timeout_ms",
-    "visibility_timeout",
-    "retry",
-    "retry_policy",
-    "tags",
-    "unique",
-    "max_attempts",
-)
+_TOP_LEVEL_OPTIONS = (*TOP_LEVEL_OPTION_FIELDS, "unique", "max_attempts")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,6 +131,19 @@ _TIME_FIELDS = (
     "next_attempt_at_ms",
     "lease_expires_at_ms",
 )
+# Job options that may sit at the top level of an envelope instead of under "options" (the reference
+# server's dialect, for workflow steps and cron registrations alike).
+TOP_LEVEL_OPTION_FIELDS = (
+    "queue",
+    "priority",
+    "timeout_ms",
+    "timeout",
+    "visibility_timeout_ms",
+    "visibility_timeout",
+    "retry",
+    "retry_policy",
+    "tags",
+)
 _DURATION_FIELDS = ("timeout_ms", "visibility_timeout_ms", "retry_delay_ms")
 
 

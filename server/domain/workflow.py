@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.domain.errors import invalid
+from server.domain.job import TOP_LEVEL_OPTION_FIELDS
 from server.domain.limits import check_name_bytes
 
 MAX_NODES = 10_000
@@ -76,22 +77,7 @@ def _job_list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 # Fields of a step or job that make up its envelope; job options may also sit at this level
 # (`{"type": "extract.data", "queue": "etl"}`), as the core envelope allows.
-_ENVELOPE_FIELDS = (
-    "type",
-    "args",
-    "meta",
-    "options",
-    "schema",
-    "queue",
-    "priority",
-    "timeout_ms",
-    "timeout",
-    "visibility_timeout_ms",
-    "visibility_timeout",
-    "retry",
-    "retry_policy",
-    "tags",
-)
+_ENVELOPE_FIELDS = ("type", "args", "meta", "options", "schema", *TOP_LEVEL_OPTION_FIELDS)
 
 
 def _envelope(item: Mapping[str, Any]) -> dict[str, Any]:
