@@ -151,109 +151,130 @@ class Application:
         return await self._loops.failure
 
     async def start(self) -> None:
-        settings = self.settings
+        """Redis, services, gRPC, HTTP, background loops, in that order; a failed start stops what it started."""
         try:
-            if settings.redis_url is None:
-                self._embedded = EmbeddedRedis(settings.data_dir)
-                # Supervised: restarted (from its AOF) if it dies, while this process keeps serving.
-                self.redis_url = await self._embedded.start(supervise=True)
-            limits = redis_limits(settings)
-            self._redis = connect(self.redis_url, limits)
-            store = Store(
-                self._redis,
-                KeySchema(settings.key_prefix),
-                events_maxlen=settings.events_maxlen,
-                retention=Retention(
-                    completed_ms=settings.retention_completed_s * 1000,
-                    cancelled_ms=settings.retention_cancelled_s * 1000,
-                    discarded_ms=settings.retention_discarded_s * 1000,
-                    dead_letter_ms=settings.dead_letter_max_age_s * 1000,
-                    dead_letter_max_count=settings.dead_letter_max_count,
-                ),
-            )
-            await self._wait_for_redis(store)
-            self._monitor = RedisMonitor(self.redis_url, limits)
-            self._monitor.start()
-
-            self._notifier = JobNotifier(self._redis, store.keys)
-            self._notifier.start()
-            # An idle blocking read must end well within the command timeout.
-            block_ms = max(100, min(2000, settings.redis_command_timeout_ms // 2))
-            self._feed = EventFeed(self._redis, store.keys, block_ms=block_ms)
-            if settings.metrics_enabled:
-                self._metrics = ProcessMetrics()
-                store.observe_round_trips(self._metrics.observe_redis)
-            servicer = build_servicer(
-                store,
-                settings,
-                notifier=self._notifier,
-                feed=self._feed,
-                monitor=self._monitor,
-                clock=self.clock,
-                metrics=self._metrics,
-            )
-            self._servicer = servicer
-            # A worker is stale once it has missed a whole lease period of heartbeats.
-            admin_service = AdminService(store, stale_after_ms=settings.default_visibility_timeout_ms, clock=self.clock)
+            redis, store = await self._connect_redis()
+            servicer, admin_service = self._build_services(redis, store)
             admin = AdminServicer(admin_service, frame=servicer.frame)
-            self._grpc = GrpcServer(
-                servicer,
-                admin=admin,
-                api_key=settings.api_key,
-                reuse_port=self.reuse_port,
-                max_receive_bytes=settings.max_body_bytes,
-            )
-            self.readiness.on_change(self._grpc.set_serving)
-            self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
-            await self._grpc.start(serving=False)
-
-            reader = store.metrics if self._metrics is not None else None
-            observe = self._metrics is not None or tracing.TRACER is not None
-            gateway = create_app(
-                InProcessClient(servicer),
-                admin=InProcessAdminClient(admin),
-                api_key=settings.api_key,
-                max_body_bytes=settings.max_body_bytes,
-                response_media_type=settings.response_content_type,
-                outer_middlewares=[observe_middleware(self._metrics)] if observe else [],
-                open_routes=ops_routes(self.readiness, self._metrics, reader),
-            )
-            self._http = GatewayRunner(gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S)
-            await self._http.setup()
-            site = web.TCPSite(self._http, settings.host, settings.http_port, reuse_port=self.reuse_port or None)
-            await site.start()
-            self.http_port = int(self._http.addresses[0][1])
-
-            cron = CronService(store, clock=self.clock)
-            maintenance = MaintenanceService(
-                store, worker_retention_ms=settings.worker_retention_s * 1000, clock=self.clock
-            )
-            tasks = [
-                PeriodicTask(
-                    "reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired, "ojs.visibility.check"
-                ),
-                PeriodicTask(
-                    "promoter",
-                    settings.promote_interval_ms / 1000,
-                    maintenance.promote_and_expire,
-                    "ojs.scheduler.poll",
-                ),
-                PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
-                PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune, "ojs.retention.prune"),
-                PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
-                PeriodicTask("index-trim", RETENTION_INTERVAL_S, admin_service.trim_indexes),
-            ]
-            if self._metrics is not None and self._metrics.multiprocess:
-                tasks.append(PeriodicTask("process-metrics", PROCESS_METRICS_INTERVAL_S, self._refresh_metrics))
-            self._loops = LoopRunner(tasks)
-            self._loops.start()
-            self._watch = asyncio.create_task(
-                self.readiness.follow_redis(lambda: self.redis_down_reason), name="readiness"
-            )
+            await self._start_grpc(servicer, admin)
+            await self._start_http(store, servicer, admin)
+            self._start_loops(store, admin_service)
             await self.readiness.set_phase(Phase.SERVING)
         except BaseException:
             await self.stop()
             raise
+
+    async def _connect_redis(self) -> tuple[Redis, Store]:
+        """The embedded Redis when no URL is set; the pool, the store with its scripts loaded, the monitor."""
+        settings = self.settings
+        if settings.redis_url is None:
+            self._embedded = EmbeddedRedis(settings.data_dir)
+            # Supervised: restarted (from its AOF) if it dies, while this process keeps serving.
+            self.redis_url = await self._embedded.start(supervise=True)
+        limits = redis_limits(settings)
+        redis = self._redis = connect(self.redis_url, limits)
+        store = Store(
+            redis,
+            KeySchema(settings.key_prefix),
+            events_maxlen=settings.events_maxlen,
+            retention=Retention(
+                completed_ms=settings.retention_completed_s * 1000,
+                cancelled_ms=settings.retention_cancelled_s * 1000,
+                discarded_ms=settings.retention_discarded_s * 1000,
+                dead_letter_ms=settings.dead_letter_max_age_s * 1000,
+                dead_letter_max_count=settings.dead_letter_max_count,
+            ),
+        )
+        await self._wait_for_redis(store)
+        self._monitor = RedisMonitor(self.redis_url, limits)
+        self._monitor.start()
+        return redis, store
+
+    def _build_services(self, redis: Redis, store: Store) -> tuple[OJSServicer, AdminService]:
+        settings = self.settings
+        self._notifier = JobNotifier(redis, store.keys)
+        self._notifier.start()
+        # An idle blocking read must end well within the command timeout.
+        block_ms = max(100, min(2000, settings.redis_command_timeout_ms // 2))
+        self._feed = EventFeed(redis, store.keys, block_ms=block_ms)
+        if settings.metrics_enabled:
+            self._metrics = ProcessMetrics()
+            store.observe_round_trips(self._metrics.observe_redis)
+        self._servicer = build_servicer(
+            store,
+            settings,
+            notifier=self._notifier,
+            feed=self._feed,
+            monitor=self._monitor,
+            clock=self.clock,
+            metrics=self._metrics,
+        )
+        # A worker is stale once it has missed a whole lease period of heartbeats.
+        admin_service = AdminService(store, stale_after_ms=settings.default_visibility_timeout_ms, clock=self.clock)
+        return self._servicer, admin_service
+
+    async def _start_grpc(self, servicer: OJSServicer, admin: AdminServicer) -> None:
+        settings = self.settings
+        self._grpc = GrpcServer(
+            servicer,
+            admin=admin,
+            api_key=settings.api_key,
+            reuse_port=self.reuse_port,
+            max_receive_bytes=settings.max_body_bytes,
+        )
+        self.readiness.on_change(self._grpc.set_serving)
+        self.grpc_port = self._grpc.bind(settings.host, settings.grpc_port)
+        await self._grpc.start(serving=False)
+
+    async def _start_http(self, store: Store, servicer: OJSServicer, admin: AdminServicer) -> None:
+        """The REST gateway, calling the servicers in process, with the ops routes beside it."""
+        settings = self.settings
+        reader = store.metrics if self._metrics is not None else None
+        observe = self._metrics is not None or tracing.TRACER is not None
+        gateway = create_app(
+            InProcessClient(servicer),
+            admin=InProcessAdminClient(admin),
+            api_key=settings.api_key,
+            max_body_bytes=settings.max_body_bytes,
+            response_media_type=settings.response_content_type,
+            outer_middlewares=[observe_middleware(self._metrics)] if observe else [],
+            open_routes=ops_routes(self.readiness, self._metrics, reader),
+        )
+        runner = self._http = GatewayRunner(
+            gateway, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.http_port, reuse_port=self.reuse_port or None)
+        await site.start()
+        self.http_port = int(runner.addresses[0][1])
+
+    def _start_loops(self, store: Store, admin_service: AdminService) -> None:
+        """The periodic maintenance tasks and the readiness watch on Redis."""
+        settings = self.settings
+        cron = CronService(store, clock=self.clock)
+        maintenance = MaintenanceService(
+            store, worker_retention_ms=settings.worker_retention_s * 1000, clock=self.clock
+        )
+        tasks = [
+            PeriodicTask(
+                "reaper", settings.reaper_interval_ms / 1000, maintenance.reap_expired, "ojs.visibility.check"
+            ),
+            PeriodicTask(
+                "promoter",
+                settings.promote_interval_ms / 1000,
+                maintenance.promote_and_expire,
+                "ojs.scheduler.poll",
+            ),
+            PeriodicTask("cron", settings.promote_interval_ms / 1000, cron.fire_due),
+            PeriodicTask("retention", RETENTION_INTERVAL_S, maintenance.prune, "ojs.retention.prune"),
+            PeriodicTask("redis-pool-trim", POOL_TRIM_INTERVAL_S, self._trim_pool),
+            PeriodicTask("index-trim", RETENTION_INTERVAL_S, admin_service.trim_indexes),
+        ]
+        if self._metrics is not None and self._metrics.multiprocess:
+            tasks.append(PeriodicTask("process-metrics", PROCESS_METRICS_INTERVAL_S, self._refresh_metrics))
+        self._loops = LoopRunner(tasks)
+        self._loops.start()
+        self._watch = asyncio.create_task(self.readiness.follow_redis(lambda: self.redis_down_reason), name="readiness")
 
     async def _trim_pool(self) -> None:
         if self._redis is not None and await close_idle_connections(self._redis, POOL_IDLE_KEEP):

@@ -124,106 +124,31 @@ def _option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str) ->
 def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
     if not isinstance(body, Mapping):
         raise OJSError(ErrorCode.INVALID_PAYLOAD, "request body must be a JSON object")
-
-    if "type" not in body or body["type"] is None:
-        raise invalid("type is required", field="type")
-    job_type = validate_name(body["type"], field="type", pattern=TYPE_PATTERN)
-
-    if "args" not in body:
-        raise invalid("args is required and must be a JSON array", field="args")
-    args = body["args"]
-    if not isinstance(args, list):
-        raise invalid("args must be a JSON array", field="args")
-
-    job_id = body.get("id")
-    if job_id is None:
-        job_id = new_uuid7()
-    elif not isinstance(job_id, str) or not is_uuid7(job_id):
-        raise invalid("id must be a lowercase UUIDv7", field="id")
-
-    meta = body.get("meta")
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, dict):
-        raise invalid("meta must be a JSON object", field="meta")
-
-    options = body.get("options")
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise invalid("options must be a JSON object", field="options")
+    job_type, args, job_id = _required_fields(body)
+    meta = _json_object(body.get("meta"), field="meta")
+    options = _json_object(body.get("options"), field="options")
 
     found = _option(options, body, "queue")
     queue = validate_queue(found[1], found[0]) if found else DEFAULT_QUEUE
-
-    priority = 0
-    found = _option(options, body, "priority")
-    if found:
-        field, priority = found
-        if not is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-            raise invalid(f"{field} must be an integer in [{MIN_PRIORITY}, {MAX_PRIORITY}]", field=field)
-
-    timeout_ms = None
-    found = _option(options, body, "timeout_ms")
-    if found:
-        timeout_ms = _positive_ms(found[1], field=found[0])
-    elif (found := _option(options, body, "timeout")) is not None:
-        timeout_ms = _positive_ms(found[1], field=found[0], seconds=True)
-
-    visibility_ms = None
-    found = _option(options, body, "visibility_timeout_ms")
-    if found:
-        visibility_ms = _positive_ms(found[1], field=found[0])
-    elif (found := _option(options, body, "visibility_timeout")) is not None:
-        visibility_ms = _positive_ms(found[1], field=found[0], seconds=True)
-
-    scheduled_at = None
-    found = _option(options, body, "scheduled_at", "delay_until")
-    if found:
-        scheduled_at = parse_time_ms(found[1], field=found[0], now_ms=now_ms)
-
-    expires_at = None
-    found = _option(options, body, "expires_at")
-    if found:
-        expires_at = parse_time_ms(found[1], field=found[0], now_ms=now_ms)
-
-    max_attempts_override = None
-    if options.get("max_attempts") is not None:
-        max_attempts_override = options["max_attempts"]
+    priority = _priority(options, body)
+    timeout_ms = _duration_option(options, body, "timeout")
+    visibility_ms = _duration_option(options, body, "visibility_timeout")
+    scheduled_at = _time_option(options, body, "scheduled_at", "delay_until", now_ms=now_ms)
+    expires_at = _time_option(options, body, "expires_at", now_ms=now_ms)
     found = _option(options, body, "retry", "retry_policy")
-    retry = parse_retry_policy(found[1] if found else None, max_attempts_override=max_attempts_override)
-
-    tags: tuple[str, ...] = ()
-    found = _option(options, body, "tags")
-    if found:
-        if not isinstance(found[1], list) or not all(isinstance(t, str) for t in found[1]):
-            raise invalid(f"{found[0]} must be a list of strings", field=found[0])
-        if len(found[1]) > MAX_TAGS:
-            raise invalid(f"{found[0]} holds at most {MAX_TAGS} tags", field=found[0])
-        for index, tag in enumerate(found[1]):
-            check_name_bytes(tag, field=f"{found[0]}[{index}]")
-        tags = tuple(found[1])
-
-    # options.metadata is merged into meta so workers see it (e.g. test directives).
-    metadata = options.get("metadata")
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise invalid("options.metadata must be a JSON object", field="options.metadata")
-        meta = {**metadata, **meta}
+    retry = parse_retry_policy(found[1] if found else None, max_attempts_override=options.get("max_attempts"))
+    tags = _tags(options, body)
+    meta = _with_options_metadata(options, meta)
 
     schema = body.get("schema")
     if schema is not None and not isinstance(schema, str):
         raise invalid("schema must be a string URI", field="schema")
-
     unique = _option(options, body, "unique")
     unique_policy = parse_unique_policy(unique[1]) if unique is not None else None
-
     rate_per_second, concurrency = _rate_limit(options.get("rate_limit"))
-
     pending = options.get("pending", False)
     if not isinstance(pending, bool):
         raise invalid("options.pending must be a boolean", field="options.pending")
-
     trace_id = body.get("trace_id")
     if trace_id is None and isinstance(meta.get("trace_id"), str):
         trace_id = meta["trace_id"]
@@ -257,6 +182,85 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
             else None
         ),
     )
+
+
+def _required_fields(body: Mapping[str, Any]) -> tuple[str, list[Any], str]:
+    """type and args, which must be given, and id, generated when absent."""
+    if "type" not in body or body["type"] is None:
+        raise invalid("type is required", field="type")
+    job_type = validate_name(body["type"], field="type", pattern=TYPE_PATTERN)
+
+    if "args" not in body:
+        raise invalid("args is required and must be a JSON array", field="args")
+    args = body["args"]
+    if not isinstance(args, list):
+        raise invalid("args must be a JSON array", field="args")
+
+    job_id = body.get("id")
+    if job_id is None:
+        job_id = new_uuid7()
+    elif not isinstance(job_id, str) or not is_uuid7(job_id):
+        raise invalid("id must be a lowercase UUIDv7", field="id")
+    return job_type, args, job_id
+
+
+def _json_object(value: Any, *, field: str) -> dict[str, Any]:
+    """An optional JSON object field; absent or null is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{field} must be a JSON object", field=field)
+    return value
+
+
+def _priority(options: Mapping[str, Any], body: Mapping[str, Any]) -> int:
+    found = _option(options, body, "priority")
+    if not found:
+        return 0
+    field, priority = found
+    if not is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise invalid(f"{field} must be an integer in [{MIN_PRIORITY}, {MAX_PRIORITY}]", field=field)
+    return int(priority)
+
+
+def _duration_option(options: Mapping[str, Any], body: Mapping[str, Any], name: str) -> int | None:
+    """`<name>_ms` in milliseconds, else `<name>` in seconds; None when neither is given."""
+    found = _option(options, body, f"{name}_ms")
+    if found:
+        return _positive_ms(found[1], field=found[0])
+    found = _option(options, body, name)
+    if found:
+        return _positive_ms(found[1], field=found[0], seconds=True)
+    return None
+
+
+def _time_option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str, now_ms: int) -> int | None:
+    found = _option(options, body, *names)
+    return parse_time_ms(found[1], field=found[0], now_ms=now_ms) if found else None
+
+
+def _tags(options: Mapping[str, Any], body: Mapping[str, Any]) -> tuple[str, ...]:
+    found = _option(options, body, "tags")
+    if not found:
+        return ()
+    field, tags = found
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise invalid(f"{field} must be a list of strings", field=field)
+    if len(tags) > MAX_TAGS:
+        raise invalid(f"{field} holds at most {MAX_TAGS} tags", field=field)
+    for index, tag in enumerate(tags):
+        check_name_bytes(tag, field=f"{field}[{index}]")
+    return tuple(tags)
+
+
+def _with_options_metadata(options: Mapping[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """options.metadata is merged into meta so workers see it (e.g. test directives); meta wins."""
+    metadata = options.get("metadata")
+    if metadata is None:
+        return meta
+    if not isinstance(metadata, dict):
+        raise invalid("options.metadata must be a JSON object", field="options.metadata")
+    return {**metadata, **meta}
 
 
 def _rate_limit(raw: Any) -> tuple[int | None, int | None]:

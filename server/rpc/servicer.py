@@ -25,29 +25,26 @@ from ojs.v1 import (
 
 from server.domain.clock import now_ms
 from server.domain.errors import ErrorCode, OJSError
-from server.domain.job import StoredJob, out_of_bounds
-from server.domain.limits import FETCH_REPLY_MAX_BYTES
+from server.domain.job import StoredJob
 from server.model.records import QueueRow, WorkerRow
 from server.observability import tracing
 from server.observability.logs import settled_record
 from server.observability.metrics import ProcessMetrics
 from server.rpc import convert, spans
-from server.rpc.calls import CallFrame, Context, abort_with, log_job_records, rpc
+from server.rpc.calls import CallFrame, Context, log_job_records, rpc
 from server.rpc.manifest import manifest_response
 from server.rpc.progress import ProgressRpcs
+from server.rpc.streams import StreamRpcs, fetch_reply, too_large_to_deliver
 from server.service.admission import Admission
 from server.service.cron import CronService
 from server.service.dead_letter import DeadLetterService
-from server.service.events import EventFilter, EventService, StreamSignal
+from server.service.events import EventFilter, EventService
 from server.service.jobs import JobService
 from server.service.progress import ProgressService
 from server.service.queues import QueueService
 from server.service.system import IMPLEMENTATION_VERSION, SystemService
 from server.service.workers import HeartbeatRequest, WorkerService
 from server.service.workflows import WorkflowService
-
-log = logging.getLogger(__name__)
-
 
 _WORKER_STATE_NAMES = {
     worker_pb2.WORKER_STATE_RUNNING: "running",
@@ -78,47 +75,6 @@ def _queue_info(row: QueueRow) -> queue_pb2.QueueInfo:
     return info
 
 
-def _fetch_reply(
-    jobs: list[StoredJob], *, json_only: bool
-) -> tuple[worker_pb2.FetchResponse, list[StoredJob], list[StoredJob]]:
-    """The reply, holding the claimed jobs that fit in FETCH_REPLY_MAX_BYTES; the jobs left out; the unrenderable."""
-    response = worker_pb2.FetchResponse()
-    size = 0
-    broken: list[StoredJob] = []
-    for index, stored in enumerate(jobs):
-        message = _render(stored, json_only=json_only)
-        if message is None:
-            broken.append(stored)
-            continue
-        # A repeated message field costs its tag and length prefix on top of the message.
-        size += message.ByteSize() + 6
-        if size > FETCH_REPLY_MAX_BYTES:
-            return response, jobs[index:], broken
-        response.jobs.append(message)
-    return response, [], broken
-
-
-def _render(stored: StoredJob, *, json_only: bool) -> job_pb2.Job | None:
-    """The job as sent to a worker; None when its stored data cannot be sent (written before the input checks)."""
-    try:
-        problem = out_of_bounds(stored)
-        if problem is not None:
-            raise ValueError(f"{problem} is out of range")
-        return convert.job(stored, json_only=json_only)
-    except Exception:
-        log.exception("stored job %s cannot be delivered; it is failed without retry", stored.id)
-        return None
-
-
-def _too_large_to_deliver(stored: StoredJob) -> OJSError:
-    return OJSError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        f"job '{stored.id}' is larger as a message than a reply may carry ({FETCH_REPLY_MAX_BYTES} bytes, the "
-        "default receive limit of gRPC clients); it was put back: fetch it with json_only or over HTTP",
-        details={"job_id": stored.id, "max_bytes": FETCH_REPLY_MAX_BYTES},
-    )
-
-
 class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     def __init__(
         self,
@@ -144,6 +100,7 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
         self._workflows = workflows
         self._queues = queues
         self._progress = ProgressRpcs(progress)
+        self._streams = StreamRpcs(jobs, events)
         # Shared with the admin servicer: one gate, one set of metrics, one drain for every call of the process.
         self.frame = CallFrame(admission, metrics)
 
@@ -261,14 +218,14 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
             ),
             wait_ms=request.wait_ms,
         )
-        response, rest, broken = _fetch_reply(jobs, json_only=request.json_only)
+        response, rest, broken = fetch_reply(jobs, json_only=request.json_only)
         if broken:
             await self._jobs.fail_undeliverable(broken, request.worker_id)
         if rest:
             # Claimed but left out of the reply: back to their queues now, not when their leases run out.
             await self._jobs.give_back(rest, request.worker_id)
             if not response.jobs:
-                raise _too_large_to_deliver(rest[0])
+                raise too_large_to_deliver(rest[0])
         if broken or rest:
             left_out = {stored.id for stored in [*broken, *rest]}
             jobs = [stored for stored in jobs if stored.id not in left_out]
@@ -564,87 +521,17 @@ class OJSServicer(service_pb2_grpc.OJSServiceServicer):
     async def StreamJobs(
         self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[job_pb2.Job]:
-        # One job per message: a stream closed between two messages has delivered exactly those sent.
-        async for messages in self._stream(request, context, max_batch=1):
-            for message in messages:
-                yield message
+        async for message in self._streams.jobs(request, context):
+            yield message
 
     async def StreamJobBatches(
         self, request: worker_pb2.StreamJobBatchesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[worker_pb2.JobBatch]:
-        async for messages in self._stream(request.stream, context, max_batch=request.max_batch):
-            # Split where a message would grow past what a reply may carry.
-            batch, size = worker_pb2.JobBatch(), 0
-            for message in messages:
-                length = message.ByteSize() + 8
-                if batch.jobs and size + length > FETCH_REPLY_MAX_BYTES:
-                    yield batch
-                    batch, size = worker_pb2.JobBatch(), 0
-                batch.jobs.append(message)
-                size += length
-            if batch.jobs:
-                yield batch
-
-    async def _stream(
-        self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any], *, max_batch: int
-    ) -> AsyncIterator[list[job_pb2.Job]]:
-        """The stream's jobs as messages, claimed `max_batch` at a time (0: whatever one claim got)."""
-        try:
-            async for batch in self._jobs.stream(
-                list(request.queues),
-                worker_id=request.worker_id,
-                max_concurrent=request.max_concurrent,
-                visibility_timeout_ms=(
-                    request.visibility_timeout_ms if request.HasField("visibility_timeout_ms") else None
-                ),
-                max_batch=max_batch,
-            ):
-                claimed_ns = time.time_ns()
-                messages = await self._deliverable(batch, request.worker_id, json_only=request.json_only)
-                if messages:
-                    tracer = tracing.TRACER
-                    if tracer is not None:
-                        metadata = context.invocation_metadata()
-                        spans.fetched(tracer, request.queues, request.worker_id, batch, claimed_ns, metadata)
-                    yield messages
-        except OJSError as exc:
-            await abort_with(context, exc)
-        if self._jobs.stopping.is_set():
-            await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))
-
-    async def _deliverable(self, batch: list[StoredJob], worker_id: str, *, json_only: bool) -> list[job_pb2.Job]:
-        """The claimed jobs rendered; one whose data cannot be sent is failed, one too large ends the stream."""
-        messages: list[job_pb2.Job] = []
-        rendered: list[StoredJob] = []
-        for index, stored in enumerate(batch):
-            message = _render(stored, json_only=json_only)
-            if message is None:
-                await self._jobs.fail_undeliverable([stored], worker_id)
-                continue
-            if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
-                # None of this claim will be sent now: it all goes back.
-                await self._jobs.give_back([*rendered, *batch[index:]], worker_id)
-                raise _too_large_to_deliver(stored)
-            messages.append(message)
-            rendered.append(stored)
-        return messages
+        async for batch in self._streams.job_batches(request, context):
+            yield batch
 
     async def StreamEvents(
         self, request: events_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[events_pb2.Event]:
-        event_filter = EventFilter(
-            types=list(request.event_types),
-            queues=list(request.queues),
-            job_types=list(request.job_types),
-            job_id=request.job_id,
-            workflow_id=request.workflow_id,
-        )
-        try:
-            async for item in self._events.stream(event_filter, after=request.after):
-                if isinstance(item, StreamSignal):
-                    yield convert.stream_signal(item)
-                else:
-                    yield convert.event(item)
-        except OJSError as exc:
-            await abort_with(context, exc)
-        await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))
+        async for event in self._streams.events(request, context):
+            yield event
