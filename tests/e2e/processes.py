@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,6 +106,7 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
     """Starts servers on free ports; kills any still running at the end."""
     started: list[ServerProcess] = []
     data_dir = tmp_path / "ojs-data"
+    overridden_data_dirs: set[str] = set()
 
     def start(**env_overrides: str) -> ServerProcess:
         http_port, grpc_port = _free_port(), _free_port()
@@ -117,6 +119,7 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
             OJS_DATA_DIR=str(data_dir),
         )
         env.update(env_overrides)
+        overridden_data_dirs.add(env["OJS_DATA_DIR"])
         log_path = tmp_path / f"server-{len(started)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -135,5 +138,26 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
     yield start
     for server in started:
         if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+            # Gracefully first, so the server stops the redis-server it owns.
+            server.proc.terminate()
+            try:
+                server.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+    # A server killed during the test (or above) leaves its embedded redis-server behind.
+    for directory in {data_dir, *(Path(d) for d in overridden_data_dirs)}:
+        stop_orphaned_redis(directory)
+
+
+def stop_orphaned_redis(data_dir: Path) -> None:
+    """Kill the redis-server named in `data_dir`'s pidfile, if it still runs (SIGKILL also ends a stopped one)."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" not in command:  # the pid went to another process since
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
