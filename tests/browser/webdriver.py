@@ -100,6 +100,10 @@ class Driver:
             self.proc.wait()
 
 
+# The dashboard redraws live; an element found a moment ago may have been replaced.
+_STALE_RETRIES = 5
+
+
 class Browser:
     """One headless Chromium session with a fresh profile."""
 
@@ -130,14 +134,25 @@ class Browser:
     def find(self, css: str) -> str:
         return str(self._call("POST", "/element", {"using": "css selector", "value": css})[_ELEMENT])
 
+    def _on_element(self, css: str, method: str, action: str, body: Any = None) -> Any:
+        """Find `css` and act on it; found again when a live redraw replaced it in between."""
+        for attempt in range(_STALE_RETRIES):
+            try:
+                return self._call(method, f"/element/{self.find(css)}/{action}", body)
+            except WebDriverError as exc:
+                if "stale element" not in str(exc) or attempt == _STALE_RETRIES - 1:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
     def click(self, css: str) -> None:
-        self._call("POST", f"/element/{self.find(css)}/click", {})
+        self._on_element(css, "POST", "click", {})
 
     def type(self, css: str, text: str) -> None:
-        self._call("POST", f"/element/{self.find(css)}/value", {"text": text})
+        self._on_element(css, "POST", "value", {"text": text})
 
     def text(self, css: str) -> str:
-        return str(self._call("GET", f"/element/{self.find(css)}/text"))
+        return str(self._on_element(css, "GET", "text"))
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
