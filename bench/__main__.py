@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import overload, suite
+from bench import overload, suite, workers
 from bench.pickup import run_pickup
 
 _QUICK_DEFAULTS = {"memory_jobs": 10_000, "scale_jobs": 20_000, "scale_drain": 2_000, "pickup_jobs": 100}
@@ -105,6 +105,18 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
 
 
+def _workers_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--counts", default="1,2", help="worker counts; the first is the base (default: 1,2)")
+    parser.add_argument(
+        "--only", default=",".join(workers.DEFAULT_SCENARIOS), metavar="NAME,NAME", help="throughput scenarios"
+    )
+    parser.add_argument("--runs", type=_positive, default=3, help="runs per figure, median reported (default: 3)")
+    parser.add_argument("--quick", action="store_true", help="small job counts (a smoke test, not a measurement)")
+    parser.add_argument("--jobs", type=_positive, help="jobs per run of every scenario")
+    parser.add_argument("--load-procs", type=_positive, default=2, help="load processes (default: 2)")
+    parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+
+
 def _setting(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.startswith("OJS_"):
@@ -133,7 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     pickup.add_argument("--idle-seconds", type=float, default=10.0, help="idle measurement window (default: 10)")
     pickup.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
     _load_options(sub.add_parser("load", help="many concurrent HTTP and gRPC clients: fairness, errors, RSS, fds"))
+    _workers_options(
+        sub.add_parser(
+            "workers",
+            help="the throughput scenarios on `--workers 1` and `--workers 2` servers, and what N cores would give",
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "workers":
+        return workers.main(
+            workers.WorkersOptions(
+                scenarios=tuple(name.strip() for name in args.only.split(",") if name.strip()),
+                counts=tuple(int(count) for count in args.counts.split(",") if count.strip()),
+                runs=args.runs,
+                quick=args.quick,
+                jobs=args.jobs,
+                load_processes=args.load_procs,
+                json_path=args.json_path,
+            )
+        )
     if args.command == "load":
         return overload.main(
             overload.LoadOptions(

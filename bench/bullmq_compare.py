@@ -1,7 +1,8 @@
 """BullMQ, measured on this machine in the same run, for reporting our figures as ratios.
 
 Runs `bench/bullmq/bench.mjs` (Node, BullMQ pinned in bench/bullmq/package.json) against a
-private `redis-server` started here on a free loopback port, without persistence. Each run gets
+private `redis-server` started here as ojs-server starts its embedded one: on a unix socket, with
+the AOF (fsync every second) and no RDB snapshots (`--persistence none`: no AOF either). Each run gets
 a fresh redis-server; the figures of every run are kept and their medians reported.
 
     python -m bench.bullmq_compare --json out.json [--jobs 20000] [--runs 3]
@@ -32,7 +33,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -78,13 +78,6 @@ class BenchSkipped(Exception):
     """A prerequisite (node, npm, redis-server, the npm packages) is missing."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _find_redis_server() -> str:
     found = shutil.which("redis-server")
     if found:
@@ -126,21 +119,28 @@ async def _ensure_node_modules(npm: str) -> None:
         raise BenchSkipped(f"`npm ci` in {BULLMQ_DIR} failed (exit {code}): {(err or out).strip()[-2000:]}")
 
 
+# Persistence of BullMQ's Redis. "aof" is what ojs-server's embedded Redis runs with (server/embedded_redis.py:
+# AOF, fsync every second, no RDB snapshots), so both sides pay the same for durability; "none" turns it off.
+PERSISTENCE = {
+    "aof": ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec"),
+    "none": ("--save", "", "--appendonly", "no"),
+}
+
+
 @contextlib.asynccontextmanager
-async def _redis_server(binary: str) -> AsyncIterator[str]:
-    """A throwaway redis-server on a free loopback port: no RDB snapshots, no AOF."""
+async def _redis_server(binary: str, persistence: str) -> AsyncIterator[str]:
+    """A throwaway redis-server on a unix socket, as ojs-server's embedded one: same transport, same persistence."""
     with tempfile.TemporaryDirectory(prefix="ojs-bullmq-redis-") as data_dir:
-        port = _free_port()
+        socket_path = Path(data_dir, "redis.sock")
         process = await asyncio.create_subprocess_exec(
             binary,
             "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            *PERSISTENCE[persistence],
             "--dir",
             data_dir,
             "--logfile",
@@ -148,7 +148,7 @@ async def _redis_server(binary: str) -> AsyncIterator[str]:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        url = f"redis://127.0.0.1:{port}/0"
+        url = f"unix://{socket_path}"
         try:
             await _wait_redis(url, process)
             yield url
@@ -196,9 +196,9 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _bench_once(node: str, redis_binary: str, jobs: int) -> dict[str, Any]:
+async def _bench_once(node: str, redis_binary: str, jobs: int, persistence: str) -> dict[str, Any]:
     busy_before, ours_before, started = _machine_busy_cpu_s(), _children_cpu_s(), time.monotonic()
-    async with _redis_server(redis_binary) as url:
+    async with _redis_server(redis_binary, persistence) as url:
         load_before = os.getloadavg()
         try:
             code, out, err = await _run_command(
@@ -230,7 +230,7 @@ async def _bench_once(node: str, redis_binary: str, jobs: int) -> dict[str, Any]
     return result
 
 
-async def run_bullmq(*, jobs: int, runs: int) -> dict[str, Any]:
+async def run_bullmq(*, jobs: int, runs: int, persistence: str = "aof") -> dict[str, Any]:
     """BullMQ figures on this machine: medians over `runs` runs of bench.mjs, every run kept."""
     node = shutil.which("node")
     npm = shutil.which("npm")
@@ -246,7 +246,7 @@ async def run_bullmq(*, jobs: int, runs: int) -> dict[str, Any]:
     raw: list[dict[str, Any]] = []
     for index in range(runs):
         print(f"bullmq: run {index + 1}/{runs} ...", file=sys.stderr)
-        raw.append(await _bench_once(node, redis_binary, jobs))
+        raw.append(await _bench_once(node, redis_binary, jobs, persistence))
 
     all_runs = {name: [run["metrics"][name] for run in raw] for name in METRICS if name in raw[0]["metrics"]}
     versions = raw[0]["versions"]
@@ -256,6 +256,7 @@ async def run_bullmq(*, jobs: int, runs: int) -> dict[str, Any]:
         "node_version": versions["node"],
         "redis_version": versions["redis"],
         "redis_server": redis_binary,
+        "redis_persistence": persistence,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
         "jobs": jobs,
@@ -272,7 +273,8 @@ async def run_bullmq(*, jobs: int, runs: int) -> dict[str, Any]:
 def _print_table(results: dict[str, Any]) -> None:
     print(
         f"BullMQ {results['bullmq_version']} (ioredis {results['ioredis_version']}), node {results['node_version']}, "
-        f"redis {results['redis_version']}; {results['runs']} run(s), {results['jobs']} jobs"
+        f"redis {results['redis_version']} (persistence: {results['redis_persistence']}); "
+        f"{results['runs']} run(s), {results['jobs']} jobs"
     )
     print(f"{'metric':<36}{'median':>12}{'best':>12}  all runs")
     for name in results["all_runs"]:
@@ -287,11 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bullmq_compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20000, help="jobs drained, and enqueued per mode (default: 20000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of the whole BullMQ benchmark (default: 3)")
+    parser.add_argument(
+        "--persistence",
+        choices=sorted(PERSISTENCE),
+        default="aof",
+        help="BullMQ's Redis: aof (as ojs-server's embedded Redis, the default) or none",
+    )
     parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.runs < 1:
         parser.error("--jobs and --runs must be at least 1")
-    results = asyncio.run(run_bullmq(jobs=args.jobs, runs=args.runs))
+    results = asyncio.run(run_bullmq(jobs=args.jobs, runs=args.runs, persistence=args.persistence))
     if "skipped" in results:
         print(f"BullMQ comparison skipped: {results['skipped']}", file=sys.stderr)
     else:

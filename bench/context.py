@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,9 +67,12 @@ class BenchContext:
 
 
 @contextlib.asynccontextmanager
-async def bench_context(load_processes: int) -> AsyncIterator[BenchContext]:
+async def bench_context(
+    load_processes: int, *, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[BenchContext]:
+    """`settings`: OJS_* variables for the server (see `ojs_server`)."""
     async with (
-        ojs_server() as server,
+        ojs_server(settings) as server,
         load_pool(server, load_processes) as pool,
         grpc.aio.insecure_channel(server.grpc_target) as channel,
     ):

@@ -66,7 +66,7 @@ def _median(entry: Mapping[str, Any] | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _number(value: float | None, digits: int) -> str:
+def number(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
     return f"{value:,.{digits}f}"
@@ -81,7 +81,7 @@ def _spread(entry: Mapping[str, Any]) -> str:
     return f"{(max(runs) - min(runs)) * 100 / median:.0f}%"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -125,17 +125,17 @@ def floor_table(floors: Mapping[str, Mapping[str, Any]]) -> str:
     rows = [
         [
             name,
-            _number(_median(floor["calls_per_s"]), 0),
+            number(_median(floor["calls_per_s"]), 0),
             _spread(floor["calls_per_s"]),
-            _number(_median(floor["server_cpu_us_per_call"]), 1),
-            _number(_median(floor["redis_cpu_us_per_call"]), 2),
-            _number(_median(floor["client_cpu_us_per_call"]), 1),
-            _number(_median(floor.get("latency_p50_ms")), 3),
+            number(_median(floor["server_cpu_us_per_call"]), 1),
+            number(_median(floor["redis_cpu_us_per_call"]), 2),
+            number(_median(floor["client_cpu_us_per_call"]), 1),
+            number(_median(floor.get("latency_p50_ms")), 3),
         ]
         for name, floor in floors.items()
     ]
     note = "(server CPU: the floor server's; for the redis floors, redis-server's)"
-    return _table(header, rows) + "\n" + note
+    return table(header, rows) + "\n" + note
 
 
 def throughput_table(
@@ -167,30 +167,30 @@ def throughput_table(
         rows.append(
             [
                 name,
-                _number(_median(result["jobs_per_s"]), 0),
+                number(_median(result["jobs_per_s"]), 0),
                 _spread(result["jobs_per_s"]),
-                _number(_median(result["redis_calls_per_job"]), 2),
-                _number(_median(result["redis_script_calls_per_job"]), 2),
-                _number(_median(result["redis_cpu_us_per_job"]), 1),
-                _number(_median(result["server_cpu_us_per_job"]), 1),
-                _number(_median(result["client_cpu_us_per_job"]), 1),
-                _number(ratios.get(name, {}).get("jobs_per_s"), 2),
-                _number(ratios.get(name, {}).get("server_cpu"), 2),
-                _number(ratios.get(name, {}).get("redis_cpu_vs_evalsha"), 1),
+                number(_median(result["redis_calls_per_job"]), 2),
+                number(_median(result["redis_script_calls_per_job"]), 2),
+                number(_median(result["redis_cpu_us_per_job"]), 1),
+                number(_median(result["server_cpu_us_per_job"]), 1),
+                number(_median(result["client_cpu_us_per_job"]), 1),
+                number(ratios.get(name, {}).get("jobs_per_s"), 2),
+                number(ratios.get(name, {}).get("server_cpu"), 2),
+                number(ratios.get(name, {}).get("redis_cpu_vs_evalsha"), 1),
             ]
         )
-    text = _table(header, rows)
+    text = table(header, rows)
     latency_rows = [
         [
             name,
-            _number(_median(result["latency_ms"]["p50"]), 2),
-            _number(_median(result["latency_ms"]["p99"]), 2),
+            number(_median(result["latency_ms"]["p50"]), 2),
+            number(_median(result["latency_ms"]["p99"]), 2),
         ]
         for name, result in results.items()
         if "latency_ms" in result
     ]
     if latency_rows:
-        text += "\n\n" + _table(("sequential cycle", "p50 ms", "p99 ms"), latency_rows)
+        text += "\n\n" + table(("sequential cycle", "p50 ms", "p99 ms"), latency_rows)
     if notes:
         text += "\n\n" + "\n".join(notes)
     return text
@@ -198,10 +198,10 @@ def throughput_table(
 
 def pickup_table(pickup: Mapping[str, Any]) -> str:
     rows = [
-        [name, *(_number(_median(pickup[name][key]), 2) for key in ("p50_ms", "p99_ms", "max_ms"))]
+        [name, *(number(_median(pickup[name][key]), 2) for key in ("p50_ms", "p99_ms", "max_ms"))]
         for name in ("stream_jobs", "long_poll_fetch")
     ]
-    text = _table(("pickup latency", "p50 ms", "p99 ms", "max ms"), rows)
+    text = table(("pickup latency", "p50 ms", "p99 ms", "max ms"), rows)
     idle = pickup.get("idle_redis_commands_per_s")
     if idle:
         text += "\nRedis commands/s of the server's own loops: " + json.dumps(idle["server_background_loops"])
@@ -213,11 +213,11 @@ def memory_lines(memory: Mapping[str, Any]) -> str:
     breakdown = memory["breakdown_bytes_per_job"]
     return (
         f"memory: {memory['title']}\n"
-        f"  used_memory: {_number(_median(memory['bytes_per_job']), 0)} bytes/job "
-        f"(used_memory_dataset: {_number(_median(memory['dataset_bytes_per_job']), 0)}); "
-        f"of which job hash {_number(_median(breakdown['job_hash']), 0)}, "
-        f"queue sorted set {_number(_median(breakdown['queue_sorted_set']), 0)}, "
-        f"event log {_number(_median(breakdown['event_log']), 0)}"
+        f"  used_memory: {number(_median(memory['bytes_per_job']), 0)} bytes/job "
+        f"(used_memory_dataset: {number(_median(memory['dataset_bytes_per_job']), 0)}); "
+        f"of which job hash {number(_median(breakdown['job_hash']), 0)}, "
+        f"queue sorted set {number(_median(breakdown['queue_sorted_set']), 0)}, "
+        f"event log {number(_median(breakdown['event_log']), 0)}"
     )
 
 
@@ -226,10 +226,10 @@ def scale_lines(scale: Mapping[str, Any]) -> str:
     for key in ("small", "large"):
         part = scale[key]
         lines.append(
-            f"  back-log {part['backlog']:>11,}: {_number(_median(part['jobs_per_s']), 0):>8} jobs/s "
-            f"(spread {_spread(part['jobs_per_s'])}), Redis {_number(_median(part['redis_calls_per_job']), 2)} "
-            f"cmds/job, {_number(_median(part['redis_cpu_us_per_job']), 1)} µs/job, "
-            f"server {_number(_median(part['server_cpu_us_per_job']), 1)} µs/job"
+            f"  back-log {part['backlog']:>11,}: {number(_median(part['jobs_per_s']), 0):>8} jobs/s "
+            f"(spread {_spread(part['jobs_per_s'])}), Redis {number(_median(part['redis_calls_per_job']), 2)} "
+            f"cmds/job, {number(_median(part['redis_cpu_us_per_job']), 1)} µs/job, "
+            f"server {number(_median(part['server_cpu_us_per_job']), 1)} µs/job"
         )
     lines.append(f"  ratio large/small: {scale['ratio_large_to_small']}")
     return "\n".join(lines)

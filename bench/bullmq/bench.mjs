@@ -1,6 +1,6 @@
 // BullMQ side of the OJS comparison benchmark.
 //
-// Usage: node bench.mjs --redis-url redis://127.0.0.1:PORT [options]
+// Usage: node bench.mjs --redis-url redis://127.0.0.1:PORT | unix:///path/redis.sock [options]
 // (normally run by bench/bullmq_compare.py, which starts a private redis-server)
 //
 // Options (or env): --enqueue-jobs (BENCH_ENQUEUE_JOBS, 20000), --drain-jobs (BENCH_DRAIN_JOBS, 20000),
@@ -83,11 +83,14 @@ const settings = {
 };
 
 const url = new URL(redisUrl);
-const connection = {
-  host: url.hostname || '127.0.0.1',
-  port: url.port ? Number(url.port) : 6379,
-  db: url.pathname && url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
-};
+// unix:///path/to/redis.sock[?db=N] or redis://host:port/N.
+const connection = url.protocol === 'unix:'
+  ? { path: url.pathname, db: Number(url.searchParams.get('db') ?? 0) }
+  : {
+    host: url.hostname || '127.0.0.1',
+    port: url.port ? Number(url.port) : 6379,
+    db: url.pathname && url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
+  };
 
 const log = (...parts) => console.error('[bullmq-bench]', ...parts);
 const round = (value, digits) => Number(value.toFixed(digits));

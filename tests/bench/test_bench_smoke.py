@@ -37,3 +37,23 @@ def test_quick_throughput_run_writes_positive_figures(tmp_path: Path) -> None:
         assert result["redis_calls_per_job"]["median"] > 0
         assert result["redis_script_calls_per_job"]["median"] > 0
     assert "enqueue_batch100_grpc" in proc.stdout
+
+
+def test_workers_run_compares_one_and_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "workers.json"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "gen")])
+    command = [sys.executable, "-m", "bench", "workers", "--quick", "--runs", "1", "--jobs", "500"]
+    command += ["--only", "enqueue_grpc", "--load-procs", "1", "--json", str(out)]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(out.read_text())["workers"]
+    assert set(figures["by_workers"]) == {"1", "2"}
+    for results in figures["by_workers"].values():
+        assert results["enqueue_grpc"]["status"] == "ok"
+        assert results["enqueue_grpc"]["jobs"] == [500]
+    ceiling = figures["ceilings"]["enqueue_grpc"]
+    assert ceiling["server_core_jobs_per_s"] > 0
+    assert ceiling["redis_jobs_per_s"] > 0
+    assert "2 proc ÷ 1" in proc.stdout
