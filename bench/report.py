@@ -231,7 +231,8 @@ def scale_lines(scale: Mapping[str, Any]) -> str:
             f"cmds/job, {number(_median(part['redis_cpu_us_per_job']), 1)} µs/job, "
             f"server {number(_median(part['server_cpu_us_per_job']), 1)} µs/job"
         )
-    lines.append(f"  ratio large/small: {scale['ratio_large_to_small']}")
+    each = scale.get("ratios_large_to_small")
+    lines.append(f"  ratio large/small: {scale['ratio_large_to_small']}" + (f" (runs: {each})" if each else ""))
     return "\n".join(lines)
 
 
