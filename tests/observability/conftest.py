@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,12 +12,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.e2e.processes import Launcher, launcher
+# The end-to-end tests' server launcher, shared rather than defined twice.
+from tests.e2e.conftest import launch
 
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    yield from launcher(tmp_path)
+__all__ = ["launch"]
 
 
 class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
