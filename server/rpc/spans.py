@@ -9,8 +9,9 @@ server side of the worker's CLIENT span, whose context the call carries), and
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -48,32 +49,40 @@ def _inject(span: Span, envelope: Any) -> None:
             tracing.otel_context.detach(token)
 
 
-async def enqueue(
-    tracer: Tracer, envelope: Any, metadata: Metadata, call: Callable[[Any], Awaitable[tuple[StoredJob, bool]]]
-) -> tuple[StoredJob, bool]:
-    """`{queue} enqueue`: its context goes into the job's meta, so the worker's side can link to it."""
-    queue = _queue_of(envelope)
+@contextlib.contextmanager
+def _producer_span(
+    tracer: Tracer, operation: str, queue: str, metadata: Metadata, extra: Mapping[str, Any] | None = None
+) -> Iterator[Span]:
+    """A PRODUCER span `{queue} {operation}` under the caller's context; a failure inside it is recorded on it."""
     attributes = {
         **tracing.BASE_ATTRIBUTES,
         "messaging.operation.type": "publish",
         "messaging.destination.name": queue,
         "ojs.job.queue": queue,
+        **(extra or {}),
     }
-    parent = tracing.incoming_context(metadata)
     with tracer.start_as_current_span(
-        f"{queue} enqueue",
-        context=parent,
+        f"{queue} {operation}",
+        context=tracing.incoming_context(metadata),
         kind=SpanKind.PRODUCER,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
-        _inject(span, envelope)
         try:
-            stored, deduplicated = await call(envelope)
+            yield span
         except Exception as exc:
             _fail(span, exc)
             raise
+
+
+async def enqueue(
+    tracer: Tracer, envelope: Any, metadata: Metadata, call: Callable[[Any], Awaitable[tuple[StoredJob, bool]]]
+) -> tuple[StoredJob, bool]:
+    """`{queue} enqueue`: its context goes into the job's meta, so the worker's side can link to it."""
+    with _producer_span(tracer, "enqueue", _queue_of(envelope), metadata) as span:
+        _inject(span, envelope)
+        stored, deduplicated = await call(envelope)
         span.set_attributes(tracing.job_attributes(stored))
         span.set_attribute("ojs.job.deduplicated", deduplicated)
         return stored, deduplicated
@@ -84,29 +93,10 @@ async def enqueue_batch(tracer: Tracer, body: Any, metadata: Metadata, call: Cal
     entries = body.get("jobs") if isinstance(body, Mapping) else None
     jobs = entries if isinstance(entries, list) else []
     queue = _queue_of(jobs[0]) if jobs else DEFAULT_QUEUE
-    attributes: dict[str, Any] = {
-        **tracing.BASE_ATTRIBUTES,
-        "messaging.operation.type": "publish",
-        "messaging.destination.name": queue,
-        "ojs.job.queue": queue,
-        "messaging.batch.message_count": len(jobs),
-    }
-    parent = tracing.incoming_context(metadata)
-    with tracer.start_as_current_span(
-        f"{queue} enqueue_batch",
-        context=parent,
-        kind=SpanKind.PRODUCER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
+    with _producer_span(tracer, "enqueue_batch", queue, metadata, {"messaging.batch.message_count": len(jobs)}) as span:
         for job in jobs:
             _inject(span, job)
-        try:
-            return await call(body)
-        except Exception as exc:
-            _fail(span, exc)
-            raise
+        return await call(body)
 
 
 def fetched(
