@@ -23,7 +23,7 @@ from server.domain.limits import (
     check_time_ms,
     is_int,
 )
-from server.domain.retry import parse_retry_policy
+from server.domain.retry import DEFAULT_RETRY_POLICY, parse_retry_policy
 from server.domain.unique import fingerprint, parse_unique_policy
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
@@ -121,13 +121,34 @@ def _option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str) ->
     return None
 
 
+# The common job names only these; then every other option takes its default and the
+# lookups of the general path (about 25 per job, each in options and the top level) are skipped.
+_PLAIN_FIELDS = frozenset({"id", "type", "args", "meta", "options"})
+_PLAIN_OPTIONS = frozenset({"queue", "priority"})
+
+
 def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
     if not isinstance(body, Mapping):
         raise OJSError(ErrorCode.INVALID_PAYLOAD, "request body must be a JSON object")
     job_type, args, job_id = _required_fields(body)
     meta = _json_object(body.get("meta"), field="meta")
     options = _json_object(body.get("options"), field="options")
+    if body.keys() <= _PLAIN_FIELDS and options.keys() <= _PLAIN_OPTIONS:
+        return _plain_job(options, job_id=job_id, job_type=job_type, args=args, meta=meta, now_ms=now_ms)
+    return _general_job(body, options, job_id=job_id, job_type=job_type, args=args, meta=meta, now_ms=now_ms)
 
+
+def _general_job(
+    body: Mapping[str, Any],
+    options: Mapping[str, Any],
+    *,
+    job_id: str,
+    job_type: str,
+    args: list[Any],
+    meta: dict[str, Any],
+    now_ms: int,
+) -> NewJob:
+    """Any envelope: every option looked up in `options`, then at the top level."""
     found = _option(options, body, "queue")
     queue = validate_queue(found[1], found[0]) if found else DEFAULT_QUEUE
     priority = _priority(options, body)
@@ -181,6 +202,25 @@ def parse_enqueue(body: Any, *, now_ms: int) -> NewJob:
             if unique_policy is not None
             else None
         ),
+    )
+
+
+def _plain_job(
+    options: Mapping[str, Any], *, job_id: str, job_type: str, args: list[Any], meta: dict[str, Any], now_ms: int
+) -> NewJob:
+    """A job whose envelope holds no option but queue and priority (in `options`): the rest are defaults."""
+    queue = options.get("queue")
+    trace_id = meta.get("trace_id")
+    return NewJob(
+        id=job_id,
+        type=job_type,
+        queue=DEFAULT_QUEUE if queue is None else validate_queue(queue, "options.queue"),
+        args=args,
+        meta=meta,
+        priority=_priority(options, {}),
+        retry=DEFAULT_RETRY_POLICY,
+        created_at_ms=now_ms,
+        trace_id=trace_id if isinstance(trace_id, str) else None,
     )
 
 

@@ -424,3 +424,49 @@ def test_system_managed_fields_are_dropped(field: str, value: Any) -> None:
     assert job.created_at_ms == NOW
     assert job.initial_state is JobState.AVAILABLE
     assert job.retry.max_attempts == DEFAULT_RETRY_POLICY.max_attempts
+
+
+# Envelopes the plain-job shortcut takes: only id, type, args, meta and options with queue/priority.
+PLAIN_BODIES: list[dict[str, Any]] = [
+    {"type": "email.send", "args": []},
+    {"type": "email.send", "args": [1, {"a": "b"}], "id": V7},
+    {"type": "email.send", "args": [], "options": {}},
+    {"type": "email.send", "args": [], "options": {"queue": "mail"}},
+    {"type": "email.send", "args": [], "options": {"queue": None, "priority": None}},
+    {"type": "email.send", "args": [], "options": {"queue": "mail", "priority": -7}},
+    {"type": "email.send", "args": [], "meta": {"trace_id": "abc", "tenant": "t1"}, "options": {"priority": 3}},
+    {"type": "email.send", "args": [], "meta": {"trace_id": 5}},
+    {"type": "email.send", "args": [], "meta": None, "options": None},
+]
+
+
+@pytest.mark.parametrize("body", PLAIN_BODIES)
+def test_plain_envelopes_parse_as_the_general_path_does(body: dict[str, Any]) -> None:
+    from server.domain import validation
+
+    plain = parse_enqueue({**body, "id": V7}, now_ms=NOW)
+    meta = validation._json_object(body.get("meta"), field="meta")
+    options = validation._json_object(body.get("options"), field="options")
+    general = validation._general_job(
+        {**body, "id": V7}, options, job_id=V7, job_type=body["type"], args=body["args"], meta=meta, now_ms=NOW
+    )
+    assert plain == general
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"queue": "Not Valid"}, "options.queue"),
+        ({"queue": 7}, "options.queue"),
+        ({"priority": 1000}, "options.priority"),
+    ],
+)
+def test_plain_envelopes_are_still_validated(options: dict[str, Any], field: str) -> None:
+    assert rejected_field(field, options=options).details["field"] == field
+
+
+def test_a_default_retry_policy_parsed_from_nothing_is_the_default() -> None:
+    from server.domain.retry import parse_retry_policy
+
+    assert parse_retry_policy(None) == DEFAULT_RETRY_POLICY
+    assert parse_retry_policy({}) == DEFAULT_RETRY_POLICY
