@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,8 @@ class BenchContext:
         await self.settle()
 
     async def settle(self) -> None:
-        """Let the set-up's after-effects pass before a measurement: an AOF rewrite or RDB save it set off.
+        """Let the set-up's after-effects pass before a measurement: an AOF rewrite or RDB save it set off, and
+        the disk writes it left in the page cache.
 
         A rewrite started by a run's own writes stays in that run's figures (Redis child CPU).
         """
@@ -50,6 +52,9 @@ class BenchContext:
             if not any(int(info.get(key, 0)) for key in busy):
                 break
             await asyncio.sleep(0.1)
+        # Write out the page cache the set-up dirtied (a million-job fill leaves hundreds of MB of AOF): the kernel
+        # would otherwise flush it during the measurement, and Redis's AOF fsync would wait behind it.
+        await asyncio.to_thread(os.sync)
         await asyncio.sleep(SETTLE_S)
 
     async def measure(
