@@ -24,9 +24,11 @@ def dumps(value: Any) -> bytes:
 
 
 def new_job_fields(job: NewJob) -> list[str]:
-    """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script)."""
+    """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script).
+
+    The id is not a field: the hash's key carries it, and every reader knows the key.
+    """
     fields: dict[str, str] = {
-        "id": job.id,
         "type": job.type,
         "queue": job.queue,
         "args": dumps(job.args).decode(),
@@ -171,8 +173,13 @@ def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 _STATES = {state.value.encode(): state for state in JobState}
 
 
-def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()) -> StoredJob:
-    """A job from its hash as flat pairs, its error history, and fields written after the read."""
+def decode_job(
+    job_id: str, flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()
+) -> StoredJob:
+    """A job from its id, its hash as flat pairs, its error history, and fields written after the read.
+
+    Hashes written by earlier versions also hold an `id` field (the same id); it is not read.
+    """
     raw = pairs_to_dict(flat_hash)
     if changes:
         raw.update(pairs_to_dict(changes))
@@ -191,7 +198,7 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
     tags_raw = get(b"tags")
     unique_raw = get(b"unique")
     return StoredJob(
-        id=raw[b"id"].decode(),
+        id=job_id,
         type=raw[b"type"].decode(),
         queue=raw[b"queue"].decode(),
         state=_STATES[raw[b"state"]],

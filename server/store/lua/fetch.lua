@@ -16,7 +16,7 @@
 --       a new lease token, started_at, worker, lease and execution deadlines; the active
 --       set is scored by the earlier deadline; job.started emitted per job.
 --       A named worker is marked as seen in the registry.
--- Returns an array of {job hash as read, error history, fields written since}, in claim order.
+-- Returns an array of {job hash as read, error history, fields written since, id}, in claim order.
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[3])
 local worker = ARGV[4]
@@ -76,7 +76,7 @@ local function claim(id)
   if h.error then
     history = redis.call('LRANGE', errors_prefix .. id, 0, -1)
   end
-  claimed[#claimed + 1] = {flat, history, changes}
+  claimed[#claimed + 1] = {flat, history, changes, id}
   return true
 end
 
