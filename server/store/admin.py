@@ -319,6 +319,11 @@ def _index_page(reply: Any, fields: Sequence[str]) -> IndexPage:
         (int(_text(row[0])), _text(row[1]), {name: _text(v) for name, v in zip(fields, row[2:], strict=True)})
         for row in raw_rows
     ]
+    if "enqueued_at" in fields and "created_at" in fields:
+        for _, _, row in rows:
+            # A job available since its creation has no enqueued_at field (see insert_job.lua).
+            if not row["enqueued_at"] and row.get("state") not in ("scheduled", "pending"):
+                row["enqueued_at"] = row["created_at"]
     next_cursor = (_text(next_score), _text(next_id)) if next_id else None
     return IndexPage(total=int(total), scanned=int(scanned), next_cursor=next_cursor, rows=rows)
 

@@ -1,7 +1,7 @@
 -- admin_list_available: one page of the available jobs of every queue, in the order they became
 -- available, read-only. There is no index of them over all queues (one would cost a sorted-set entry
 -- per queued job): each queue's available set serves, merged. A queue's set is ordered by
--- rank_score = (100 - priority) * 2^44 + sequence, so it holds one run per priority, each in sequence
+-- the rank score (100 - priority) * 2^44 + sequence, so it holds one run per priority, each in sequence
 -- order; the sequence counter is shared by all queues and taken when a job becomes available, so
 -- merging every run by sequence gives the order over all queues.
 -- KEYS[1] queue registry (hash: queue name -> created_at)
@@ -15,7 +15,7 @@
 -- Returns {available jobs of all queues, entries examined, next cursor sequence or '', next cursor id or '',
 --          rows...}, each row {enqueued_at, id, the fields ('' when unset)...}. The time range filters
 --          rows; it does not narrow the total.
-local BAND = 17592186044416 -- 2^44: the width of one priority's run of scores (include/rank_score.lua)
+local BAND = 17592186044416 -- 2^44: the width of one priority's run of scores (see the rank score include)
 local job_prefix, available_prefix = ARGV[1], ARGV[2]
 local low = ARGV[3] == '-inf' and -math.huge or tonumber(ARGV[3])
 local high = ARGV[4] == '+inf' and math.huge or tonumber(ARGV[4])

@@ -64,7 +64,8 @@ local function claim(id)
   redis.call('HSET', job_key, unpack(changes))
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
   qcount(ctx, h.queue, 'available', 'active', id, ARGV[1])
-  local waited = now - (tonumber(h.enqueued_at) or now)
+  -- No enqueued_at: the job was available from its creation.
+  local waited = now - (tonumber(h.enqueued_at or h.created_at) or now)
   qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', waited)
   if attempt == '1' then
     mqueue_time(ctx, h.queue, h.type, waited)
