@@ -61,7 +61,10 @@ local function insert_job(k, a)
   if a.concurrency ~= '' then
     redis.call('HSET', a.ctx.qconf .. a.queue, 'concurrency', a.concurrency)
   end
-  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now, {priority = tonumber(a.priority)})
+  -- Priority 0 is left out of the event (the event reader puts it back): most jobs have it.
+  local priority = tonumber(a.priority)
+  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now,
+    priority ~= 0 and {priority = priority} or {})
   if a.state == 'scheduled' then
     emit(k.events, a.maxlen, 'job.scheduled', a.id, a.queue, a.type, a.state, a.now, {scheduled_at = tonumber(a.due)})
   end
