@@ -113,7 +113,6 @@ class AdminStore:
         )
         return _index_page(reply, fields)
 
-
     @translate_redis_errors
     async def bulk(self, action: str, job_ids: Sequence[str], *, now_ms: int) -> list[str]:
         """Retry or delete finished jobs; per id '' when done, else the refusal (see admin_bulk.lua)."""

@@ -57,9 +57,7 @@ class LeaseStore:
                 *queues,
             ],
         )
-        return [
-            codec.decode_job(job_id.decode(), flat, history, changes) for flat, history, changes, job_id in reply
-        ]
+        return [codec.decode_job(job_id.decode(), flat, history, changes) for flat, history, changes, job_id in reply]
 
     async def ack(
         self,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from server.domain.clock import now_ms
 from server.domain.retry import RetryPolicy
@@ -103,7 +104,12 @@ async def test_a_scheduled_job_has_no_enqueued_at_until_it_is_available(store: S
 
 async def test_hashes_in_the_earlier_layout_still_read(store: Store, store_redis: Redis) -> None:
     """Earlier versions stored the id in the hash, and enqueued_at only once a job was available."""
-    old = {"type": "compact.old", "queue": "compact-f", "args": "[1]", "created_at": "1000"}
+    old: dict[FieldT, EncodableT] = {
+        "type": "compact.old",
+        "queue": "compact-f",
+        "args": "[1]",
+        "created_at": "1000",
+    }
     available, scheduled = "019a0000-0000-7000-8000-000000000001", "019a0000-0000-7000-8000-000000000002"
     await store_redis.hset(
         store.keys.job(available), mapping={**old, "id": available, "state": "available", "enqueued_at": "2000"}

@@ -50,7 +50,8 @@ async def test_priority_0_is_not_stored_in_enqueued_events_yet_read_back(store: 
     batch[1]["options"]["priority"] = 5
     await service.enqueue_batch({"jobs": batch})
     await service.enqueue({"type": "evb.one", "args": [], "options": {"queue": QUEUE}})
-    [(_, batched), (_, single)] = cast(list[tuple[bytes, dict[bytes, bytes]]], await store_redis.xrange(store.keys.events))
+    raw = await store_redis.xrange(store.keys.events)
+    [(_, batched), (_, single)] = cast(list[tuple[bytes, dict[bytes, bytes]]], raw)
     assert orjson.loads(batched[b"datas"]) == [{}, {"priority": 5}]
     assert b"priority" not in single[b"data"]
     events = await store.events.read_events(after=None, count=10)
