@@ -60,40 +60,95 @@ for _, queue in ipairs(redis.call('HKEYS', KEYS[1])) do
   end
 end
 
--- The next entries of a run after its last sequence read, in the direction of travel.
-local function refill(run)
+-- The next `size` entries of a run after its last sequence read, in the direction of travel.
+local function refill(run, size)
   local entries
   if ascending then
     entries = redis.call('ZRANGEBYSCORE', run.key, '(' .. fmt(run.base + run.last), '(' .. fmt(run.base + BAND),
-      'WITHSCORES', 'LIMIT', 0, CHUNK)
+      'WITHSCORES', 'LIMIT', 0, size)
   else
     entries = redis.call('ZREVRANGEBYSCORE', run.key, '(' .. fmt(run.base + run.last), '(' .. fmt(run.base - 1),
-      'WITHSCORES', 'LIMIT', 0, CHUNK)
+      'WITHSCORES', 'LIMIT', 0, size)
   end
   run.buffer, run.next = {}, 1
   for i = 1, #entries, 2 do
     run.buffer[#run.buffer + 1] = {entries[i], tonumber(entries[i + 1]) - run.base}
   end
-  run.done = #entries < 2 * CHUNK
+  run.done = #entries < 2 * size
   if #entries > 0 then
     run.last = run.buffer[#run.buffer][2]
   end
 end
 
--- The run whose next entry comes first, or nil when every run is exhausted.
-local function head()
-  local best, best_sequence = nil, nil
-  for _, run in ipairs(runs) do
-    if run.next > #run.buffer and not run.done then
-      refill(run)
-    end
-    local entry = run.buffer[run.next]
-    if entry and (best == nil or (ascending and entry[2] < best_sequence) or
-        (not ascending and entry[2] > best_sequence)) then
-      best, best_sequence = run, entry[2]
-    end
+-- A binary heap of the runs that have entries left, the run whose next entry comes first on top:
+-- a page costs O(log runs) per entry, however many queues and priorities there are.
+local heap = {}
+local function before(a, b)
+  local x, y = a.buffer[a.next][2], b.buffer[b.next][2]
+  if ascending then
+    return x < y
   end
-  return best
+  return x > y
+end
+
+local function push(run)
+  heap[#heap + 1] = run
+  local i = #heap
+  while i > 1 do
+    local parent = math.floor(i / 2)
+    if not before(heap[i], heap[parent]) then
+      break
+    end
+    heap[i], heap[parent] = heap[parent], heap[i]
+    i = parent
+  end
+end
+
+local function pop()
+  local top = heap[1]
+  heap[1] = heap[#heap]
+  heap[#heap] = nil
+  local i = 1
+  while true do
+    local first, left, right = i, 2 * i, 2 * i + 1
+    if left <= #heap and before(heap[left], heap[first]) then
+      first = left
+    end
+    if right <= #heap and before(heap[right], heap[first]) then
+      first = right
+    end
+    if first == i then
+      break
+    end
+    heap[i], heap[first] = heap[first], heap[i]
+    i = first
+  end
+  return top
+end
+
+-- Each run's first entry only, to start: most runs may never be reached by this page.
+for _, run in ipairs(runs) do
+  refill(run, 1)
+  if #run.buffer > 0 then
+    push(run)
+  end
+end
+
+-- The next entry in order ({id, sequence}), or nil when every run is exhausted.
+local function take()
+  if #heap == 0 then
+    return nil
+  end
+  local run = pop()
+  local entry = run.buffer[run.next]
+  run.next = run.next + 1
+  if run.next > #run.buffer and not run.done then
+    refill(run, CHUNK)
+  end
+  if run.buffer[run.next] then
+    push(run)
+  end
+  return entry
 end
 
 local function type_matches(value)
@@ -111,13 +166,12 @@ local scanned = 0
 local last_sequence, last_id = '', ''
 local finished = false
 while #rows < limit and scanned < budget do
-  local run = head()
-  if run == nil then
+  local entry = take()
+  if entry == nil then
     finished = true
     break
   end
-  local id, sequence = run.buffer[run.next][1], run.buffer[run.next][2]
-  run.next = run.next + 1
+  local id, sequence = entry[1], entry[2]
   scanned = scanned + 1
   last_sequence, last_id = fmt(sequence), id
   local f = redis.call('HMGET', job_prefix .. id, unpack(read))
