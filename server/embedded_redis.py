@@ -295,6 +295,12 @@ class EmbeddedRedis:
             "yes" if self._persistent else "no",
             "--appendfsync",
             "everysec",
+            # A job hash stays a compact listpack only while every value fits this limit (Redis's default is 64
+            # bytes): the args of many jobs are longer, and a hash past it takes about 400 bytes more as a hash
+            # table. A listpack of a few KB is still read and written in microseconds. (Redis 7 calls it
+            # hash-max-listpack-value and takes the 6.2 name too.)
+            "--hash-max-ziplist-value",
+            "1024",
         ]
         return args, log_fd
 

@@ -64,6 +64,21 @@ async def test_data_survives_restart(tmp_path: Path, redis_server_binary: str) -
         await second.stop()
 
 
+async def test_a_hash_with_values_up_to_1kb_stays_a_listpack(tmp_path: Path, redis_server_binary: str) -> None:
+    """Job args are often longer than Redis's default 64-byte listpack value limit."""
+    server = EmbeddedRedis(tmp_path, binary=redis_server_binary, persistent=False)
+    await server.start()
+    client = Redis.from_url(server.url)
+    try:
+        await client.hset("job", mapping={"type": "mail.send", "args": "x" * 1000})
+        assert await client.object("encoding", "job") in (b"listpack", b"ziplist")
+        await client.hset("job", "result", "y" * 1025)
+        assert await client.object("encoding", "job") == b"hashtable"
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
 async def test_stop_is_idempotent(tmp_path: Path, redis_server_binary: str) -> None:
     server = EmbeddedRedis(tmp_path, binary=redis_server_binary, persistent=False)
     await server.stop()

@@ -187,6 +187,9 @@ class AdminService:
             return keys.available(queue), "", False
         if queue:
             return keys.queue_state_index(state.value, queue), "", True
+        if state is JobState.AVAILABLE:
+            # No index over all queues: AdminStore.available_page merges the queues' available sets.
+            return "", "", True
         return keys.state_index(state.value), "", True
 
     def _query(self, job_filter: JobFilter, *, limit: int, cursor: str, ascending: bool, budget: int) -> IndexQuery:
@@ -220,11 +223,16 @@ class AdminService:
             validate_queue(job_filter.queue)
         limit = _bounded(limit, default=20, maximum=MAX_PAGE, field="limit")
         query = self._query(job_filter, limit=limit, cursor=cursor, ascending=ascending, budget=SCAN_BUDGET)
-        page = await self._store.page(query, self._store.keys.job_prefix, JOB_ROW_FIELDS)
+        page = await self._page(job_filter, query, JOB_ROW_FIELDS)
         if query.match_second:
             # The lease set counts every queue's active jobs; the queue's own counter says how many are its.
             page = dataclasses.replace(page, total=await self._store.active_in_queue(query.match_second))
         return JobPage(page=page, next_cursor=encode_cursor(page.next_cursor))
+
+    async def _page(self, job_filter: JobFilter, query: IndexQuery, fields: tuple[str, ...]) -> IndexPage:
+        if job_filter.state is JobState.AVAILABLE and not job_filter.queue:
+            return await self._store.available_page(query, fields)
+        return await self._store.page(query, self._store.keys.job_prefix, fields)
 
     async def _matching_ids(self, job_filter: JobFilter, limit: int, *, oldest_first: bool = False) -> list[str]:
         """Up to `limit` ids matching the filter, from the start of its index (every page read in full)."""
@@ -233,7 +241,7 @@ class AdminService:
         while len(ids) < limit:
             want = min(limit - len(ids), _BULK_CHUNK)
             query = self._query(job_filter, limit=want, cursor=cursor, ascending=oldest_first, budget=_BULK_CHUNK * 4)
-            page = await self._store.page(query, self._store.keys.job_prefix, ("type", "queue"))
+            page = await self._page(job_filter, query, ("type", "queue"))
             ids.extend(job_id for _, job_id, _ in page.rows)
             if page.next_cursor is None:
                 break

@@ -8,7 +8,7 @@ through its own scripts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from server.model.admin import IndexPage, IndexQuery, MinuteBucket, QueueSnapshot, WorkerSnapshot
 from server.store.context import StoreContext
@@ -18,7 +18,7 @@ from server.store.keys import KeySchema
 __all__ = ["INDEXED_STATES", "JOB_ROW_FIELDS", "STATES", "WORKFLOW_ROW_FIELDS", "AdminStore"]
 
 # States with an index per queue and one over all queues (include/index_move.lua). Available jobs have
-# the all-queue index and their queue's available set; active jobs the active set (their leases).
+# their queue's available set (merged over all queues when listed); active jobs the active set (their leases).
 INDEXED_STATES = ("pending", "scheduled", "retryable", "completed", "discarded", "cancelled")
 STATES = ("pending", "scheduled", "available", "active", "retryable", "completed", "discarded", "cancelled")
 _TERMINAL = ("completed", "discarded", "cancelled")
@@ -83,13 +83,35 @@ class AdminStore:
                 *fields,
             ],
         )
-        total, scanned, next_score, next_id, *raw_rows = reply
-        rows = [
-            (int(_text(row[0])), _text(row[1]), {name: _text(v) for name, v in zip(fields, row[2:], strict=True)})
-            for row in raw_rows
-        ]
-        next_cursor = (_text(next_score), _text(next_id)) if next_id else None
-        return IndexPage(total=int(total), scanned=int(scanned), next_cursor=next_cursor, rows=rows)
+        return _index_page(reply, fields)
+
+    @translate_redis_errors
+    async def available_page(self, query: IndexQuery, fields: Sequence[str]) -> IndexPage:
+        """One page of the available jobs of every queue, in the order they became available.
+
+        `query.key` is not read: every queue's available set serves (see admin_list_available.lua). The
+        cursor is a position in that order (a sequence number); the rows' scores are their enqueued_at.
+        """
+        k = self._keys
+        cursor_sequence, _ = query.cursor or ("", "")
+        reply = await self._scripts.call(
+            "admin_list_available",
+            [k.queues],
+            [
+                k.job_prefix,
+                k.available_prefix,
+                "-inf" if query.low_ms is None else query.low_ms,
+                "+inf" if query.high_ms is None else query.high_ms,
+                cursor_sequence,
+                query.limit,
+                "1" if query.ascending else "0",
+                query.match,
+                "1" if query.match_prefix else "0",
+                query.budget,
+                *fields,
+            ],
+        )
+        return _index_page(reply, fields)
 
     @translate_redis_errors
     async def bulk(self, action: str, job_ids: Sequence[str], *, now_ms: int) -> list[str]:
@@ -115,6 +137,8 @@ class AdminStore:
             "discarded": max(r.discarded_ms, r.dead_letter_ms),
         }
         k = self._keys
+        # Earlier versions indexed available jobs over all queues; nothing reads or updates that index now.
+        await self._redis.unlink(k.state_index("available"))
         cutoffs = {state: now_ms - ms for state, ms in ttl.items() if ms > 0}
         if not cutoffs:
             return 0
@@ -207,16 +231,20 @@ class AdminStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for state in INDEXED_STATES:
                 pipe.zcard(k.state_index(state))
-            pipe.zcard(k.state_index("available"))
             pipe.zcard(k.active)
-            pipe.hlen(k.queues)
+            pipe.hkeys(k.queues)
             pipe.zcard(k.workers)
             pipe.zcard(k.dead)
             replies = await pipe.execute()
         counts = dict(zip(INDEXED_STATES, (int(n) for n in replies[: len(INDEXED_STATES)]), strict=True))
-        available, active, queues, workers, dead = (int(n) for n in replies[len(INDEXED_STATES) :])
-        counts.update(available=available, active=active)
-        return counts, queues, workers, dead
+        active, names, workers, dead = replies[len(INDEXED_STATES) :]
+        # Available jobs have no index over all queues: their queues' sets count them.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zcard(k.available(_text(name)))
+            available = sum(int(n) for n in await pipe.execute())
+        counts.update(available=available, active=int(active))
+        return counts, len(names), int(workers), int(dead)
 
     @translate_redis_errors
     async def minutes(self, *, first: int, last: int, queue: str | None) -> list[MinuteBucket]:
@@ -281,6 +309,22 @@ class AdminStore:
         high = "+inf" if cutoff_ms is None else f"({cutoff_ms}"
         ids = cast(list[bytes], await self._redis.zrangebyscore(self._keys.dead, "-inf", high, start=0, num=limit))
         return [i.decode() for i in ids]
+
+
+def _index_page(reply: Any, fields: Sequence[str]) -> IndexPage:
+    """{total, scanned, next cursor score, next cursor id, rows...} of the list scripts."""
+    total, scanned, next_score, next_id, *raw_rows = reply
+    rows = [
+        (int(_text(row[0])), _text(row[1]), {name: _text(v) for name, v in zip(fields, row[2:], strict=True)})
+        for row in raw_rows
+    ]
+    if "enqueued_at" in fields and "created_at" in fields:
+        for _, _, row in rows:
+            # A job available since its creation has no enqueued_at field (see insert_job.lua).
+            if not row["enqueued_at"] and row.get("state") not in ("scheduled", "pending"):
+                row["enqueued_at"] = row["created_at"]
+    next_cursor = (_text(next_score), _text(next_id)) if next_id else None
+    return IndexPage(total=int(total), scanned=int(scanned), next_cursor=next_cursor, rows=rows)
 
 
 def _buckets(current: int, raw: list[dict[bytes, bytes]]) -> list[MinuteBucket]:

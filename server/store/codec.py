@@ -24,9 +24,11 @@ def dumps(value: Any) -> bytes:
 
 
 def new_job_fields(job: NewJob) -> list[str]:
-    """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script)."""
+    """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script, see insert_job.lua).
+
+    The id is not a field: the hash's key carries it, and every reader knows the key.
+    """
     fields: dict[str, str] = {
-        "id": job.id,
         "type": job.type,
         "queue": job.queue,
         "args": dumps(job.args).decode(),
@@ -171,8 +173,13 @@ def pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 _STATES = {state.value.encode(): state for state in JobState}
 
 
-def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()) -> StoredJob:
-    """A job from its hash as flat pairs, its error history, and fields written after the read."""
+def decode_job(
+    job_id: str, flat_hash: Sequence[bytes], error_history: Sequence[bytes], changes: Sequence[bytes] = ()
+) -> StoredJob:
+    """A job from its id, its hash as flat pairs, its error history, and fields written after the read.
+
+    Hashes written by earlier versions also hold an `id` field (the same id); it is not read.
+    """
     raw = pairs_to_dict(flat_hash)
     if changes:
         raw.update(pairs_to_dict(changes))
@@ -191,7 +198,7 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
     tags_raw = get(b"tags")
     unique_raw = get(b"unique")
     return StoredJob(
-        id=raw[b"id"].decode(),
+        id=job_id,
         type=raw[b"type"].decode(),
         queue=raw[b"queue"].decode(),
         state=_STATES[raw[b"state"]],
@@ -202,7 +209,7 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
         meta_json=get(b"meta", b"{}"),
         retry=retry,
         created_at_ms=number(b"created_at") or 0,
-        enqueued_at_ms=number(b"enqueued_at"),
+        enqueued_at_ms=_enqueued_at(raw),
         scheduled_at_ms=number(b"scheduled_at"),
         started_at_ms=number(b"started_at"),
         completed_at_ms=number(b"completed_at"),
@@ -229,6 +236,22 @@ def decode_job(flat_hash: Sequence[bytes], error_history: Sequence[bytes], chang
         progress=decode_progress(raw) if b"progress_at" in raw else None,
         checkpoint_json=get(b"checkpoint"),
     )
+
+
+def _enqueued_at(raw: dict[bytes, bytes]) -> int | None:
+    """When the job last became available; None if it never was.
+
+    The insert scripts leave enqueued_at out when it equals created_at, and write '' for a job that
+    is not available yet. Hashes written by earlier versions (they have an `id` field) left it out
+    for a job that was never available.
+    """
+    value = raw.get(b"enqueued_at")
+    if value is not None:
+        return int(value) if value else None
+    if b"id" in raw:
+        return None
+    created = raw.get(b"created_at")
+    return int(created) if created else None
 
 
 def decode_progress(raw: dict[bytes, bytes]) -> Progress | None:

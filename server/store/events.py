@@ -17,6 +17,8 @@ from server.store.context import StoreContext
 from server.store.errors import translate_redis_errors
 
 _FIELDS = ("type", "job_id", "queue", "job_type", "state", "time")
+# Inserts leave priority 0 out of their job.enqueued events (insert_job.lua); readers see it.
+_ENQUEUED = "job.enqueued"
 
 
 class EventStore:
@@ -49,16 +51,20 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> list[EventRecor
     cursor = entry_id.decode()
     count = fields.get(b"n")
     if count is None:
+        event_type = fields.get(b"type", b"").decode()
+        data_json = fields.get(b"data", b"{}")
+        if event_type == _ENQUEUED and b'"priority"' not in data_json:
+            data_json = orjson.dumps({"priority": 0, **orjson.loads(data_json)})
         return [
             EventRecord(
                 cursor=cursor,
-                type=fields.get(b"type", b"").decode(),
+                type=event_type,
                 job_id=fields.get(b"job_id", b"").decode(),
                 queue=fields.get(b"queue", b"").decode(),
                 job_type=fields.get(b"job_type", b"").decode(),
                 state=fields.get(b"state", b"").decode(),
                 time_ms=int(fields.get(b"time", b"0")),
-                data_json=fields.get(b"data", b"{}"),
+                data_json=data_json,
             )
         ]
     n = int(count)
@@ -66,13 +72,15 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> list[EventRecor
     data: list[Any] = orjson.loads(fields.get(b"datas", b"[]"))
     events: list[EventRecord] = []
     for i in range(n):
-        queue, job_type = str(columns["queue"][i]), str(columns["job_type"][i])
+        queue, job_type, event_type = str(columns["queue"][i]), str(columns["job_type"][i]), str(columns["type"][i])
         # An empty Lua table encodes as {} or [] alike: both mean no data.
         item = data[i] if i < len(data) and isinstance(data[i], dict) else {}
+        if event_type == _ENQUEUED and "priority" not in item:
+            item = {"priority": 0, **item}
         events.append(
             EventRecord(
                 cursor=f"{cursor}.{i}",
-                type=str(columns["type"][i]),
+                type=event_type,
                 job_id=str(columns["job_id"][i]),
                 queue=queue,
                 job_type=job_type,

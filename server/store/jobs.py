@@ -41,7 +41,7 @@ class JobStore:
             raise unique_conflict(reply[1], reply[2])
         if status is ScriptStatus.UNIQUE_EXISTING:
             flat, history = reply[2]
-            existing = codec.decode_job(flat, history)
+            existing = codec.decode_job(reply[1].decode(), flat, history)
             return EnqueueOutcome(state=existing.state, enqueued_at_ms=existing.enqueued_at_ms, existing=existing)
         raise unexpected("enqueue", status)
 
@@ -116,7 +116,7 @@ class JobStore:
         )
         if status_of(reply[0], "cancel") is ScriptStatus.OK:
             flat, history = reply[2]
-            return JobState(reply[1].decode()), codec.decode_job(flat, history)
+            return JobState(reply[1].decode()), codec.decode_job(job_id, flat, history)
         raise refusal("cancel", reply, job_id, expected="non-terminal", action="cancel")
 
     @translate_redis_errors
@@ -140,7 +140,7 @@ class JobStore:
         if not raw or b"state" not in raw:
             return None
         flat = [item for pair in raw.items() for item in pair]
-        return codec.decode_job(flat, history)
+        return codec.decode_job(job_id, flat, history)
 
     @translate_redis_errors
     async def get_many(self, job_ids: Sequence[str]) -> list[StoredJob]:
@@ -152,9 +152,9 @@ class JobStore:
                 pipe.lrange(k.errors(job_id), 0, -1)
             replies = await pipe.execute()
         jobs = []
-        for raw, history in zip(replies[::2], replies[1::2], strict=True):
+        for job_id, raw, history in zip(job_ids, replies[::2], replies[1::2], strict=True):
             if raw and b"state" in raw:
-                jobs.append(codec.decode_job([item for pair in raw.items() for item in pair], history))
+                jobs.append(codec.decode_job(job_id, [item for pair in raw.items() for item in pair], history))
         return jobs
 
     @translate_redis_errors
@@ -187,7 +187,7 @@ def job_reply(script: str, reply: list[Any], job_id: str, *, expected: str, acti
     """The job of an {'ok', job} reply, or the refusal raised."""
     if status_of(reply[0], script) is ScriptStatus.OK:
         flat, history = reply[1]
-        return codec.decode_job(flat, history)
+        return codec.decode_job(job_id, flat, history)
     raise refusal(script, reply, job_id, expected=expected, action=action)
 
 

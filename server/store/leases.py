@@ -57,7 +57,7 @@ class LeaseStore:
                 *queues,
             ],
         )
-        return [codec.decode_job(flat, history, changes) for flat, history, changes in reply]
+        return [codec.decode_job(job_id.decode(), flat, history, changes) for flat, history, changes, job_id in reply]
 
     async def ack(
         self,
@@ -239,7 +239,7 @@ def _settle_reply(entry: Settlement, reply: list[Any], return_jobs: bool) -> Set
         return SettleReply(entry.job_id, state=current, job=None, error=error)
     if return_jobs:
         flat, history = reply[1]
-        job = codec.decode_job(flat, history)
+        job = codec.decode_job(entry.job_id, flat, history)
         return SettleReply(entry.job_id, state=job.state.value, job=job, error=None)
     return SettleReply(entry.job_id, state=reply[1].decode(), job=None, error=None)
 

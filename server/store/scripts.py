@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "settle_batch",
     "progress",
     "admin_list_jobs",
+    "admin_list_available",
     "admin_bulk",
     "admin_forget_worker",
 )

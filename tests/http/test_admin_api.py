@@ -53,10 +53,10 @@ async def index_states(redis: Redis, job_id: str, queue: str) -> tuple[set[str],
 
 
 async def assert_indexed_as(redis: Redis, job_id: str, queue: str, state: str | None) -> None:
-    """In the indexes of its state and no other: available jobs are indexed over all queues (their queue's
-    available set serves per queue), active jobs by the lease set only."""
+    """In the indexes of its state and no other: available jobs are in their queue's available set only
+    (the admin search merges those over all queues), active jobs in the lease set only."""
     keys = KeySchema("ojs")
-    everywhere = {state} if state and state != "active" else set()
+    everywhere = {state} if state and state not in ("available", "active") else set()
     in_queue = {state} if state and state not in ("available", "active") else set()
     assert await index_states(redis, job_id, queue) == (everywhere, in_queue)
     assert (await redis.zscore(keys.available(queue), job_id) is not None) == (state == "available")

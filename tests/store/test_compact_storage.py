@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from server.domain.clock import now_ms
 from server.domain.retry import RetryPolicy
@@ -75,3 +77,44 @@ async def test_a_custom_policy_is_stored_and_honoured(store: Store, store_redis:
     assert job.retry.max_attempts == 1 and job.retry.jitter is False and job.priority == 7
     failed = await store.leases.nack(job_id, boom(), worker_id="w", now_ms=now_ms())
     assert failed.state is JobState.DISCARDED
+
+
+async def test_a_queued_job_stores_neither_its_id_nor_an_enqueued_at_equal_to_created_at(
+    store: Store, store_redis: Redis
+) -> None:
+    job_id = await enqueue(store, "compact-d")
+    stored: dict[Any, Any] = await store_redis.hgetall(store.keys.job(job_id))
+    assert not {b"id", b"enqueued_at"} & stored.keys()
+    job = await store.jobs.get(job_id)
+    assert job is not None and job.id == job_id
+    assert job.enqueued_at_ms == job.created_at_ms == int(stored[b"created_at"])
+    fetched = await fetch_one(store, "compact-d")
+    assert (fetched.id, fetched.enqueued_at_ms) == (job_id, job.created_at_ms)
+
+
+async def test_a_scheduled_job_has_no_enqueued_at_until_it_is_available(store: Store) -> None:
+    later = (now_ms() // 1000 + 60) * 1000
+    job_id = await enqueue(store, "compact-e", scheduled_at=datetime.fromtimestamp(later / 1000, UTC).isoformat())
+    job = await store.jobs.get(job_id)
+    assert job is not None and job.state is JobState.SCHEDULED and job.enqueued_at_ms is None
+    await store.leases.promote(["compact-e"], now_ms=later + 1, batch=10)
+    job = await store.jobs.get(job_id)
+    assert job is not None and job.state is JobState.AVAILABLE and job.enqueued_at_ms == later + 1
+
+
+async def test_hashes_in_the_earlier_layout_still_read(store: Store, store_redis: Redis) -> None:
+    """Earlier versions stored the id in the hash, and enqueued_at only once a job was available."""
+    old: dict[FieldT, EncodableT] = {
+        "type": "compact.old",
+        "queue": "compact-f",
+        "args": "[1]",
+        "created_at": "1000",
+    }
+    available, scheduled = "019a0000-0000-7000-8000-000000000001", "019a0000-0000-7000-8000-000000000002"
+    await store_redis.hset(
+        store.keys.job(available), mapping={**old, "id": available, "state": "available", "enqueued_at": "2000"}
+    )
+    await store_redis.hset(store.keys.job(scheduled), mapping={**old, "id": scheduled, "state": "scheduled"})
+    first, second = await store.jobs.get_many([available, scheduled])
+    assert (first.id, first.enqueued_at_ms, first.created_at_ms) == (available, 2000, 1000)
+    assert (second.id, second.enqueued_at_ms) == (scheduled, None)

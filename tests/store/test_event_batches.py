@@ -44,6 +44,20 @@ async def test_a_single_event_keeps_its_entry_form(store: Store, store_redis: Re
     assert orjson.loads(event.data_json) == {"priority": 0, "job_type": "evb.one", "queue": QUEUE}
 
 
+async def test_priority_0_is_not_stored_in_enqueued_events_yet_read_back(store: Store, store_redis: Redis) -> None:
+    service = JobService(store, default_visibility_timeout_ms=30_000)
+    batch = entries(2)
+    batch[1]["options"]["priority"] = 5
+    await service.enqueue_batch({"jobs": batch})
+    await service.enqueue({"type": "evb.one", "args": [], "options": {"queue": QUEUE}})
+    raw = await store_redis.xrange(store.keys.events)
+    [(_, batched), (_, single)] = cast(list[tuple[bytes, dict[bytes, bytes]]], raw)
+    assert orjson.loads(batched[b"datas"]) == [{}, {"priority": 5}]
+    assert b"priority" not in single[b"data"]
+    events = await store.events.read_events(after=None, count=10)
+    assert [orjson.loads(e.data_json)["priority"] for e in events] == [0, 5, 0]
+
+
 async def test_reading_resumes_inside_a_batch_and_after_it(store: Store) -> None:
     service = JobService(store, default_visibility_timeout_ms=30_000)
     first, second = entries(4), entries(3)

@@ -16,7 +16,7 @@
 --       a new lease token, started_at, worker, lease and execution deadlines; the active
 --       set is scored by the earlier deadline; job.started emitted per job.
 --       A named worker is marked as seen in the registry.
--- Returns an array of {job hash as read, error history, fields written since}, in claim order.
+-- Returns an array of {job hash as read, error history, fields written since, id}, in claim order.
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[3])
 local worker = ARGV[4]
@@ -64,7 +64,8 @@ local function claim(id)
   redis.call('HSET', job_key, unpack(changes))
   redis.call('ZADD', KEYS[1], active_score(deadline, exec_deadline), id)
   qcount(ctx, h.queue, 'available', 'active', id, ARGV[1])
-  local waited = now - (tonumber(h.enqueued_at) or now)
+  -- No enqueued_at: the job was available from its creation.
+  local waited = now - (tonumber(h.enqueued_at or h.created_at) or now)
   qminute(ctx, h.queue, ARGV[1], 'started', 'wait_ms', waited)
   if attempt == '1' then
     mqueue_time(ctx, h.queue, h.type, waited)
@@ -76,7 +77,7 @@ local function claim(id)
   if h.error then
     history = redis.call('LRANGE', errors_prefix .. id, 0, -1)
   end
-  claimed[#claimed + 1] = {flat, history, changes}
+  claimed[#claimed + 1] = {flat, history, changes, id}
   return true
 end
 

@@ -5,8 +5,20 @@
 --    due (ms, scheduled only, else ''), expires (ms or ''), fields (flat field/value list),
 --    ctx (the script context, for the queue counters)
 -- Returns enqueued_at ('' unless available). The caller checks the id is free.
+-- The hash has no enqueued_at when it equals created_at, and enqueued_at = '' until the job is available.
 -- Queues registered by this script call: one HSETNX per queue, not per job.
 local registered_queues = {}
+
+-- Whether the flat field list sets created_at to `now`. Most jobs are available from the moment
+-- they are created: their hash leaves enqueued_at out, and readers take created_at for it.
+local function created_at_is(fields, now)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'created_at' then
+      return fields[i + 1] == now
+    end
+  end
+  return false
+end
 
 local function insert_job(k, a)
   local fields = a.fields
@@ -15,8 +27,14 @@ local function insert_job(k, a)
   local enqueued_at = ''
   if a.state == 'available' then
     enqueued_at = a.now
+    if not created_at_is(fields, a.now) then
+      fields[#fields + 1] = 'enqueued_at'
+      fields[#fields + 1] = a.now
+    end
+  else
+    -- Not available yet: '' says so (a missing enqueued_at means "the same as created_at").
     fields[#fields + 1] = 'enqueued_at'
-    fields[#fields + 1] = a.now
+    fields[#fields + 1] = ''
   end
   redis.call('HSET', k.job, unpack(fields))
   if a.state == 'available' then
@@ -43,7 +61,10 @@ local function insert_job(k, a)
   if a.concurrency ~= '' then
     redis.call('HSET', a.ctx.qconf .. a.queue, 'concurrency', a.concurrency)
   end
-  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now, {priority = tonumber(a.priority)})
+  -- Priority 0 is left out of the event (the event reader puts it back): most jobs have it.
+  local priority = tonumber(a.priority)
+  emit(k.events, a.maxlen, 'job.enqueued', a.id, a.queue, a.type, a.state, a.now,
+    priority ~= 0 and {priority = priority} or {})
   if a.state == 'scheduled' then
     emit(k.events, a.maxlen, 'job.scheduled', a.id, a.queue, a.type, a.state, a.now, {scheduled_at = tonumber(a.due)})
   end

@@ -15,7 +15,9 @@ local function retain(job_key, errors_key, ttl_ms, ctx, known)
     if known then
       f = {known.id, known.fp, known.states, known.state}
     else
-      f = redis.call('HMGET', job_key, 'id', 'unique_fp', 'unique_states', 'state')
+      f = redis.call('HMGET', job_key, 'unique_fp', 'unique_states', 'state')
+      -- The job's id is its key less the job prefix (the hash has no id field).
+      table.insert(f, 1, string.sub(job_key, #ctx.job + 1))
     end
     if f[2] and f[2] ~= '' and not string.find(',' .. (f[3] or '') .. ',', ',' .. f[4] .. ',', 1, true) then
       local lock = ctx.unique .. f[2]
