@@ -15,7 +15,7 @@ import orjson
 from server.domain.cron_entry import CronEntry
 from server.domain.job import JobErrorRecord, NewJob, StoredJob
 from server.domain.progress import Progress, visible
-from server.domain.retry import BackoffStrategy, OnExhaustion, RetryPolicy
+from server.domain.retry import DEFAULT_RETRY_POLICY, BackoffStrategy, OnExhaustion, RetryPolicy
 from server.domain.states import JobState
 
 
@@ -28,55 +28,56 @@ def new_job_fields(job: NewJob) -> list[str]:
 
     The id is not a field: the hash's key carries it, and every reader knows the key.
     """
-    fields: dict[str, str] = {
-        "type": job.type,
-        "queue": job.queue,
-        "args": dumps(job.args).decode(),
-        "created_at": str(job.created_at_ms),
-    }
+    flat = [
+        "type",
+        job.type,
+        "queue",
+        job.queue,
+        "args",
+        dumps(job.args).decode(),
+        "created_at",
+        str(job.created_at_ms),
+    ]
     # Fields at their zero value are left out to keep queued jobs small: every
     # reader takes a missing priority, attempt or meta as 0, 0 and {}.
     if job.priority:
-        fields["priority"] = str(job.priority)
+        flat += ("priority", str(job.priority))
     if job.meta:
-        fields["meta"] = dumps(job.meta).decode()
+        flat += ("meta", dumps(job.meta).decode())
     policy = job.retry
     # Flattened retry policy, read by the nack script without decoding JSON. Left out when
     # it is the default policy (most jobs): readers fall back to the same defaults.
-    if policy != DEFAULT_POLICY:
-        fields.update(
-            {
-                "r_max": str(policy.max_attempts),
-                "r_init": str(policy.initial_interval_ms),
-                "r_coef": repr(policy.backoff_coefficient),
-                "r_maxi": str(policy.max_interval_ms),
-                "r_jit": "1" if policy.jitter else "0",
-                "r_strat": policy.strategy.value,
-                "r_nre": "\n".join(policy.non_retryable_errors),
-                "r_exh": policy.on_exhaustion.value,
-            }
-        )
-    optional: dict[str, str | int | None] = {
-        "scheduled_at": job.scheduled_at_ms,
-        "expires_at": job.expires_at_ms,
-        "timeout_ms": job.timeout_ms,
-        "visibility_timeout_ms": job.visibility_timeout_ms,
-        "tags": dumps(list(job.tags)).decode() if job.tags else None,
-        "extra": dumps(job.extra).decode() if job.extra else None,
-        "schema": job.schema,
-        "trace_id": job.trace_id,
-        "unique": dumps(job.unique).decode() if job.unique is not None else None,
-        "directive": job_directive(job.meta),
-        "unique_fp": job.unique_fingerprint,
-        "unique_states": (
-            ",".join(state.value for state in job.unique_policy.states) if job.unique_policy is not None else None
+    if policy is not DEFAULT_POLICY and policy != DEFAULT_POLICY:
+        flat += (
+            "r_max", str(policy.max_attempts),
+            "r_init", str(policy.initial_interval_ms),
+            "r_coef", repr(policy.backoff_coefficient),
+            "r_maxi", str(policy.max_interval_ms),
+            "r_jit", "1" if policy.jitter else "0",
+            "r_strat", policy.strategy.value,
+            "r_nre", "\n".join(policy.non_retryable_errors),
+            "r_exh", policy.on_exhaustion.value,
+        )  # fmt: skip
+    optional: tuple[tuple[str, str | int | None], ...] = (
+        ("scheduled_at", job.scheduled_at_ms),
+        ("expires_at", job.expires_at_ms),
+        ("timeout_ms", job.timeout_ms),
+        ("visibility_timeout_ms", job.visibility_timeout_ms),
+        ("tags", dumps(list(job.tags)).decode() if job.tags else None),
+        ("extra", dumps(job.extra).decode() if job.extra else None),
+        ("schema", job.schema),
+        ("trace_id", job.trace_id),
+        ("unique", dumps(job.unique).decode() if job.unique is not None else None),
+        ("directive", job_directive(job.meta) if job.meta else None),
+        ("unique_fp", job.unique_fingerprint),
+        (
+            "unique_states",
+            ",".join(state.value for state in job.unique_policy.states) if job.unique_policy is not None else None,
         ),
-    }
-    fields.update({k: str(v) for k, v in optional.items() if v is not None})
-    flat: list[str] = []
-    for key, value in fields.items():
-        flat.append(key)
-        flat.append(value)
+    )
+    for name, value in optional:
+        if value is not None:
+            flat += (name, str(value))
     return flat
 
 
@@ -140,7 +141,8 @@ def encode_error_without_attempt(
     return dumps(entry)
 
 
-DEFAULT_POLICY = RetryPolicy()
+# The same object the validation gives every job without a policy, so the common check is an identity test.
+DEFAULT_POLICY = DEFAULT_RETRY_POLICY
 _POLICY_FIELDS = (b"r_max", b"r_init", b"r_coef", b"r_maxi", b"r_jit", b"r_nre", b"r_exh", b"r_strat")
 
 
