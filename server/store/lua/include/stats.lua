@@ -48,7 +48,9 @@ local function flush_stats()
   for key, fields in pairs(stat_deltas) do
     local created = false
     for field, amount in pairs(fields) do
-      if amount ~= 0 and redis.call('HINCRBY', key, field, amount) == amount then
+      -- Most deltas are 1 or -1: passed as text, Redis need not format a Lua number.
+      local text = amount == 1 and '1' or amount == -1 and '-1' or amount
+      if amount ~= 0 and redis.call('HINCRBY', key, field, text) == amount then
         created = true
       end
     end
