@@ -7,6 +7,9 @@
 -- Returns enqueued_at ('' unless available). The caller checks the id is free.
 -- Queues registered by this script call: one HSETNX per queue, not per job.
 local registered_queues = {}
+local function reset_registered_queues()
+  registered_queues = {}
+end
 
 local function insert_job(k, a)
   local fields = a.fields

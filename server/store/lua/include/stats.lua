@@ -43,6 +43,12 @@ local function next_sequence(key)
   return seq_value
 end
 
+-- Per-call state starts afresh (see server/store/scripts.py: a function library keeps it between calls).
+local function reset_stats()
+  stat_deltas, stat_ttls = {}, {}
+  seq_key, seq_value, seq_extra = nil, 0, 0
+end
+
 local function flush_stats()
   flush_sequence()
   for key, fields in pairs(stat_deltas) do
