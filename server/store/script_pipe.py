@@ -18,7 +18,10 @@ A call that gets no reply within the client's socket timeout fails with
 it could no longer be matched to their calls); every call still waiting on it
 then fails with `redis.exceptions.ConnectionError`, like a call on a broken
 pooled connection. A script missing from the server's cache (after SCRIPT
-FLUSH or a restart) is sent again as EVAL.
+FLUSH or a restart) is sent again as EVAL; a function missing from the server
+(after FUNCTION FLUSH or a restart) has its library loaded, then is called again.
+`script` calls a script in the form the server supports: FCALL where it has functions
+(Redis 7, as a connection learns when it opens), else EVALSHA.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +45,19 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _READ_SIZE = 1 << 16
+# The error FCALL replies for a function the server does not have.
+_FUNCTION_MISSING = "Function not found"
+_VERSION = re.compile(rb"^redis_version:(\d+)\.", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PipedScript:
+    """A script in both forms: for EVALSHA (its SHA1 and text) and for FCALL (its function and library)."""
+
+    sha: str
+    program: str
+    function: str
+    library: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,10 @@ class _Call:
     source: str
     keys: list[str]
     args: list[Any]
+    # FCALL: the function's name (`source` is its library); None for EVALSHA.
+    function: str | None = None
+    # Its library was loaded after a first attempt found the function missing.
+    reloaded: bool = False
 
 
 class _Link:
@@ -61,6 +84,8 @@ class _Link:
         reader_args: dict[str, Any] = {"encoding": encoding} if encoding else {}
         self.parser = hiredis.Reader(**reader_args)
         self.reader_task: asyncio.Task[None] | None = None
+        # The server has Redis functions (FCALL).
+        self.functions = False
 
 
 _PIPES: weakref.WeakKeyDictionary[ConnectionPool, ScriptPipe] = weakref.WeakKeyDictionary()
@@ -88,9 +113,27 @@ class ScriptPipe:
 
     async def evalsha(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised."""
+        return await self._call(lambda link, future: (_Call(future, source, keys, args), "EVALSHA", sha))
+
+    async def fcall(self, function: str, library: str, keys: list[str], args: list[Any]) -> Any:
+        """FCALL `function` (defined by the library whose source is `library`); its reply, or the error it raised."""
+        return await self._call(lambda link, future: _fcall(future, function, library, keys, args))
+
+    async def script(self, script: PipedScript, keys: list[str], args: list[Any]) -> Any:
+        """`script` by FCALL if the server has functions, else by EVALSHA; its reply, or the error it raised."""
+
+        def build(link: _Link, future: asyncio.Future[Any]) -> tuple[_Call, str, str]:
+            if link.functions:
+                return _fcall(future, script.function, script.library, keys, args)
+            return _Call(future, script.program, keys, args), "EVALSHA", script.sha
+
+        return await self._call(build)
+
+    async def _call(self, build: Callable[[_Link, asyncio.Future[Any]], tuple[_Call, str, str]]) -> Any:
         link = self._link if self._link is not None and not self._link.closed else await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._send(link, _Call(future, source, keys, args), "EVALSHA", sha)
+        call, command, target = build(link, future)
+        self._send(link, call, command, target)
         if self._timeout_s is None:
             return await future
         try:
@@ -102,7 +145,10 @@ class ScriptPipe:
             raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s") from None
 
     def _send(self, link: _Link, call: _Call, command: str, script: str) -> None:
-        link.outgoing.append(hiredis.pack_command((command, script, len(call.keys), *call.keys, *call.args)))
+        self._send_packed(link, call, hiredis.pack_command((command, script, len(call.keys), *call.keys, *call.args)))
+
+    def _send_packed(self, link: _Link, call: _Call, packed: bytes) -> None:
+        link.outgoing.append(packed)
         link.pending.append(call)
         if not link.flush_scheduled:
             link.flush_scheduled = True
@@ -130,7 +176,13 @@ class ScriptPipe:
             if self._link is not None and not self._link.closed:
                 return self._link
             connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                functions = await _has_functions(connection)
+            except BaseException:
+                await self._release(connection)
+                raise
             link = _Link(connection, self._encoding)
+            link.functions = functions
             link.reader_task = asyncio.create_task(self._read(link), name="redis-script-pipe")
             self._link = link
             return link
@@ -163,6 +215,16 @@ class ScriptPipe:
                 # Not in the script cache (flushed, or a new server): send the text once; EVAL caches it.
                 self._send(link, call, "EVAL", call.source)
                 return
+            if call.function is not None and not call.reloaded and str(error) == _FUNCTION_MISSING:
+                # Not loaded (flushed, or a new server): load its library, then call it once more. The
+                # load's own reply is dropped; if it failed, the second call fails with the same error.
+                loaded: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                loaded.add_done_callback(_drop_outcome)
+                load_command: tuple[Any, ...] = ("FUNCTION", "LOAD", "REPLACE", call.source)
+                load = hiredis.pack_command(load_command)
+                self._send_packed(link, _Call(loaded, "", [], []), load)
+                self._send(link, dataclasses.replace(call, reloaded=True), "FCALL", call.function)
+                return
             call.future.set_exception(error)
             return
         call.future.set_result(reply)
@@ -188,3 +250,24 @@ class ScriptPipe:
             await connection.disconnect()
         with contextlib.suppress(Exception):
             await self._pool.release(connection)
+
+
+def _drop_outcome(future: asyncio.Future[Any]) -> None:
+    """Mark a reply nobody waits for as seen (so asyncio does not log its error as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _fcall(
+    future: asyncio.Future[Any], function: str, library: str, keys: list[str], args: list[Any]
+) -> tuple[_Call, str, str]:
+    return _Call(future, library, keys, args, function), "FCALL", function
+
+
+async def _has_functions(connection: AbstractConnection) -> bool:
+    """Whether the server behind `connection` has Redis functions (7.0 and later), asked before the pipe uses it."""
+    await connection.send_command("INFO", "server")
+    info = await connection.read_response()
+    text = info.encode() if isinstance(info, str) else bytes(info)
+    match = _VERSION.search(text)
+    return match is not None and int(match.group(1)) >= 7

@@ -74,7 +74,7 @@ async def test_valid_batch_of_10000_is_stored_in_one_round_trip(
     calls = count_round_trips(monkeypatch, store_redis)
     results = await job_service.enqueue_batch({"jobs": entries})
     monkeypatch.undo()
-    assert calls == ["EVALSHA"]
+    assert calls in (["FCALL"], ["EVALSHA"])  # one script call: FCALL on Redis 7, EVALSHA on 6.2
     assert [job.id for job, _ in results] == [e["id"] for e in entries]
     assert all(deduplicated is False and job.state is JobState.AVAILABLE for job, deduplicated in results)
     stats = await store.queues.queue_stats(QUEUE, now_ms=now_ms())

@@ -381,3 +381,39 @@ async def test_policy_round_trips_through_the_hash(store: Store) -> None:
     assert stored is not None
     assert stored.retry == job.retry
     assert isinstance(stored.retry, RetryPolicy) and stored.max_attempts == 7
+
+
+async def test_a_script_call_that_fails_midway_leaves_no_buffered_events_to_the_next(store: Store) -> None:
+    # The counters and events a call buffers are written at its end; a call that fails first must not leave
+    # them to a later call (a Redis 7 function library keeps its state between calls).
+    first, second = new_job(), new_job()
+    for job in (first, second):
+        await store.jobs.enqueue(job)
+    await fetch(store, count=2)
+    k = store.keys
+    ack_row = ["", "ack", "w1", "", "0", ""]
+    keys = [k.active, k.events, k.sequence, k.dead, k.expiring]
+    ctx = store._ctx
+    args: list[Any] = [now_ms(), ctx.events_maxlen, 0, 0, 0, 50, "0", ctx.script_context]
+    # The second entry has no id: the script fails after acking the first.
+    with pytest.raises(Exception, match="concatenate"):
+        await ctx.scripts.call("settle_batch", keys, [*args, orjson.dumps([[first.id, *ack_row[1:]], [None]])])
+    await ctx.scripts.call("settle_batch", keys, [*args, orjson.dumps([[second.id, *ack_row[1:]]])])
+    completed = [e.job_id for e in await store.events.read_events(after=None, count=100) if e.type == "job.completed"]
+    assert completed == [second.id]
+
+
+async def test_stores_with_other_prefixes_on_one_server_keep_to_their_own_keys(store_redis: Redis) -> None:
+    # A script context is cached by its text between calls (see lua/include/script_context.lua): calls that
+    # alternate between two prefixes must each use their own.
+    stores = [Store(store_redis, KeySchema(f"ctx{uuid.uuid4().hex[:8]}")) for _ in range(2)]
+    jobs = [new_job(), new_job()]
+    for _ in range(2):
+        for one, job in zip(stores, jobs, strict=True):
+            if await one.jobs.get(job.id) is None:
+                await one.jobs.enqueue(job)
+            else:
+                assert [j.id for j in await fetch(one)] == [job.id]
+    for one, job in zip(stores, jobs, strict=True):
+        assert (await one.jobs.get(job.id)) is not None
+        assert await store_redis.exists(one.keys.job(jobs[1 - jobs.index(job)].id)) == 0

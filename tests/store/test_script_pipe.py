@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.store.script_pipe import ScriptPipe
+from server.store.script_pipe import PipedScript, ScriptPipe
 
 ECHO = "return {ARGV[1], KEYS[1]}"
 FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused: ' .. ARGV[1]) end return ARGV[1]"
@@ -116,3 +116,22 @@ async def test_a_call_without_reply_in_the_socket_timeout_fails_and_the_pipe_rec
         assert reply == [b"after", b"k"]
     finally:
         await client.aclose()
+
+
+async def test_a_script_runs_as_a_function_where_the_server_has_them(client: Redis, store_redis_url: str) -> None:
+    pipe = ScriptPipe(client)
+    # A function name no server has yet: the first call finds it missing, loads its library and calls it again.
+    function = f"pipe_test_{uuid.uuid4().hex}"
+    library = (
+        f"#!lua name={function}\n"
+        f"redis.register_function('{function}', function(keys, args) return {{args[1], keys[1]}} end)"
+    )
+    script = PipedScript(sha(ECHO), ECHO, function, library)
+    replies = await asyncio.gather(*(pipe.script(script, [f"key{i}"], [i]) for i in range(3)))
+    assert replies == [[str(i).encode(), f"key{i}".encode()] for i in range(3)]
+    # Redis 7 ran it as a function (its library is loaded now); 6.2 has none, and ran the same script by EVALSHA.
+    if int((await client.info("server"))["redis_version"].split(".")[0]) >= 7:
+        assert await client.function_list(library=function) != []
+        await client.function_delete(function)
+    else:
+        assert await client.script_exists(sha(ECHO)) == [True]

@@ -6,13 +6,17 @@ import re
 from importlib import resources
 
 import pytest
+from redis.asyncio import Redis
 
 from server.domain.errors import ErrorCode, OJSError
 from server.store.errors import refusal
+from server.store.facade import Store
 from server.store.scripts import (
     SCRIPT_NAMES,
     ScriptSourceError,
     declared_includes,
+    library,
+    library_names,
     program,
     read_source,
     resolve_includes,
@@ -101,3 +105,35 @@ def test_an_include_cycle_is_rejected_with_its_path() -> None:
 def test_an_unknown_include_is_named() -> None:
     with pytest.raises(ScriptSourceError, match="no Lua include named 'nope'"):
         program("promote", lambda name: "-- include: nope\n" if name == "stats" else read_source(name, include=True))
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_a_library_resets_the_per_call_state_of_its_includes_first(name: str) -> None:
+    function, text = library(name)
+    assert text.startswith(f"#!lua name={function}\n") and f"redis.register_function('{function}'," in text
+    defined = set(re.findall(r"^local function (reset_\w+)\(\)", text, re.M))
+    assert {"reset_stats", "reset_events"} <= defined
+    wrapper = text[text.index("redis.register_function(") :]
+    assert all(f"  {reset}()" in wrapper for reset in defined)
+    assert wrapper.index("run_script(keys, args)") > max(wrapper.index(f"{reset}()") for reset in defined)
+
+
+def test_a_library_is_named_after_its_source() -> None:
+    edited = library("promote", lambda include: read_source(include, include=True) + "\n-- edited")[0]
+    assert edited != library("promote")[0]
+    assert edited.startswith("ojs_promote_")
+
+
+async def test_loading_the_scripts_deletes_the_libraries_of_other_versions(store: Store, store_redis: Redis) -> None:
+    if int((await store_redis.info("server"))["redis_version"].split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions")
+    stale, foreign = "ojs_promote_0123456789abcdef", "ojs_someone_else"
+    for name in (stale, foreign):
+        await store_redis.function_load(
+            f"#!lua name={name}\nredis.register_function('{name}', function() return 1 end)", replace=True
+        )
+    await store.load_scripts()
+    names = set(await library_names(store_redis, "ojs_"))
+    assert stale not in names and foreign in names
+    assert {library(name)[0] for name in SCRIPT_NAMES} <= names
+    await store_redis.function_delete(foreign)

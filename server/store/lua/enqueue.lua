@@ -1,5 +1,5 @@
 -- enqueue: store a new job and make it visible in its initial state.
--- include: status, job_from_list, unique_check, read_job, insert_job, unique_lock
+-- include: status, job_from_list, unique_check, read_job, insert_job, unique_lock, script_context
 -- KEYS[1] job hash  KEYS[2] available zset of the queue  KEYS[3] delayed zset of the queue
 -- KEYS[4] queue registry hash  KEYS[5] sequence counter  KEYS[6] event stream  KEYS[7] expiring zset
 -- KEYS[8] active zset
@@ -15,7 +15,7 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {STATUS.duplicate, redis.call('HGET', KEYS[1], 'state') or ''}
 end
-local ctx = cjson.decode(ARGV[3])
+local ctx = script_context(ARGV[3])
 ctx.active, ctx.expiring = KEYS[8], KEYS[7]
 local job = job_from_list(cjson.decode(ARGV[4]), ctx, ARGV[1], ARGV[2])
 local conflict = unique_check(ctx, job, KEYS[6], ARGV[2])

@@ -1,5 +1,5 @@
 -- enqueue_batch: store many new jobs, all or nothing.
--- include: status, job_from_list, unique_check, insert_job, unique_lock
+-- include: status, job_from_list, unique_check, insert_job, unique_lock, script_context
 -- KEYS[1] queue registry hash  KEYS[2] sequence counter  KEYS[3] event stream
 -- KEYS[4] expiring zset  KEYS[5] active zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] script context (JSON, see server/store/context.py)
@@ -9,7 +9,7 @@
 -- Post: as enqueue, job by job, in order.
 -- Returns {'ok', {per job: {'ok', enqueued_at, state, due} | {'unique_existing', existing id}}}
 --       | {'duplicate', index, id} | {'unique_conflict', index, existing id, state}.
-local ctx = cjson.decode(ARGV[3])
+local ctx = script_context(ARGV[3])
 ctx.active, ctx.expiring = KEYS[5], KEYS[4]
 local jobs = {}
 for _, entry in ipairs(cjson.decode(ARGV[4])) do

@@ -1,5 +1,5 @@
 -- fetch: claim up to N jobs across an ordered list of queues.
--- include: promote_due, expire_job, active_score, int_str, qcount, qminute, emit, mqueue_time
+-- include: promote_due, expire_job, active_score, int_str, qcount, qminute, emit, mqueue_time, script_context
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] expiring zset
 -- KEYS[5] worker registry zset  KEYS[6] paused queues hash
 -- KEYS[7 + 2i] available zset of queue i, KEYS[8 + 2i] its delayed zset (i from 0)
@@ -25,7 +25,7 @@ local default_lease = tonumber(ARGV[6])
 local errors_prefix = ARGV[7]
 local promote_limit = tonumber(ARGV[8])
 local default_timeout = tonumber(ARGV[9])
-local ctx = cjson.decode(ARGV[11])
+local ctx = script_context(ARGV[11])
 ctx.active, ctx.expiring = KEYS[1], KEYS[4]
 local claimed = {}
 

@@ -1,5 +1,5 @@
 -- reap: settle active jobs whose lease or execution deadline has passed.
--- include: fail_active, make_available, qcount, emit, active_score, mcount
+-- include: fail_active, default_retry, make_available, qcount, emit, active_score, mcount
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter  KEYS[4] dead-letter zset
 -- KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length  ARGV[3] batch size
@@ -61,7 +61,7 @@ for _, id in ipairs(due) do
       local attempt = tonumber(f[5]) or 0
       -- Jobs stored without a policy of their own follow the default one (from the context), so a job
       -- that keeps losing its worker ends after max_attempts like a failing one, instead of looping.
-      local max_attempts = tonumber(f[6]) or tonumber(wfctx.retry.max_attempts) or 0
+      local max_attempts = tonumber(f[6]) or default_retry(wfctx).max_attempts or 0
       failure.code = 'visibility_timeout'
       failure.error_type = 'visibility_timeout'
       failure.message = 'lease expired before the job was acknowledged'

@@ -1,5 +1,5 @@
 -- settle_batch: ack or nack many active jobs, each entry on its own.
--- include: status, ack_active, nack_active, read_job
+-- include: status, ack_active, nack_active, read_job, script_context
 -- KEYS[1] active zset  KEYS[2] event stream  KEYS[3] sequence counter
 -- KEYS[4] dead-letter zset  KEYS[5] expiring zset
 -- ARGV[1] now (ms)  ARGV[2] event log max length
@@ -18,7 +18,7 @@
 --       are one-entry calls of this script.
 -- Returns one reply per entry, in order: {'ok', job or state} | {'not_found'} | {'conflict', state}
 --       | {'not_owner', worker} | {'stale_lease', current token}.
-local wfctx = cjson.decode(ARGV[8])
+local wfctx = script_context(ARGV[8])
 wfctx.active, wfctx.expiring = KEYS[1], KEYS[5]
 local full = ARGV[7] == '1'
 local replies = {}

@@ -10,6 +10,11 @@ local event_rows = {}
 local event_key, event_maxlen = nil, nil
 local EVENT_FIELDS = {'type', 'job_id', 'queue', 'job_type', 'state', 'time'}
 
+-- Per-call state starts afresh (see server/store/scripts.py: a function library keeps it between calls).
+local function reset_events()
+  event_rows, event_key, event_maxlen = {}, nil, nil
+end
+
 local function flush_events()
   local rows = event_rows
   if #rows == 0 then

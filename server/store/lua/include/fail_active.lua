@@ -1,4 +1,4 @@
--- include: int_str, matches_any, retry_delay, qcount, qminute, emit, retain, wf_job_done, mcount, mduration
+-- include: int_str, matches_any, retry_delay, default_retry, qcount, qminute, emit, retain, wf_job_done, mcount, mduration
 -- Record a failure of an active job and apply its retry policy: retryable
 -- after the policy's backoff, or discarded (dead-lettered if the policy says
 -- so) when attempts are used up, the error is non-retryable or `give_up`.
@@ -25,7 +25,7 @@ local function fail_active(c)
   redis.call('LTRIM', c.errors_key, -tonumber(c.history_cap), -1)
 
   -- A job without its own policy (no r_* fields) has the default one, from the script context.
-  local defaults = c.wfctx.retry
+  local defaults = default_retry(c.wfctx)
   local max_attempts = tonumber(f[4]) or defaults.max_attempts
   local give_up = c.give_up or matches_any(f[10], c.error_type) or (max_attempts > 0 and attempt >= max_attempts)
   local duration = now - (tonumber(f[12]) or now)

@@ -8,6 +8,9 @@
 -- The hash has no enqueued_at when it equals created_at, and enqueued_at = '' until the job is available.
 -- Queues registered by this script call: one HSETNX per queue, not per job.
 local registered_queues = {}
+local function reset_registered_queues()
+  registered_queues = {}
+end
 
 -- Whether the flat field list sets created_at to `now`. Most jobs are available from the moment
 -- they are created: their hash leaves enqueued_at out, and readers take created_at for it.

@@ -5,9 +5,10 @@
 local function retain(job_key, errors_key, ttl_ms, ctx, known)
   local ttl = tonumber(ttl_ms) or 0
   if ttl > 0 then
-    redis.call('PEXPIRE', job_key, ttl)
+    -- ttl_ms as given (text from ARGV or the context): Redis need not format a Lua number.
+    redis.call('PEXPIRE', job_key, ttl_ms)
     if not known or known.has_errors then
-      redis.call('PEXPIRE', errors_key, ttl)
+      redis.call('PEXPIRE', errors_key, ttl_ms)
     end
   end
   if ctx then

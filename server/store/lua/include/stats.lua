@@ -43,12 +43,20 @@ local function next_sequence(key)
   return seq_value
 end
 
+-- Per-call state starts afresh (see server/store/scripts.py: a function library keeps it between calls).
+local function reset_stats()
+  stat_deltas, stat_ttls = {}, {}
+  seq_key, seq_value, seq_extra = nil, 0, 0
+end
+
 local function flush_stats()
   flush_sequence()
   for key, fields in pairs(stat_deltas) do
     local created = false
     for field, amount in pairs(fields) do
-      if amount ~= 0 and redis.call('HINCRBY', key, field, amount) == amount then
+      -- Most deltas are 1 or -1: passed as text, Redis need not format a Lua number.
+      local text = amount == 1 and '1' or amount == -1 and '-1' or amount
+      if amount ~= 0 and redis.call('HINCRBY', key, field, text) == amount then
         created = true
       end
     end
