@@ -108,8 +108,16 @@ class ScriptPipe:
         self._timeout_s: float | None = float(timeout) if timeout else None
         self._link: _Link | None = None
         self._connecting: asyncio.Lock | None = None
+        # Cleared by `disallow_functions`.
+        self.functions_allowed = True
         # Closing connections (kept referenced until done).
         self._closing: set[asyncio.Future[None]] = set()
+
+    def disallow_functions(self) -> None:
+        """Run scripts by EVALSHA even where the server has functions (it refused to load them)."""
+        self.functions_allowed = False
+        if self._link is not None:
+            self._link.functions = False
 
     async def evalsha(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised."""
@@ -182,7 +190,7 @@ class ScriptPipe:
                 await self._release(connection)
                 raise
             link = _Link(connection, self._encoding)
-            link.functions = functions
+            link.functions = functions and self.functions_allowed
             link.reader_task = asyncio.create_task(self._read(link), name="redis-script-pipe")
             self._link = link
             return link

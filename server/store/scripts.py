@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from server.store.script_pipe import PipedScript, ScriptPipe
+
+logger = logging.getLogger(__name__)
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -197,6 +201,8 @@ class Scripts:
         so they do not pile up with each upgrade (a server still running one loads it again on use)."""
         info = await redis.info("server")
         functions = int(str(info.get("redis_version", "0")).split(".")[0] or 0) >= 7
+        if functions:
+            functions = await self._functions_allowed(redis)
         for script in self._scripts.values():
             if functions:
                 await redis.function_load(script.library, replace=True)
@@ -207,6 +213,18 @@ class Scripts:
             for stale in set(await library_names(redis, _LIBRARY_PREFIX)) - current:
                 if _OWN_LIBRARY.match(stale):
                     await redis.function_delete(stale)
+
+    async def _functions_allowed(self, redis: Redis) -> bool:
+        """Whether this server lets us load function libraries; if not, scripts run by EVALSHA from now on."""
+        first = next(iter(self._scripts.values()))
+        try:
+            await redis.function_load(first.library, replace=True)
+        except ResponseError as exc:
+            # NOPERM from an ACL, or an unknown or renamed command on a managed Redis.
+            logger.warning("Redis refused FUNCTION LOAD (%s); scripts run by EVALSHA", exc)
+            self._pipe.disallow_functions()
+            return False
+        return True
 
 
 async def library_names(redis: Redis, prefix: str) -> list[str]:

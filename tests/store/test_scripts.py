@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from importlib import resources
 
@@ -9,8 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from server.domain.errors import ErrorCode, OJSError
+from server.domain.states import JobState
 from server.store.errors import refusal
 from server.store.facade import Store
+from server.store.keys import KeySchema
 from server.store.scripts import (
     SCRIPT_NAMES,
     ScriptSourceError,
@@ -22,6 +25,9 @@ from server.store.scripts import (
     resolve_includes,
 )
 from server.store.status import ScriptStatus, status_of
+from tests.store.helpers import body, new_job, stored
+
+_users = itertools.count()
 
 LUA = resources.files("server.store").joinpath("lua")
 INCLUDES = sorted(path.name[:-4] for path in LUA.joinpath("include").iterdir() if path.name.endswith(".lua"))
@@ -137,3 +143,25 @@ async def test_loading_the_scripts_deletes_the_libraries_of_other_versions(store
     assert stale not in names and foreign in names
     assert {library(name)[0] for name in SCRIPT_NAMES} <= names
     await store_redis.function_delete(foreign)
+
+
+async def test_a_server_that_refuses_function_load_runs_the_scripts_by_evalsha(
+    store_redis: Redis, store_redis_url: str
+) -> None:
+    if int((await store_redis.info("server"))["redis_version"].split(".")[0]) < 7:
+        pytest.skip("Redis 6.2 has no functions")
+    # An ACL user as a managed Redis may hand out: everything but the FUNCTION command.
+    user = f"nofunctions{next(_users)}"
+    await store_redis.acl_setuser(
+        user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-function"]
+    )
+    limited = Redis.from_url(store_redis_url, username=user, password="")
+    try:
+        store = Store(limited, KeySchema(f"nofn{next(_users)}"), events_maxlen=100)
+        await store.load_scripts()
+        job = new_job(body())
+        await store.jobs.enqueue(job)
+        assert (await stored(store, job.id)).state is JobState.AVAILABLE
+    finally:
+        await limited.aclose()
+        await store_redis.acl_deluser(user)
