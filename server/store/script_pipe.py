@@ -19,6 +19,10 @@ it could no longer be matched to their calls); every call still waiting on it
 then fails with `redis.exceptions.ConnectionError`, like a call on a broken
 pooled connection. A script missing from the server's cache (after SCRIPT
 FLUSH or a restart) is sent again as EVAL.
+
+A caller that must not lose a reply when it gives up (a claim of jobs, which would
+otherwise stay leased to nobody) passes `abandoned`: the reply goes there instead,
+whether it came before or after the caller was cancelled.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +44,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+log = logging.getLogger(__name__)
+
 _READ_SIZE = 1 << 16
 
 
@@ -47,6 +55,8 @@ class _Call:
     source: str
     keys: list[str]
     args: list[Any]
+    # Takes the reply of a call whose caller gave up (cancelled, or timed out).
+    abandoned: Callable[[Any], None] | None = None
 
 
 class _Link:
@@ -86,20 +96,36 @@ class ScriptPipe:
         # Closing connections (kept referenced until done).
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def evalsha(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised."""
+    async def evalsha(
+        self,
+        sha: str,
+        source: str,
+        keys: list[str],
+        args: list[Any],
+        *,
+        abandoned: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised.
+
+        `abandoned`: called with the reply if this call is cancelled before its caller took it.
+        """
         link = self._link if self._link is not None and not self._link.closed else await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._send(link, _Call(future, source, keys, args), "EVALSHA", sha)
-        if self._timeout_s is None:
-            return await future
+        self._send(link, _Call(future, source, keys, args, abandoned), "EVALSHA", sha)
         try:
+            if self._timeout_s is None:
+                return await future
             # A timeout cancels `future`: its reply, when it comes, is read and dropped.
             async with asyncio.timeout(self._timeout_s):
                 return await future
         except TimeoutError:
             self._drop(link, RedisConnectionError("the Redis connection was reset after a command timed out"))
             raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s") from None
+        except asyncio.CancelledError:
+            # Cancelled after the reply came but before this task took it: the reply is the caller's to give up.
+            if abandoned is not None and future.done() and not future.cancelled() and future.exception() is None:
+                _hand_over(abandoned, future.result())
+            raise
 
     def _send(self, link: _Link, call: _Call, command: str, script: str) -> None:
         link.outgoing.append(hiredis.pack_command((command, script, len(call.keys), *call.keys, *call.args)))
@@ -156,6 +182,8 @@ class ScriptPipe:
             raise RedisConnectionError("a reply from Redis came for no command")
         call = link.pending.popleft()
         if call.future.done():  # its caller gave up (cancelled, or timed out)
+            if call.abandoned is not None and not isinstance(reply, hiredis.ReplyError):
+                _hand_over(call.abandoned, reply)
             return
         if isinstance(reply, hiredis.ReplyError):
             error = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
@@ -188,3 +216,11 @@ class ScriptPipe:
             await connection.disconnect()
         with contextlib.suppress(Exception):
             await self._pool.release(connection)
+
+
+def _hand_over(abandoned: Callable[[Any], None], reply: Any) -> None:
+    """A failing handler must not break the reading of the replies after it."""
+    try:
+        abandoned(reply)
+    except Exception:
+        log.exception("handling the reply of an abandoned script call failed")

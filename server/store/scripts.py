@@ -131,9 +131,12 @@ class Scripts:
         # Concurrent calls share one write per loop turn on one connection (see script_pipe).
         self._pipe = ScriptPipe.of(redis)
 
-    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    async def call(
+        self, name: str, keys: list[str], args: list[Any], *, abandoned: Callable[[Any], None] | None = None
+    ) -> Any:
+        """The script's reply; `abandoned` gets it instead if the caller is cancelled first (see ScriptPipe)."""
         script = self._scripts[name]
-        return await self._pipe.evalsha(script.sha, str(script.script), keys, args)
+        return await self._pipe.evalsha(script.sha, str(script.script), keys, args, abandoned=abandoned)
 
     async def preload(self, redis: Redis) -> None:
         """Load every script now, so a bad script fails at startup, not on first use."""
