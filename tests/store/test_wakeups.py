@@ -78,3 +78,21 @@ async def test_long_polls_in_both_processes_are_woken_by_a_batch_enqueued_in_one
     fetched = await asyncio.wait_for(asyncio.gather(*polls), DELIVERY_S)
     assert sorted(j.id for jobs in fetched for j in jobs) == sorted(stored.id for stored, _ in enqueued)
     assert all(len(jobs) == 1 for jobs in fetched)
+
+
+async def test_a_full_stream_notices_jobs_settled_through_another_process(processes: list[JobService]) -> None:
+    here, there = processes
+    for i in range(4):
+        await there.enqueue(job(i))
+    stream = here.stream([QUEUE], worker_id="w", max_concurrent=2, visibility_timeout_ms=None)
+    try:
+        (first,) = await asyncio.wait_for(anext(stream), DELIVERY_S)
+        (second,) = await asyncio.wait_for(anext(stream), DELIVERY_S)
+        # One settled here, the other through the other process: only a look at Redis shows that.
+        await here.ack(first.id, result_json=None, worker_id="w")
+        await there.ack(second.id, result_json=None, worker_id="w")
+        (third,) = await asyncio.wait_for(anext(stream), DELIVERY_S)
+        (fourth,) = await asyncio.wait_for(anext(stream), DELIVERY_S)
+        assert len({first.id, second.id, third.id, fourth.id}) == 4
+    finally:
+        await stream.aclose()
