@@ -8,6 +8,8 @@ Jobs this process enqueues wake its own waiters directly (`wake_local`), before
 the enqueue is even sent: their fetches then go out on the same connection right
 behind it and find the job without waiting for the notification to come back.
 Those notifications carry the process's origin, and the process skips them.
+That order holds unless the enqueue's script had to be sent again (after a
+SCRIPT FLUSH or a Redis restart): then every waiter is woken once more.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from server.store.keys import KeySchema
+from server.store.script_pipe import ScriptPipe
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class JobNotifier:
 
     def __init__(self, redis: Redis, keys: KeySchema, *, origin: str = "", idle_s: float = _IDLE_S) -> None:
         self._pool = redis.connection_pool
+        self._pipe = ScriptPipe.of(redis)
         self._keys = keys
         self._own_suffix = b"\0" + origin.encode() if origin else None
         self._idle_s = idle_s
@@ -84,11 +88,15 @@ class JobNotifier:
     def start(self) -> None:
         """Allow subscribing; the subscription itself starts with the first watch."""
         self._started = True
+        # A script sent again ran after the fetches written behind it, woken for the jobs it made available.
+        self._pipe.resend_observers.append(self.wake_all)
         if self._watch_count:
             self._ensure_listening()
 
     async def stop(self) -> None:
         self._started = False
+        with contextlib.suppress(ValueError):
+            self._pipe.resend_observers.remove(self.wake_all)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

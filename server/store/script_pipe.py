@@ -18,7 +18,8 @@ A call that gets no reply within the client's socket timeout fails with
 it could no longer be matched to their calls); every call still waiting on it
 then fails with `redis.exceptions.ConnectionError`, like a call on a broken
 pooled connection. A script missing from the server's cache (after SCRIPT
-FLUSH or a restart) is sent again as EVAL.
+FLUSH or a restart) is sent again as EVAL; the calls written after it then ran
+before it, which `resend_observers` are told.
 
 A caller that must not lose a reply when it gives up (a claim of jobs, which would
 otherwise stay leased to nobody) passes `abandoned`: the reply goes there instead,
@@ -95,6 +96,8 @@ class ScriptPipe:
         self._connecting: asyncio.Lock | None = None
         # Closing connections (kept referenced until done).
         self._closing: set[asyncio.Future[None]] = set()
+        # Called when a call is sent again as EVAL: the calls written behind it ran first (see JobNotifier).
+        self.resend_observers: list[Callable[[], None]] = []
 
     async def evalsha(
         self,
@@ -190,6 +193,8 @@ class ScriptPipe:
             if isinstance(error, NoScriptError):
                 # Not in the script cache (flushed, or a new server): send the text once; EVAL caches it.
                 self._send(link, call, "EVAL", call.source)
+                for observer in self.resend_observers:
+                    observer()
                 return
             call.future.set_exception(error)
             return

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from server.service.jobs import JobService
 from server.store.facade import Store
 from server.store.notifications import JobNotifier
+from server.store.scripts import packaged_program
 
 QUEUE = "wakeups"
 # Well short of the waiters' periodic re-check (RECHECK_S): a delivery within it was woken.
@@ -96,3 +97,20 @@ async def test_a_full_stream_notices_jobs_settled_through_another_process(proces
         assert len({first.id, second.id, third.id, fourth.id}) == 4
     finally:
         await stream.aclose()
+
+
+async def test_a_local_waiter_gets_the_job_when_the_enqueue_had_to_be_sent_again(
+    processes: list[JobService], store_redis: Redis
+) -> None:
+    here = processes[0]
+    poll = asyncio.ensure_future(
+        here.fetch([QUEUE], count=1, worker_id="w", visibility_timeout_ms=None, wait_ms=30_000)
+    )
+    await asyncio.sleep(0.2)
+    # The fetch script is cached, the enqueue script is not: the poll's fetch, written right behind the
+    # enqueue, runs before the enqueue is sent again as EVAL.
+    await store_redis.script_flush()
+    await store_redis.script_load(packaged_program("fetch"))
+    stored, _ = await here.enqueue(job(1))
+    (fetched,) = await asyncio.wait_for(poll, DELIVERY_S)
+    assert fetched.id == stored.id
