@@ -23,12 +23,17 @@ from bench.load import (
 
 
 async def stream_batch_ackbatch_grpc(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
-    """One StreamJobBatches call (`batch` = max_concurrent, whole claims per message), one AckBatch per message."""
+    """One StreamJobBatches call with `concurrency` batches of `batch` jobs in flight, one AckBatch per message.
+
+    The window (max_concurrent) holds several messages, as a worker keeps working on some batches while it
+    acks others; with a window of one batch, the stream could claim nothing between a batch's delivery
+    and its ack.
+    """
     worker_id = c.worker_id(0)
     stream = worker_pb2.StreamJobsRequest(
-        queues=[spec.queue], worker_id=worker_id, max_concurrent=spec.batch, json_only=True
+        queues=[spec.queue], worker_id=worker_id, max_concurrent=spec.batch * spec.concurrency, json_only=True
     )
-    request = worker_pb2.StreamJobBatchesRequest(stream=stream)
+    request = worker_pb2.StreamJobBatchesRequest(stream=stream, max_batch=spec.batch)
 
     async def ack(message: worker_pb2.JobBatch) -> int:
         return await ack_batch(c, message.jobs, worker_id, tally)

@@ -123,8 +123,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     _scenario(
         "stream_batch_ackbatch_grpc", "processing",
-        "gRPC StreamJobBatches max_concurrent 100 + one AckBatch per message", "stream_batch_ackbatch_grpc",
-        jobs=50_000, quick_jobs=5_000, batch=100, needs_ack_batch=True,
+        "gRPC StreamJobBatches of 100, 4 in flight + one AckBatch per message", "stream_batch_ackbatch_grpc",
+        jobs=50_000, quick_jobs=5_000, concurrency=4, batch=100, needs_ack_batch=True,
     ),
     _scenario(
         "fetch100_ackbatch_http", "processing", "HTTP fetch 100 + one POST /workers/ack/batch, 4 workers",

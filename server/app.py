@@ -192,7 +192,7 @@ class Application:
 
     def _build_services(self, redis: Redis, store: Store) -> tuple[OJSServicer, AdminService]:
         settings = self.settings
-        self._notifier = JobNotifier(redis, store.keys)
+        self._notifier = JobNotifier(redis, store.keys, origin=store.origin)
         self._notifier.start()
         # An idle blocking read must end well within the command timeout.
         block_ms = max(100, min(2000, settings.redis_command_timeout_ms // 2))

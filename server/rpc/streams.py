@@ -74,30 +74,30 @@ class StreamRpcs:
         self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[job_pb2.Job]:
         # One job per message: a stream closed between two messages has delivered exactly those sent.
-        async for messages in self._stream(request, context, max_batch=1):
+        async for messages, _ in self._stream(request, context, max_batch=1):
             for message in messages:
                 yield message
 
     async def job_batches(
         self, request: worker_pb2.StreamJobBatchesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[worker_pb2.JobBatch]:
-        async for messages in self._stream(request.stream, context, max_batch=request.max_batch):
+        async for messages, sizes in self._stream(request.stream, context, max_batch=request.max_batch):
             # Split where a message would grow past what a reply may carry.
-            batch, size = worker_pb2.JobBatch(), 0
-            for message in messages:
-                length = message.ByteSize() + 8
-                if batch.jobs and size + length > FETCH_REPLY_MAX_BYTES:
-                    yield batch
-                    batch, size = worker_pb2.JobBatch(), 0
-                batch.jobs.append(message)
+            start, size = 0, 0
+            for index, length in enumerate(sizes):
+                length += 8
+                if index > start and size + length > FETCH_REPLY_MAX_BYTES:
+                    yield worker_pb2.JobBatch(jobs=messages[start:index])
+                    start, size = index, 0
                 size += length
-            if batch.jobs:
-                yield batch
+            yield worker_pb2.JobBatch(jobs=messages[start:])
 
     async def _stream(
         self, request: worker_pb2.StreamJobsRequest, context: grpc.aio.ServicerContext[Any, Any], *, max_batch: int
-    ) -> AsyncIterator[list[job_pb2.Job]]:
-        """The stream's jobs as messages, claimed `max_batch` at a time (0: whatever one claim got)."""
+    ) -> AsyncIterator[tuple[list[job_pb2.Job], list[int]]]:
+        """The stream's jobs as messages and their sizes, claimed `max_batch` at a time (0: whatever one claim got).
+
+        Never an empty list."""
         try:
             async for batch in self._job_service.stream(
                 list(request.queues),
@@ -109,34 +109,40 @@ class StreamRpcs:
                 max_batch=max_batch,
             ):
                 claimed_ns = time.time_ns()
-                messages = await self._deliverable(batch, request.worker_id, json_only=request.json_only)
+                messages, sizes = await self._deliverable(batch, request.worker_id, json_only=request.json_only)
                 if messages:
                     tracer = tracing.TRACER
                     if tracer is not None:
                         metadata = context.invocation_metadata()
                         spans.fetched(tracer, request.queues, request.worker_id, batch, claimed_ns, metadata)
-                    yield messages
+                    yield messages, sizes
         except OJSError as exc:
             await abort_with(context, exc)
         if self._job_service.stopping.is_set():
             await abort_with(context, OJSError(ErrorCode.BACKEND_UNAVAILABLE, "the server is shutting down"))
 
-    async def _deliverable(self, batch: list[StoredJob], worker_id: str, *, json_only: bool) -> list[job_pb2.Job]:
-        """The claimed jobs rendered; one whose data cannot be sent is failed, one too large ends the stream."""
+    async def _deliverable(
+        self, batch: list[StoredJob], worker_id: str, *, json_only: bool
+    ) -> tuple[list[job_pb2.Job], list[int]]:
+        """The claimed jobs rendered, and their sizes; one whose data cannot be sent is failed, one too large ends
+        the stream."""
         messages: list[job_pb2.Job] = []
+        sizes: list[int] = []
         rendered: list[StoredJob] = []
         for index, stored in enumerate(batch):
             message = render(stored, json_only=json_only)
             if message is None:
                 await self._job_service.fail_undeliverable([stored], worker_id)
                 continue
-            if message.ByteSize() > FETCH_REPLY_MAX_BYTES:
+            size = message.ByteSize()
+            if size > FETCH_REPLY_MAX_BYTES:
                 # None of this claim will be sent now: it all goes back.
                 await self._job_service.give_back([*rendered, *batch[index:]], worker_id)
                 raise too_large_to_deliver(stored)
             messages.append(message)
+            sizes.append(size)
             rendered.append(stored)
-        return messages
+        return messages, sizes
 
     async def events(
         self, request: events_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -68,6 +68,9 @@ class _StreamWindow:
     def __init__(self) -> None:
         self.held: dict[str, int] = {}
         self.changed = asyncio.Event()
+        # A job of the window was settled through this process since the last re-check: its worker's
+        # settlements come here, so there is nothing to look up in Redis yet.
+        self.settled_here = False
 
 
 class JobService:
@@ -104,7 +107,8 @@ class JobService:
         """
         job = parse_enqueue(envelope, now_ms=self._clock.now_ms())
         check_job_size(job, self._max_job_bytes)
-        outcome = await self._store.jobs.enqueue(job)
+        own = self._wake_local([job])
+        outcome = await self._store.jobs.enqueue(job, own_notification=own)
         if outcome.existing is not None:
             return outcome.existing, True
         return _stored(job, outcome), False
@@ -152,11 +156,30 @@ class JobService:
             jobs.append(job)
         if errors:
             raise batch_error(errors, len(entries))
-        outcomes = await self._store.jobs.enqueue_batch(jobs, now_ms=now)
+        own = self._wake_local(jobs)
+        outcomes = await self._store.jobs.enqueue_batch(jobs, now_ms=now, own_notification=own)
         return [
             (outcome.existing, True) if outcome.existing is not None else (_stored(job, outcome), False)
             for job, outcome in zip(jobs, outcomes, strict=True)
         ]
+
+    def _wake_local(self, jobs: Sequence[NewJob]) -> bool:
+        """Wake this process's waiters of the queues these jobs are about to become available in.
+
+        Done before the enqueue is sent: their fetches then follow it on the same connection and find the
+        jobs without waiting for the notification to come back. True: the enqueue's notification is to be
+        marked as this process's (the notifier skips it).
+        """
+        notifier = self._notifier
+        if notifier is None:
+            return False
+        if len(jobs) == 1:
+            if jobs[0].initial_state is JobState.AVAILABLE:
+                notifier.wake_local(jobs[0].queue)
+            return True
+        for queue in {job.queue for job in jobs if job.initial_state is JobState.AVAILABLE}:
+            notifier.wake_local(queue)
+        return True
 
     async def get(self, job_id: str) -> StoredJob:
         job = await self._store.jobs.get(_job_id(job_id)) if is_uuid7(job_id) else None
@@ -199,17 +222,8 @@ class JobService:
     async def _claim(
         self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
     ) -> list[StoredJob]:
-        """Claim jobs; a caller cancelled meanwhile (a client gone, a deadline passed) gives them back at once."""
-        claim = asyncio.ensure_future(self._claim_now(queues, count, worker_id, visibility_timeout_ms))
-        try:
-            return await asyncio.shield(claim)
-        except asyncio.CancelledError:
-            claim.add_done_callback(lambda done: self._release_claimed(done, worker_id))
-            raise
-
-    async def _claim_now(
-        self, queues: list[str], count: int, worker_id: str, visibility_timeout_ms: int | None
-    ) -> list[StoredJob]:
+        """Claim jobs; those claimed for a caller cancelled meanwhile (a client gone, a deadline passed, a stream
+        closed) go back to their queues at once, not when their leases run out."""
         return await self._store.leases.fetch(
             queues,
             count=count,
@@ -218,6 +232,7 @@ class JobService:
             default_lease_ms=self._default_lease_ms,
             now_ms=self._clock.now_ms(),
             default_timeout_ms=self._default_timeout_ms,
+            abandoned=lambda jobs: self._release(jobs, worker_id),
         )
 
     async def fetch(
@@ -241,6 +256,7 @@ class JobService:
         with self._notifier.watch(ordered) as watch:
             while not self.stopping.is_set():
                 # Registered before this check, so a job arriving now still wakes the wait below.
+                watch.clear()
                 jobs = await self._claim(ordered, count, worker_id, visibility_timeout_ms)
                 remaining = deadline - loop.time()
                 if jobs or remaining <= 0:
@@ -262,7 +278,8 @@ class JobService:
         Jobs come in lists of at most `max_batch` (0: whatever one claim got). A job
         stops counting once it is no longer active under the lease it was streamed
         with (acked, nacked, cancelled or re-leased). Acks served by this process wake
-        the stream at once; acks elsewhere are noticed by a short re-check.
+        the stream at once; acks elsewhere are noticed by a short re-check, which is
+        skipped while this process sees the stream's jobs settled.
         """
         ordered, size = self._fetch_args(queues, max_concurrent, visibility_timeout_ms, worker_id)
         if max_batch < 0:
@@ -276,18 +293,16 @@ class JobService:
             with self._notifier.watch(ordered) as watch:
                 while not self.stopping.is_set():
                     if window.held and loop.time() >= recheck_at:
-                        await self._recheck(window)
+                        if window.settled_here:
+                            window.settled_here = False
+                        else:
+                            await self._recheck(window)
                         recheck_at = loop.time() + SETTLE_RECHECK_S
                     free = size - len(window.held)
                     if free > 0:
-                        claim = asyncio.ensure_future(self._claim_now(ordered, free, worker_id, visibility_timeout_ms))
-                        try:
-                            jobs = await asyncio.shield(claim)
-                        except asyncio.CancelledError:
-                            # The stream closed while jobs were being claimed for it: they go
-                            # back to their queues now, not when their leases run out.
-                            claim.add_done_callback(lambda done: self._release_claimed(done, worker_id))
-                            raise
+                        # This claim covers every wake-up so far; one during it means another look.
+                        watch.clear()
+                        jobs = await self._claim(ordered, free, worker_id, visibility_timeout_ms)
                         step = max_batch or len(jobs) or 1
                         handed = 0
                         try:
@@ -346,10 +361,6 @@ class JobService:
             if state != JobState.ACTIVE.value or current != token:
                 self._forget(job_id, window)
 
-    def _release_claimed(self, claim: asyncio.Future[list[StoredJob]], worker_id: str) -> None:
-        if not claim.cancelled() and claim.exception() is None:
-            self._release(claim.result(), worker_id)
-
     def _release(self, jobs: Sequence[StoredJob], worker_id: str) -> None:
         """Put claimed but undelivered jobs back at once, their attempt not counted."""
         if not jobs:
@@ -375,6 +386,7 @@ class JobService:
         """A job was acked or nacked through this process: the streams holding it have room again."""
         for window in self._windows_by_job.pop(job_id, ()):
             window.held.pop(job_id, None)
+            window.settled_here = True
             window.changed.set()
 
     def stop_waiting(self) -> None:

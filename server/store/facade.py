@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,8 @@ class Store:
         jitter: Callable[[], float] = draw_jitter,
     ) -> None:
         retention = retention or Retention()
+        # Marks the notifications of this store's enqueues (see StoreContext.origin_script_context).
+        self.origin = secrets.token_hex(8)
         self._ctx = StoreContext(
             redis=redis,
             keys=keys,
@@ -45,6 +48,7 @@ class Store:
             events_maxlen=events_maxlen,
             retention=retention,
             script_context=script_context(keys, retention),
+            origin_script_context=script_context(keys, retention, origin=self.origin),
             jitter=jitter,
         )
         self.jobs = JobStore(self._ctx)

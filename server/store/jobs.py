@@ -21,12 +21,15 @@ class JobStore:
         self._ctx = ctx
 
     @translate_redis_errors
-    async def enqueue(self, job: NewJob) -> EnqueueOutcome:
+    async def enqueue(self, job: NewJob, *, own_notification: bool = False) -> EnqueueOutcome:
+        """`own_notification`: the caller wakes this process's waiters itself; its notification is marked as this
+        process's (see StoreContext.origin_script_context)."""
         c = self._ctx
+        context = c.origin_script_context if own_notification else c.script_context
         reply = await c.scripts.call(
             "enqueue",
             [*insert_keys(c.keys, job), c.keys.active],
-            [job.created_at_ms, c.events_maxlen, c.script_context, codec.dumps(insert_entry(job))],
+            [job.created_at_ms, c.events_maxlen, context, codec.dumps(insert_entry(job))],
         )
         status = status_of(reply[0], "enqueue")
         if status is ScriptStatus.OK:
@@ -46,14 +49,20 @@ class JobStore:
         raise unexpected("enqueue", status)
 
     @translate_redis_errors
-    async def enqueue_batch(self, jobs: Sequence[NewJob], *, now_ms: int) -> list[EnqueueOutcome]:
-        """All or nothing; an "ignore" uniqueness hit yields the existing job for that entry."""
+    async def enqueue_batch(
+        self, jobs: Sequence[NewJob], *, now_ms: int, own_notification: bool = False
+    ) -> list[EnqueueOutcome]:
+        """All or nothing; an "ignore" uniqueness hit yields the existing job for that entry.
+
+        `own_notification`: as for `enqueue`.
+        """
         c = self._ctx
         k = c.keys
         # One JSON argument for the whole batch: packing thousands of separate
         # arguments costs the client more than the script's decoding.
         entries = codec.dumps([insert_entry(job) for job in jobs])
-        args: list[Any] = [now_ms, c.events_maxlen, c.script_context, entries]
+        context = c.origin_script_context if own_notification else c.script_context
+        args: list[Any] = [now_ms, c.events_maxlen, context, entries]
         reply = await c.scripts.call("enqueue_batch", [k.queues, k.sequence, k.events, k.expiring, k.active], args)
         status = status_of(reply[0], "enqueue_batch")
         if status is ScriptStatus.DUPLICATE:

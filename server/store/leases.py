@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from server.domain.job import StoredJob
@@ -32,7 +32,9 @@ class LeaseStore:
         default_lease_ms: int,
         now_ms: int,
         default_timeout_ms: int = 0,
+        abandoned: Callable[[list[StoredJob]], None] | None = None,
     ) -> list[StoredJob]:
+        """Claim up to `count` jobs; `abandoned` gets the jobs claimed for a caller cancelled meanwhile."""
         c = self._ctx
         k = c.keys
         keys = [k.active, k.events, k.sequence, k.expiring, k.workers, k.paused]
@@ -56,8 +58,9 @@ class LeaseStore:
                 c.script_context,
                 *queues,
             ],
+            abandoned=None if abandoned is None else lambda reply: abandoned(_claimed(reply)),
         )
-        return [codec.decode_job(job_id.decode(), flat, history, changes) for flat, history, changes, job_id in reply]
+        return _claimed(reply)
 
     async def ack(
         self,
@@ -223,6 +226,10 @@ class LeaseStore:
             ],
         )
         return int(examined), int(expired)
+
+
+def _claimed(reply: list[Any]) -> list[StoredJob]:
+    return [codec.decode_job(job_id.decode(), flat, history, changes) for flat, history, changes, job_id in reply]
 
 
 def _job_prefixes(keys: KeySchema) -> list[str]:

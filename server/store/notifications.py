@@ -3,6 +3,13 @@
 The Lua scripts publish the available set of a queue whenever jobs become
 available in it. Long polls and job streams wait here instead of polling Redis,
 so an idle worker costs Redis nothing beyond this one subscription.
+
+Jobs this process enqueues wake its own waiters directly (`wake_local`), before
+the enqueue is even sent: their fetches then go out on the same connection right
+behind it and find the job without waiting for the notification to come back.
+Those notifications carry the process's origin, and the process skips them.
+That order holds unless the enqueue's script had to be sent again (after a
+SCRIPT FLUSH or a Redis restart): then every waiter is woken once more.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from server.store.keys import KeySchema
+from server.store.script_pipe import ScriptPipe
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ class QueueWatch:
 
     def wake(self) -> None:
         self._event.set()
+
+    def clear(self) -> None:
+        """A fetch is starting: it covers every wake-up so far."""
+        self._event.clear()
 
     async def wait(self, timeout_s: float) -> bool:
         """True when woken (the flag is then cleared), False on timeout."""
@@ -56,11 +68,16 @@ class JobNotifier:
     process that only enqueues or settles does no work on the notifications, its
     own included. Messages are read and parsed with hiredis straight from the
     socket, not through redis-py's generic pub/sub machinery.
+
+    `origin`: the messages ending in it are this process's own (see the store's
+    origin): skipped, since `wake_local` woke the waiters already.
     """
 
-    def __init__(self, redis: Redis, keys: KeySchema, *, idle_s: float = _IDLE_S) -> None:
+    def __init__(self, redis: Redis, keys: KeySchema, *, origin: str = "", idle_s: float = _IDLE_S) -> None:
         self._pool = redis.connection_pool
+        self._pipe = ScriptPipe.of(redis)
         self._keys = keys
+        self._own_suffix = b"\0" + origin.encode() if origin else None
         self._idle_s = idle_s
         self._watches: dict[bytes, set[QueueWatch]] = {}
         self._watch_count = 0
@@ -71,11 +88,15 @@ class JobNotifier:
     def start(self) -> None:
         """Allow subscribing; the subscription itself starts with the first watch."""
         self._started = True
+        # A script sent again ran after the fetches written behind it, woken for the jobs it made available.
+        self._pipe.resend_observers.append(self.wake_all)
         if self._watch_count:
             self._ensure_listening()
 
     async def stop(self) -> None:
         self._started = False
+        with contextlib.suppress(ValueError):
+            self._pipe.resend_observers.remove(self.wake_all)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -107,6 +128,15 @@ class JobNotifier:
                     waiting.discard(watch)
                     if not waiting:
                         del self._watches[name]
+
+    def wake_local(self, queue: str) -> None:
+        """Jobs are being made available in `queue` by this process: wake its watches now.
+
+        Called before the script that makes them available is sent, so the fetches of
+        the woken waiters go out behind it on the same connection.
+        """
+        for watch in self._watches.get(self._keys.available(queue).encode(), ()):
+            watch.wake()
 
     def wake_all(self) -> None:
         for waiting in self._watches.values():
@@ -167,7 +197,11 @@ class JobNotifier:
     def _dispatch(self, reply: list[bytes]) -> None:
         kind = reply[0]
         if kind == b"message":
-            for watch in self._watches.get(reply[2], ()):
+            message: bytes = reply[2]
+            if self._own_suffix is not None and message.endswith(self._own_suffix):
+                return
+            # Another process's marked message: the available set is what comes before its origin.
+            for watch in self._watches.get(message.partition(b"\0")[0], ()):
                 watch.wake()
         elif kind == b"subscribe":
             # Whatever was published while not subscribed is lost: let every waiter look again.

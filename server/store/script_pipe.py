@@ -19,9 +19,14 @@ it could no longer be matched to their calls); every call still waiting on it
 then fails with `redis.exceptions.ConnectionError`, like a call on a broken
 pooled connection. A script missing from the server's cache (after SCRIPT
 FLUSH or a restart) is sent again as EVAL; a function missing from the server
-(after FUNCTION FLUSH or a restart) has its library loaded, then is called again.
-`script` calls a script in the form the server supports: FCALL where it has functions
-(Redis 7, as a connection learns when it opens), else EVALSHA.
+(after FUNCTION FLUSH or a restart) has its library loaded, then is called again;
+either way the calls written after it then ran before it, which `resend_observers`
+are told. `script` calls a script in the form the server supports: FCALL where it has
+functions (Redis 7, as a connection learns when it opens), else EVALSHA.
+
+A caller that must not lose a reply when it gives up (a claim of jobs, which would
+otherwise stay leased to nobody) passes `abandoned`: the reply goes there instead,
+whether it came before or after the caller was cancelled.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import logging
 import re
 import weakref
 from collections.abc import Callable
@@ -43,6 +49,8 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
 
 _READ_SIZE = 1 << 16
 # The error FCALL replies for a function the server does not have.
@@ -70,6 +78,8 @@ class _Call:
     function: str | None = None
     # Its library was loaded after a first attempt found the function missing.
     reloaded: bool = False
+    # Takes the reply of a call whose caller gave up (cancelled, or timed out).
+    abandoned: Callable[[Any], None] | None = None
 
 
 class _Link:
@@ -112,6 +122,8 @@ class ScriptPipe:
         self.functions_allowed = True
         # Closing connections (kept referenced until done).
         self._closing: set[asyncio.Future[None]] = set()
+        # Called when a call is sent again as EVAL: the calls written behind it ran first (see JobNotifier).
+        self.resend_observers: list[Callable[[], None]] = []
 
     def disallow_functions(self) -> None:
         """Run scripts by EVALSHA even where the server has functions (it refused to load them)."""
@@ -119,38 +131,69 @@ class ScriptPipe:
         if self._link is not None:
             self._link.functions = False
 
-    async def evalsha(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised."""
-        return await self._call(lambda link, future: (_Call(future, source, keys, args), "EVALSHA", sha))
+    async def evalsha(
+        self,
+        sha: str,
+        source: str,
+        keys: list[str],
+        args: list[Any],
+        *,
+        abandoned: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised.
+
+        `abandoned`: called with the reply if this call is cancelled before its caller took it.
+        """
+        return await self._call(
+            lambda link, future: (_Call(future, source, keys, args, abandoned=abandoned), "EVALSHA", sha), abandoned
+        )
 
     async def fcall(self, function: str, library: str, keys: list[str], args: list[Any]) -> Any:
         """FCALL `function` (defined by the library whose source is `library`); its reply, or the error it raised."""
-        return await self._call(lambda link, future: _fcall(future, function, library, keys, args))
+        return await self._call(lambda link, future: _fcall(future, function, library, keys, args, None), None)
 
-    async def script(self, script: PipedScript, keys: list[str], args: list[Any]) -> Any:
-        """`script` by FCALL if the server has functions, else by EVALSHA; its reply, or the error it raised."""
+    async def script(
+        self,
+        script: PipedScript,
+        keys: list[str],
+        args: list[Any],
+        *,
+        abandoned: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """`script` by FCALL if the server has functions, else by EVALSHA; its reply, or the error it raised.
+
+        `abandoned`: as for `evalsha`."""
 
         def build(link: _Link, future: asyncio.Future[Any]) -> tuple[_Call, str, str]:
             if link.functions:
-                return _fcall(future, script.function, script.library, keys, args)
-            return _Call(future, script.program, keys, args), "EVALSHA", script.sha
+                return _fcall(future, script.function, script.library, keys, args, abandoned)
+            return _Call(future, script.program, keys, args, abandoned=abandoned), "EVALSHA", script.sha
 
-        return await self._call(build)
+        return await self._call(build, abandoned)
 
-    async def _call(self, build: Callable[[_Link, asyncio.Future[Any]], tuple[_Call, str, str]]) -> Any:
+    async def _call(
+        self,
+        build: Callable[[_Link, asyncio.Future[Any]], tuple[_Call, str, str]],
+        abandoned: Callable[[Any], None] | None,
+    ) -> Any:
         link = self._link if self._link is not None and not self._link.closed else await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         call, command, target = build(link, future)
         self._send(link, call, command, target)
-        if self._timeout_s is None:
-            return await future
         try:
+            if self._timeout_s is None:
+                return await future
             # A timeout cancels `future`: its reply, when it comes, is read and dropped.
             async with asyncio.timeout(self._timeout_s):
                 return await future
         except TimeoutError:
             self._drop(link, RedisConnectionError("the Redis connection was reset after a command timed out"))
             raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s") from None
+        except asyncio.CancelledError:
+            # Cancelled after the reply came but before this task took it: the reply is the caller's to give up.
+            if abandoned is not None and future.done() and not future.cancelled() and future.exception() is None:
+                _hand_over(abandoned, future.result())
+            raise
 
     def _send(self, link: _Link, call: _Call, command: str, script: str) -> None:
         self._send_packed(link, call, hiredis.pack_command((command, script, len(call.keys), *call.keys, *call.args)))
@@ -216,12 +259,16 @@ class ScriptPipe:
             raise RedisConnectionError("a reply from Redis came for no command")
         call = link.pending.popleft()
         if call.future.done():  # its caller gave up (cancelled, or timed out)
+            if call.abandoned is not None and not isinstance(reply, hiredis.ReplyError):
+                _hand_over(call.abandoned, reply)
             return
         if isinstance(reply, hiredis.ReplyError):
             error = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
             if isinstance(error, NoScriptError):
                 # Not in the script cache (flushed, or a new server): send the text once; EVAL caches it.
                 self._send(link, call, "EVAL", call.source)
+                for observer in self.resend_observers:
+                    observer()
                 return
             if call.function is not None and not call.reloaded and str(error) == _FUNCTION_MISSING:
                 # Not loaded (flushed, or a new server): load its library, then call it once more. The
@@ -232,6 +279,8 @@ class ScriptPipe:
                 load = hiredis.pack_command(load_command)
                 self._send_packed(link, _Call(loaded, "", [], []), load)
                 self._send(link, dataclasses.replace(call, reloaded=True), "FCALL", call.function)
+                for observer in self.resend_observers:
+                    observer()
                 return
             call.future.set_exception(error)
             return
@@ -267,9 +316,14 @@ def _drop_outcome(future: asyncio.Future[Any]) -> None:
 
 
 def _fcall(
-    future: asyncio.Future[Any], function: str, library: str, keys: list[str], args: list[Any]
+    future: asyncio.Future[Any],
+    function: str,
+    library: str,
+    keys: list[str],
+    args: list[Any],
+    abandoned: Callable[[Any], None] | None,
 ) -> tuple[_Call, str, str]:
-    return _Call(future, library, keys, args, function), "FCALL", function
+    return _Call(future, library, keys, args, function, abandoned=abandoned), "FCALL", function
 
 
 async def _has_functions(connection: AbstractConnection) -> bool:
@@ -279,3 +333,11 @@ async def _has_functions(connection: AbstractConnection) -> bool:
     text = info.encode() if isinstance(info, str) else bytes(info)
     match = _VERSION.search(text)
     return match is not None and int(match.group(1)) >= 7
+
+
+def _hand_over(abandoned: Callable[[Any], None], reply: Any) -> None:
+    """A failing handler must not break the reading of the replies after it."""
+    try:
+        abandoned(reply)
+    except Exception:
+        log.exception("handling the reply of an abandoned script call failed")

@@ -191,8 +191,11 @@ class Scripts:
         # Concurrent calls share one write per loop turn on one connection (see script_pipe).
         self._pipe = ScriptPipe.of(redis)
 
-    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._pipe.script(self._scripts[name], keys, args)
+    async def call(
+        self, name: str, keys: list[str], args: list[Any], *, abandoned: Callable[[Any], None] | None = None
+    ) -> Any:
+        """The script's reply; `abandoned` gets it instead if the caller is cancelled first (see ScriptPipe)."""
+        return await self._pipe.script(self._scripts[name], keys, args, abandoned=abandoned)
 
     async def preload(self, redis: Redis) -> None:
         """Load every script now (as functions where the server has them), so a bad one fails at startup.

@@ -69,3 +69,20 @@ async def test_a_negative_max_batch_is_refused(stub: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call.read()
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_claim_too_large_for_one_message_is_split_across_messages(stub: Any) -> None:
+    queue = new_queue("batches")
+    # Six jobs of about 900 kB each: more than one reply may carry (4 MiB), less than two.
+    filler = "x" * 900_000
+    body = {"jobs": [{"type": "batch.big", "args": [i, filler], "options": {"queue": queue}} for i in range(6)]}
+    reply = await stub.EnqueueBatch(job_pb2.EnqueueBatchRequest(batch_json=orjson.dumps(body), ids_only=True))
+    ids = [job.id for job in reply.jobs]
+    stream = W.StreamJobsRequest(queues=[queue], worker_id="big", max_concurrent=6, json_only=True)
+    call = stub.StreamJobBatches(W.StreamJobBatchesRequest(stream=stream))
+    first = await asyncio.wait_for(call.read(), 10)
+    second = await asyncio.wait_for(call.read(), 10)
+    call.cancel()
+    assert len(first.jobs) == 4 and len(second.jobs) == 2
+    assert sorted(job.id for job in [*first.jobs, *second.jobs]) == sorted(ids)
+    assert max(first.ByteSize(), second.ByteSize()) <= 4 * 1024 * 1024

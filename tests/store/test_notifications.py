@@ -80,3 +80,34 @@ async def test_the_subscription_ends_after_the_last_watch_and_comes_back_with_th
         assert await watch.wait(5)
         await store_redis.publish(keys.notify_channel, keys.available("a"))
         assert await watch.wait(5)
+
+
+async def test_own_messages_are_skipped_and_other_processes_messages_wake(store_redis: Redis, keys: KeySchema) -> None:
+    notifier = JobNotifier(store_redis, keys, origin="me", idle_s=0.2)
+    notifier.start()
+    try:
+        with notifier.watch(["a"]) as watch:
+            assert await watch.wait(5)
+
+            async def subscribed() -> bool:
+                return await subscribers(store_redis, keys.notify_channel) == 1
+
+            await eventually(subscribed)
+            available = keys.available("a").encode()
+            # This process woke its waiters itself (wake_local) when it sent what published this.
+            await store_redis.publish(keys.notify_channel, available + b"\0me")
+            assert not await watch.wait(0.2)
+            await store_redis.publish(keys.notify_channel, available + b"\0someone-else")
+            assert await watch.wait(5)
+            await store_redis.publish(keys.notify_channel, available)
+            assert await watch.wait(5)
+    finally:
+        await notifier.stop()
+
+
+async def test_wake_local_wakes_the_watches_of_its_queue_only(notifier: JobNotifier) -> None:
+    with notifier.watch(["a"]) as watch_a, notifier.watch(["b", "c"]) as watch_bc:
+        assert await watch_a.wait(5) and await watch_bc.wait(5)
+        notifier.wake_local("c")
+        assert await watch_bc.wait(1)
+        assert not await watch_a.wait(0.1)

@@ -135,3 +135,46 @@ async def test_a_script_runs_as_a_function_where_the_server_has_them(client: Red
         await client.function_delete(function)
     else:
         assert await client.script_exists(sha(ECHO)) == [True]
+
+
+async def test_the_reply_of_a_cancelled_call_goes_to_its_abandoned_handler(client: Redis) -> None:
+    pipe = ScriptPipe(client)
+    await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["warm"])
+    handed: list[Any] = []
+    got = asyncio.get_running_loop().create_future()
+
+    def abandoned(reply: Any) -> None:
+        handed.append(reply)
+        got.set_result(None)
+
+    # Cancelled before the reply comes: the reader hands it over when it arrives.
+    call = asyncio.ensure_future(pipe.evalsha(sha(ECHO), ECHO, ["k"], ["gone"], abandoned=abandoned))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(got, 5)
+    assert handed == [[b"gone", b"k"]]
+    # A call that completes normally does not involve the handler.
+    assert await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["kept"], abandoned=abandoned) == [b"kept", b"k"]
+    assert handed == [[b"gone", b"k"]]
+
+
+async def test_a_reply_that_came_before_the_cancellation_goes_to_the_abandoned_handler(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = ScriptPipe(client)
+    await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["warm"])
+    handed: list[Any] = []
+    call = asyncio.ensure_future(pipe.evalsha(sha(ECHO), ECHO, ["k"], ["late"], abandoned=handed.append))
+    original = pipe._deliver
+
+    def deliver_then_cancel(link: Any, reply: Any) -> None:
+        # The reply is set on the call's future; its task is cancelled before it resumes to take it.
+        original(link, reply)
+        call.cancel()
+
+    monkeypatch.setattr(pipe, "_deliver", deliver_then_cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert handed == [[b"late", b"k"]]
