@@ -26,9 +26,12 @@ def dumps(value: Any) -> bytes:
 def new_job_fields(job: NewJob) -> list[str]:
     """Flat field/value list for HSET, all strings (state and enqueued_at are set by the script, see insert_job.lua).
 
-    The id is not a field: the hash's key carries it, and every reader knows the key.
+    Readers here take the id from the hash's key; the `id` field is still written because servers of
+    earlier versions, which read it, may share the Redis during a rolling upgrade.
     """
     flat = [
+        "id",
+        job.id,
         "type",
         job.type,
         "queue",
@@ -180,7 +183,7 @@ def decode_job(
 ) -> StoredJob:
     """A job from its id, its hash as flat pairs, its error history, and fields written after the read.
 
-    Hashes written by earlier versions also hold an `id` field (the same id); it is not read.
+    The hash's `id` field (written for earlier versions) is not read.
     """
     raw = pairs_to_dict(flat_hash)
     if changes:
@@ -240,17 +243,20 @@ def decode_job(
     )
 
 
+_NEVER_AVAILABLE = frozenset({b"scheduled", b"pending"})
+
+
 def _enqueued_at(raw: dict[bytes, bytes]) -> int | None:
     """When the job last became available; None if it never was.
 
     The insert scripts leave enqueued_at out when it equals created_at, and write '' for a job that
-    is not available yet. Hashes written by earlier versions (they have an `id` field) left it out
-    for a job that was never available.
+    is not available yet. Hashes written by earlier versions left it out for a job that was never
+    available: still scheduled or pending, which a hash written now never is without the field.
     """
     value = raw.get(b"enqueued_at")
     if value is not None:
         return int(value) if value else None
-    if b"id" in raw:
+    if raw.get(b"state") in _NEVER_AVAILABLE:
         return None
     created = raw.get(b"created_at")
     return int(created) if created else None
