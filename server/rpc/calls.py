@@ -113,8 +113,11 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             if admission is None:
                 response = await handler(self, request, context)
             else:
-                async with admission.slot(_lane(context)):
+                await admission.enter(_lane(context))
+                try:
                     response = await handler(self, request, context)
+                finally:
+                    admission.leave()
         except OJSError as exc:
             code = GRPC_STATUS[exc.code].name
             await abort_with(context, exc)

@@ -17,7 +17,9 @@ A call that gets no reply within the client's socket timeout fails with
 `redis.exceptions.TimeoutError` and the connection is dropped (replies after
 it could no longer be matched to their calls); every call still waiting on it
 then fails with `redis.exceptions.ConnectionError`, like a call on a broken
-pooled connection. A script missing from the server's cache (after SCRIPT
+pooled connection. One timer per connection watches the oldest call waiting
+(replies come in order, so it is the one to miss its deadline first) instead
+of a timeout scope around every call. A script missing from the server's cache (after SCRIPT
 FLUSH or a restart) is sent again as EVAL.
 """
 
@@ -27,7 +29,6 @@ import asyncio
 import collections
 import contextlib
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -39,14 +40,20 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _READ_SIZE = 1 << 16
+_NO_DEADLINE = float("inf")
 
 
-@dataclass(frozen=True)
 class _Call:
-    future: asyncio.Future[Any]
-    source: str
-    keys: list[str]
-    args: list[Any]
+    """A call waiting for its reply; `deadline` is on the loop's clock (inf: no socket timeout)."""
+
+    __slots__ = ("args", "deadline", "future", "keys", "source")
+
+    def __init__(self, future: asyncio.Future[Any], source: str, keys: list[str], args: list[Any], deadline: float):
+        self.future = future
+        self.source = source
+        self.keys = keys
+        self.args = args
+        self.deadline = deadline
 
 
 class _Link:
@@ -58,6 +65,8 @@ class _Link:
         self.outgoing: list[bytes] = []
         self.flush_scheduled = False
         self.closed = False
+        # Armed while calls wait, for the deadline of the oldest one.
+        self.watchdog: asyncio.TimerHandle | None = None
         reader_args: dict[str, Any] = {"encoding": encoding} if encoding else {}
         self.parser = hiredis.Reader(**reader_args)
         self.reader_task: asyncio.Task[None] | None = None
@@ -89,17 +98,33 @@ class ScriptPipe:
     async def evalsha(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `sha` (whose text is `source`) with `keys` and `args`; its reply, or the error it raised."""
         link = self._link if self._link is not None and not self._link.closed else await self._connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._send(link, _Call(future, source, keys, args), "EVALSHA", sha)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         if self._timeout_s is None:
+            self._send(link, _Call(future, source, keys, args, _NO_DEADLINE), "EVALSHA", sha)
             return await future
-        try:
-            # A timeout cancels `future`: its reply, when it comes, is read and dropped.
-            async with asyncio.timeout(self._timeout_s):
-                return await future
-        except TimeoutError:
-            self._drop(link, RedisConnectionError("the Redis connection was reset after a command timed out"))
-            raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s") from None
+        deadline = loop.time() + self._timeout_s
+        self._send(link, _Call(future, source, keys, args, deadline), "EVALSHA", sha)
+        if link.watchdog is None:
+            link.watchdog = loop.call_at(deadline, self._watch, link)
+        return await future
+
+    def _watch(self, link: _Link) -> None:
+        """The watchdog's turn: fail the calls if the oldest is overdue, else wait for its deadline."""
+        link.watchdog = None
+        if link.closed or not link.pending:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = link.pending[0].deadline
+        if deadline > loop.time():
+            link.watchdog = loop.call_at(deadline, self._watch, link)
+            return
+        # The first caller still waiting sees the timeout, as if it had timed out itself; the rest, a reset.
+        for call in link.pending:
+            if not call.future.done():
+                call.future.set_exception(RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s"))
+                break
+        self._drop(link, RedisConnectionError("the Redis connection was reset after a command timed out"))
 
     def _send(self, link: _Link, call: _Call, command: str, script: str) -> None:
         link.outgoing.append(hiredis.pack_command((command, script, len(call.keys), *call.keys, *call.args)))
@@ -172,6 +197,9 @@ class ScriptPipe:
         if link.closed:
             return
         link.closed = True
+        if link.watchdog is not None:
+            link.watchdog.cancel()
+            link.watchdog = None
         while link.pending:
             call = link.pending.popleft()
             if not call.future.done():
