@@ -128,12 +128,14 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(packaged_program(name)) for name in SCRIPT_NAMES
         }
+        # What a call sends: the sha, and the text for when Redis has not cached the script.
+        self._calls = {name: (script.sha, str(script.script)) for name, script in self._scripts.items()}
         # Concurrent calls share one write per loop turn on one connection (see script_pipe).
         self._pipe = ScriptPipe.of(redis)
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts[name]
-        return await self._pipe.evalsha(script.sha, str(script.script), keys, args)
+        sha, source = self._calls[name]
+        return await self._pipe.evalsha(sha, source, keys, args)
 
     async def preload(self, redis: Redis) -> None:
         """Load every script now, so a bad script fails at startup, not on first use."""
