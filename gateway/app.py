@@ -11,6 +11,7 @@ headers as it is prepared.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
@@ -97,7 +98,8 @@ def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _accepted(accept: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _accepted(accept: str) -> frozenset[str]:
     """Media types an Accept header names with a non-zero quality (wildcards as written)."""
     named = set()
     for item in accept.split(","):
@@ -112,7 +114,8 @@ def _accepted(accept: str) -> set[str]:
                     quality = 0.0
         if quality > 0:
             named.add(media_type.strip().lower())
-    return named
+    # Clients send the same few Accept headers over and over: parsed once each (the cache is bounded).
+    return frozenset(named)
 
 
 def is_supported_version(version: str) -> bool:

@@ -170,7 +170,7 @@ class InProcessContext:
     """The part of `grpc.aio.ServicerContext` a servicer uses, for direct calls."""
 
     def __init__(self, metadata: Metadata = ()) -> None:
-        self._invocation_metadata = tuple((key.lower(), value) for key, value in metadata)
+        self._invocation_metadata = tuple([(key.lower(), value) for key, value in metadata])
         self._code: grpc.StatusCode | None = None
         self._details: str | None = None
         self._trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()

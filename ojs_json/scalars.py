@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -15,10 +16,16 @@ def timestamp(ts: timestamp_pb2.Timestamp) -> str:
     A time given in whole seconds (`"expires_at": "2099-12-31T23:59:59Z"`) thus
     round-trips exactly as the client wrote it.
     """
-    t = time.gmtime(ts.seconds)
-    stamp = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    stamp = _second(ts.seconds)
     millis = ts.nanos // 1_000_000
     return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _second(seconds: int) -> str:
+    """The whole-second part; the times of a reply (and of replies close together) mostly share it."""
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 def duration_ms(d: duration_pb2.Duration) -> int:

@@ -114,10 +114,14 @@ def _positive_ms(value: Any, *, field: str, seconds: bool = False) -> int:
 
 def _option(options: Mapping[str, Any], body: Mapping[str, Any], *names: str) -> tuple[str, Any] | None:
     """First present (non-null) name, looked up in options, then the top level."""
-    for source, prefix in ((options, "options."), (body, "")):
-        for name in names:
-            if source.get(name) is not None:
-                return prefix + name, source[name]
+    for name in names:
+        value = options.get(name)
+        if value is not None:
+            return "options." + name, value
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            return name, value
     return None
 
 

@@ -43,6 +43,11 @@ async def abort_with(context: Context, error: OJSError) -> NoReturn:
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
+# Sent with every reply, after the request id.
+_SERVER_TRAILERS = (
+    ("x-ojs-server-version", IMPLEMENTATION_VERSION),
+    ("x-ojs-conformance-level", str(CONFORMANCE_LEVEL)),
+)
 # Always answered, even when the server sheds load or drains: probes must see how it is.
 _UNGATED = frozenset({"Health", "Manifest"})
 
@@ -113,8 +118,11 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             if admission is None:
                 response = await handler(self, request, context)
             else:
-                async with admission.slot(_lane(context)):
+                await admission.enter(_lane(context))
+                try:
                     response = await handler(self, request, context)
+                finally:
+                    admission.leave()
         except OJSError as exc:
             code = GRPC_STATUS[exc.code].name
             await abort_with(context, exc)
@@ -135,11 +143,7 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
                 frame.metrics.observe_rpc(name, code, transport, time.perf_counter() - started)
         request_id = request_id_of(context)
         context.set_trailing_metadata(
-            (
-                *(((REQUEST_ID_KEY, request_id),) if request_id else ()),
-                ("x-ojs-server-version", IMPLEMENTATION_VERSION),
-                ("x-ojs-conformance-level", str(CONFORMANCE_LEVEL)),
-            )
+            ((REQUEST_ID_KEY, request_id), *_SERVER_TRAILERS) if request_id else _SERVER_TRAILERS
         )
         return response
 

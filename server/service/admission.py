@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from server.domain.errors import ErrorCode, OJSError
 
@@ -59,6 +59,7 @@ class Admission:
         self.retry_after_s = retry_after_s
         self._backend_down = backend_down
         self._lanes: dict[str, deque[asyncio.Future[None]]] = {lane: deque() for lane in LANES}
+        self._queues = tuple(self._lanes.values())
         # Lane order for the next free slot; the lane served last goes to the back.
         self._turns: deque[str] = deque(LANES)
         self.shed = 0
@@ -69,26 +70,28 @@ class Admission:
 
     @property
     def waiting(self) -> int:
-        return sum(len(queue) for queue in self._lanes.values())
+        return sum(len(queue) for queue in self._queues)
 
-    @contextlib.asynccontextmanager
-    async def slot(self, lane: str) -> AsyncIterator[None]:
-        """Hold a slot for the body; raises `backend_unavailable` (with `retry_after_s`) when refused."""
+    async def enter(self, lane: str) -> None:
+        """Take a slot (what `slot` does on entry); `leave` gives it back."""
         reason = self._backend_down()
         if reason is not None:
             self.shed += 1
             raise unavailable(reason, self.retry_after_s)
-        if not self.limit:
-            yield
-            return
-        await self._acquire(lane)
-        try:
-            yield
-        finally:
+        if self.limit:
+            await self._acquire(lane)
+
+    def leave(self) -> None:
+        if self.limit:
             self._release()
 
+    def slot(self, lane: str) -> _Slot:
+        """Hold a slot for the body (`async with`); raises `backend_unavailable` (with `retry_after_s`) when
+        refused."""
+        return _Slot(self, lane)
+
     async def _acquire(self, lane: str) -> None:
-        if self._free > 0 and not self.waiting:
+        if self._free > 0 and not any(self._queues):
             self._free -= 1
             return
         if self.waiting >= self._max_waiting:
@@ -125,3 +128,19 @@ class Admission:
                     waiter.set_result(None)
                     return
         self._free += 1
+
+
+class _Slot:
+    """`async with admission.slot(lane)`: a plain class, cheaper per call than a generator-based manager."""
+
+    __slots__ = ("_admission", "_lane")
+
+    def __init__(self, admission: Admission, lane: str) -> None:
+        self._admission = admission
+        self._lane = lane
+
+    async def __aenter__(self) -> None:
+        await self._admission.enter(self._lane)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission.leave()
