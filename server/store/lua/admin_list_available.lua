@@ -4,6 +4,7 @@
 -- the rank score (100 - priority) * 2^44 + sequence, so it holds one run per priority, each in sequence
 -- order; the sequence counter is shared by all queues and taken when a job becomes available, so
 -- merging every run by sequence gives the order over all queues.
+-- include: type_matches
 -- KEYS[1] queue registry (hash: queue name -> created_at)
 -- ARGV[1] job hash key prefix  ARGV[2] available set key prefix
 -- ARGV[3] lowest enqueued_at ('-inf' or ms)  ARGV[4] highest enqueued_at ('+inf' or ms)
@@ -151,16 +152,6 @@ local function take()
   return entry
 end
 
-local function type_matches(value)
-  if job_type == '' then
-    return true
-  end
-  if type_prefix then
-    return string.sub(value, 1, #job_type) == job_type
-  end
-  return value == job_type
-end
-
 local rows = {}
 local scanned = 0
 local last_sequence, last_id = '', ''
@@ -178,7 +169,7 @@ while #rows < limit and scanned < budget do
   local n = #fields
   local since = tonumber(f[n + 2] or f[n + 3])
   if f[n + 1] == 'available' and since and since >= low and since <= high and
-      (n == 0 or (f[1] and type_matches(f[1]))) then
+      (n == 0 or (f[1] and type_matches(f[1], job_type, type_prefix))) then
     local row = {fmt(since), id}
     for j = 1, n do
       row[j + 2] = f[j] or ''

@@ -1,5 +1,6 @@
 -- admin_list_jobs: one page of an index of hashes (a job state index, see include/index_move.lua, a
 -- queue's available set, the active set, or the workflow index), read-only.
+-- include: type_matches
 -- KEYS[1] the index (zset: id -> score; a time in ms for the state indexes)
 -- ARGV[1] hash key prefix (job or workflow)  ARGV[2] lowest score ('-inf' or ms)  ARGV[3] highest score ('+inf' or ms)
 -- ARGV[4] cursor score or ''  ARGV[5] cursor job id or ''  ARGV[6] page size  ARGV[7] '1' for ascending
@@ -55,16 +56,6 @@ local function start_rank()
   return before
 end
 
-local function type_matches(value)
-  if job_type == '' then
-    return true
-  end
-  if type_prefix then
-    return string.sub(value, 1, #job_type) == job_type
-  end
-  return value == job_type
-end
-
 local rows = {}
 local scanned = 0
 local rank = start_rank()
@@ -97,7 +88,7 @@ while #rows < limit and scanned < budget and not finished do
     else
       f = {redis.call('EXISTS', ARGV[1] .. id) == 1 and '' or false}
     end
-    if f[1] and type_matches(f[1]) and (second == '' or f[2] == second) then
+    if f[1] and type_matches(f[1], job_type, type_prefix) and (second == '' or f[2] == second) then
       local row = {score, id}
       for j = 1, #fields do
         row[j + 2] = f[j] or ''
