@@ -148,10 +148,6 @@ class ScriptPipe:
             lambda link, future: (_Call(future, source, keys, args, abandoned=abandoned), "EVALSHA", sha), abandoned
         )
 
-    async def fcall(self, function: str, library: str, keys: list[str], args: list[Any]) -> Any:
-        """FCALL `function` (defined by the library whose source is `library`); its reply, or the error it raised."""
-        return await self._call(lambda link, future: _fcall(future, function, library, keys, args, None), None)
-
     async def script(
         self,
         script: PipedScript,

@@ -204,9 +204,11 @@ class Scripts:
         so they do not pile up with each upgrade (a server still running one loads it again on use)."""
         info = await redis.info("server")
         functions = int(str(info.get("redis_version", "0")).split(".")[0] or 0) >= 7
+        scripts = list(self._scripts.values())
         if functions:
-            functions = await self._functions_allowed(redis)
-        for script in self._scripts.values():
+            # Loading the first library is the probe: on success only the others are left to load.
+            functions = await self._functions_allowed(redis, scripts[0])
+        for script in scripts[1:] if functions else scripts:
             if functions:
                 await redis.function_load(script.library, replace=True)
             else:
@@ -217,9 +219,8 @@ class Scripts:
                 if _OWN_LIBRARY.match(stale):
                     await redis.function_delete(stale)
 
-    async def _functions_allowed(self, redis: Redis) -> bool:
-        """Whether this server lets us load function libraries; if not, scripts run by EVALSHA from now on."""
-        first = next(iter(self._scripts.values()))
+    async def _functions_allowed(self, redis: Redis, first: PipedScript) -> bool:
+        """Load `first` as a function library; if the server refuses, scripts run by EVALSHA from now on."""
         try:
             await redis.function_load(first.library, replace=True)
         except ResponseError as exc:
