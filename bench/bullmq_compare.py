@@ -44,6 +44,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bench.server import stop_process
+
 BULLMQ_DIR = Path(__file__).resolve().parent / "bullmq"
 BENCH_SCRIPT = BULLMQ_DIR / "bench.mjs"
 
@@ -153,13 +155,7 @@ async def _redis_server(binary: str, persistence: str) -> AsyncIterator[str]:
             await _wait_redis(url, process)
             yield url
         finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 15)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+            await stop_process(process)
 
 
 async def _wait_redis(url: str, process: asyncio.subprocess.Process) -> None:

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from bench.floor_server import CHAT, ECHO
 from bench.load import Budget, Clients, LoadFunction, LoadKind, LoadSpec, SharedCount, Tally, in_parallel, job_json
 from bench.metrics import figure, percentile
-from bench.server import REPO, free_port
+from bench.server import REPO, free_port, stop_process
 
 # Calls before the clock starts: connections opened, scripts loaded, caches warm.
 _WARM_UP = 200
@@ -248,13 +248,7 @@ async def floor_server() -> AsyncIterator[FloorServer]:
             raise RuntimeError(f"the floor server did not start (exit {process.returncode})")
         yield FloorServer(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process.pid)
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
 
 
 def _spec(floor: Floor, *, quick: bool, target: str) -> LoadSpec:

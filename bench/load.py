@@ -432,6 +432,14 @@ async def consume_stream(
         await asyncio.gather(reader, waiter, *pending, return_exceptions=True)
 
 
+async def fetch_http(c: Clients, budget: Budget, want: int, queue: str, worker_id: str) -> list[Any]:
+    """One POST /workers/fetch of up to `want` jobs; the part of `want` not delivered goes back to `budget`."""
+    body = orjson.dumps({"queues": [queue], "count": want, "worker_id": worker_id})
+    jobs: list[Any] = (await c.post_ok("/ojs/v1/workers/fetch", body, 200))["jobs"]
+    budget.give_back(want - len(jobs))
+    return jobs
+
+
 async def fetch_ack_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, shared: SharedCount) -> None:
     """Worker loops over HTTP: POST /workers/fetch, then POST /workers/ack for each job, all at once."""
     budget = Budget(share)
@@ -447,9 +455,7 @@ async def fetch_ack_http(c: Clients, spec: LoadSpec, share: int, tally: Tally, s
     async def worker(index: int) -> None:
         worker_id = c.worker_id(index)
         while want := budget.take(spec.batch):
-            body = orjson.dumps({"queues": [spec.queue], "count": want, "worker_id": worker_id})
-            jobs = (await c.post_ok("/ojs/v1/workers/fetch", body, 200))["jobs"]
-            budget.give_back(want - len(jobs))
+            jobs = await fetch_http(c, budget, want, spec.queue, worker_id)
             if not jobs:
                 return
             await asyncio.gather(*(ack(job, worker_id) for job in jobs))

@@ -18,6 +18,7 @@ from bench.load import (
     Unimplemented,
     ack_batch,
     consume_stream,
+    fetch_http,
     in_parallel,
 )
 
@@ -48,9 +49,7 @@ async def fetch_ackbatch_http(c: Clients, spec: LoadSpec, share: int, tally: Tal
     async def worker(index: int) -> None:
         worker_id = c.worker_id(index)
         while want := budget.take(spec.batch):
-            body = orjson.dumps({"queues": [spec.queue], "count": want, "worker_id": worker_id})
-            jobs = (await c.post_ok("/ojs/v1/workers/fetch", body, 200))["jobs"]
-            budget.give_back(want - len(jobs))
+            jobs = await fetch_http(c, budget, want, spec.queue, worker_id)
             if not jobs:
                 return
             acks = [{"job_id": job["id"], "lease_token": job["lease_token"]} for job in jobs]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -86,11 +85,19 @@ async def ojs_server(settings: Mapping[str, str] | None = None) -> AsyncIterator
                 external_redis=bool(external),
             )
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
+            await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`; returns once it is gone."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 async def flush(redis: Redis) -> None:
