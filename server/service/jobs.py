@@ -173,10 +173,6 @@ class JobService:
         notifier = self._notifier
         if notifier is None:
             return False
-        if len(jobs) == 1:
-            if jobs[0].initial_state is JobState.AVAILABLE:
-                notifier.wake_local(jobs[0].queue)
-            return True
         for queue in {job.queue for job in jobs if job.initial_state is JobState.AVAILABLE}:
             notifier.wake_local(queue)
         return True
