@@ -100,15 +100,18 @@ def test_a_second_signal_forces_the_exit(launch: Launcher, redis_url: str) -> No
     server = launch(REDIS_URL=redis_url, OJS_KEY_PREFIX=f"sf{uuid.uuid4().hex[:8]}", OJS_SHUTDOWN_TIMEOUT="60")
     server.wait_ready()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        batch = {"jobs": [{"type": "t.batch", "args": [i]} for i in range(BATCH)]}
-        pending = pool.submit(server.request, "POST", "/ojs/v1/jobs/batch", batch)
+        # Two batches of the largest size (10,000 jobs each) keep the server busy well past both signals,
+        # however fast it stores a batch.
+        batch = {"jobs": [{"type": "t.batch", "args": [i]} for i in range(2 * BATCH)]}
+        pending = [pool.submit(server.request, "POST", "/ojs/v1/jobs/batch", batch) for _ in range(2)]
         time.sleep(0.3)
         server.proc.send_signal(signal.SIGTERM)
-        # Apart, so the two are not merged into one pending signal; the batch is still being stored.
+        # Apart, so the two are not merged into one pending signal; the batches are still being stored.
         time.sleep(0.3)
         server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(15)
-        pending.exception(timeout=15)
+        for request in pending:
+            request.exception(timeout=15)
     # Forced: the process does not wait out the 60 s timeout, and says why.
     assert code in (0, 1), server.output
     assert "again; exiting without waiting" in server.output
